@@ -1,0 +1,31 @@
+"""Shared fixtures: paths to the real records, a small simulated PTB-XL database."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REAL = ROOT / "tests" / "fixtures" / "real"  # copies of ../shared/data/real (see its README)
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def sim_db(tmp_path_factory) -> Path:
+    """60 simulated records in the PTB-XL layout (built once per test session)."""
+    from ecgllm.signal.synthetic_db import build_database
+
+    out = tmp_path_factory.mktemp("sim")
+    build_database(out, n=60, seed=3, workers=1, progress=False)
+    return out
