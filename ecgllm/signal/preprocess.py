@@ -242,6 +242,7 @@ def standardize(
     meta["pad_samples"] = pad
     meta["source_fs"] = record.fs
     meta["quality"] = quality_flags(out, fs, list(leads), mask)
+    meta["quality"]["nan_fraction"] = round(nan_count / max(1, record.signal.size), 6)
     return record.replace(
         signal=out, fs=float(fs), leads=list(leads), lead_mask=mask, derived=derived, meta=meta
     )

@@ -86,6 +86,7 @@ def test_nan_samples_interpolated_and_counted():
     out = standardize(rec.replace(signal=x, lead_mask=np.isfinite(x).any(axis=1)))
     assert np.isfinite(out.signal).all()
     assert out.meta["nan_count"] == 10 + 5000
+    assert out.meta["quality"]["nan_fraction"] == pytest.approx(5010 / 60000, abs=1e-6)
     assert not out.lead_mask[7] and out.lead_mask[4]
 
 
