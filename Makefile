@@ -27,6 +27,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/measure.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf runs .pytest_cache
