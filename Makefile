@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/measure.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/build.py
 
 clean:
 	rm -rf runs .pytest_cache

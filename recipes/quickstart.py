@@ -4,9 +4,9 @@
 
 Today it (1) simulates a PTB-XL-layout database with known labels and intervals, (2) reads it
 back through the same PTB-XL reader real data uses, standardizes every record (500 Hz, 10 s,
-12 leads) and measures it, and (3) prints what it found against the simulator's truth. Later
-stages (instruction data, training, evaluation, export) attach here as they land.
-Re-running reuses the simulated database when --n and --seed match.
+12 leads), measures it and prints what it found against the simulator's truth, and (3) builds
+the instruction dataset (signals + rendered pages + samples of every task family). Later stages
+(training, evaluation, export) attach here as they land. Re-running reuses finished steps.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ecgllm.data import BuildConfig, build_dataset  # noqa: E402
 from ecgllm.signal import PTBXL, measure, standardize  # noqa: E402
 from ecgllm.signal.synthetic_db import build_database  # noqa: E402
 
@@ -37,12 +38,12 @@ def simulate_step(out: Path, n: int, seed: int, workers: int) -> Path:
         and json.loads(stamp.read_text()) == want
         and (root / "ptbxl_database.csv").exists()
     ):
-        print(f"[1/2] simulated database: reusing {root}")
+        print(f"[1/3] simulated database: reusing {root}")
         return root
     s = build_database(root, n=n, seed=seed, workers=workers)
     stamp.write_text(json.dumps(want))
     print(
-        f"[1/2] simulated {s['records']} records of {s['patients']} patients in {s['seconds']:.1f} s -> {root}"
+        f"[1/3] simulated {s['records']} records of {s['patients']} patients in {s['seconds']:.1f} s -> {root}"
     )
     return root
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     r = measure_step(root)
     db = r["db"]
     counts = Counter(e.split for e in db.entries)
-    print("[2/2] read back through the PTB-XL reader, standardized and measured:")
+    print("[2/3] read back through the PTB-XL reader, standardized and measured:")
     print(
         "      splits (strat_fold 1-8/9/10): "
         + ", ".join(
@@ -116,8 +117,25 @@ def main(argv: list[str] | None = None) -> None:
     for k, tol in TOL.items():
         v = r["within"][k]
         print(f"        {k:7s} within {tol:>4} : {sum(v) / max(1, len(v)):6.1%} of {len(v)}")
+    b = build_dataset(
+        BuildConfig(
+            source="synthetic",
+            root=str(root),
+            out=str(out / "instruct"),
+            workers=args.workers,
+            seed=args.seed,
+        )
+    )
+    state = (
+        "reused" if b.get("resumed") == "complete" else f"built in {b['seconds']['total']:.1f} s"
+    )
     print(
-        f"done: {len(db)} records simulated, read and measured in {time.perf_counter() - t0:.1f} s; output in {out}"
+        f"[3/3] instruction data {state}: {b['samples']} samples from {b['records']} records -> {out / 'instruct'}"
+    )
+    print("      " + ", ".join(f"{k} {v}" for k, v in b["samples_by_task"].items()))
+    print(
+        f"done: {len(db)} records simulated, measured and turned into {b['samples']} instruction samples "
+        f"in {time.perf_counter() - t0:.1f} s; output in {out}"
     )
 
 

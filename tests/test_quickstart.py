@@ -20,8 +20,9 @@ def test_quickstart_runs_and_resumes(tmp_path):
         "1",
     ]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "[1/2] simulated 40 records" in first.stdout
+    assert "[1/3] simulated 40 records" in first.stdout
+    assert "[3/3] instruction data built" in first.stdout
     assert "patients in two splits: 0; records skipped: 0" in first.stdout
     assert first.stdout.strip().splitlines()[-1].startswith("done: 40 records")
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "reusing" in second.stdout
+    assert "reusing" in second.stdout and "instruction data reused" in second.stdout

@@ -268,6 +268,9 @@ class PTBXL(ECGDatabase):
             meta = {"strat_fold": int(fold), "age": _num(row.get("age")),
                     "sex": {0: "M", 1: "F"}.get(_num(row.get("sex"))),
                     "heart_axis": row.get("heart_axis") if isinstance(row.get("heart_axis"), str) else None}  # fmt: skip
+            for k in ("infarction_stadium1", "infarction_stadium2"):
+                v = row.get(k)
+                meta[k] = v if isinstance(v, str) and v.strip() else None
             for k in self.NOISE_FIELDS:
                 v = row.get(k)
                 meta[k] = v.strip() if isinstance(v, str) and v.strip() else None

@@ -94,6 +94,10 @@ def test_not_a_ptbxl_folder(real, tmp_path):
 
 @pytest.fixture
 def mimic_root(tmp_path):
+    return make_mimic(tmp_path)
+
+
+def make_mimic(tmp_path):
     """A two-study MIMIC-IV-ECG layout with machine measurements (29999 = not measured)."""
     rng = np.random.default_rng(0)
     rows, mm = [], []

@@ -1,0 +1,73 @@
+"""The joined view of a built dataset: each sample with its ECG signal(s) and page image(s).
+
+ds = EcgInstructionDataset("data/instruct", split="train")
+row = ds[0]
+row["messages"], row["signal"].shape, row["images"][0].size   # (n_ecg, 12, 5000) mV float32
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from datasets import load_from_disk
+from PIL import Image
+
+
+class EcgInstructionDataset:
+    """Samples of one split joined with their records (DESIGN.md's row: signal + image + messages).
+
+    `signal` [n_ecg, 12, n] float32 in mV (absent without the signal modality), `lead_mask`
+    [n_ecg, 12] bool, `images` list of PIL images (absent without the image modality).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train"):
+        root = Path(root)
+        for part in ("samples", "records"):
+            if not (root / part).exists():
+                raise FileNotFoundError(
+                    f"{root / part} not found: build the dataset with data_builders/build.py"
+                )
+        samples = load_from_disk(str(root / "samples"))
+        if split not in samples:
+            raise KeyError(f"split {split!r} not in {root / 'samples'} (has {list(samples)})")
+        self.samples = samples[split]
+        self.records = load_from_disk(str(root / "records"))
+        self.index = {rid: i for i, rid in enumerate(self.records["record_id"])}
+        self.has_signal = "signal" in self.records.column_names
+        self.has_image = "image" in self.records.column_names
+        self._masks = self.records["lead_mask"]
+        if self.has_signal:
+            self._signals = self.records.select_columns(["signal"]).with_format("numpy")
+        if self.has_image:
+            self._images = self.records.select_columns(["image"])
+        self.report = (
+            json.loads((root / "build_report.json").read_text())
+            if (root / "build_report.json").exists()
+            else {}
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def record(self, record_id: str) -> dict:
+        return self.records[self.index[record_id]]
+
+    def __getitem__(self, i: int) -> dict:
+        row = dict(self.samples[int(i)])
+        idx = [self.index[r] for r in row["record_ids"]]
+        if self.has_signal and "signal" in row["modalities"]:
+            row["signal"] = np.stack([self._signals[j]["signal"] for j in idx]).astype(np.float32)
+        row["lead_mask"] = np.array([self._masks[j] for j in idx], dtype=bool)
+        if self.has_image and "image" in row["modalities"]:
+            row["images"] = [self._images[j]["image"] for j in idx]
+        return row
+
+
+def load_image(value) -> Image.Image:
+    """A datasets Image value (PIL or {"bytes": ...}) as a PIL image."""
+    if isinstance(value, Image.Image):
+        return value
+    return Image.open(io.BytesIO(value["bytes"]))

@@ -1,0 +1,1 @@
+"""Text side: label vocabularies, report normalisation, templates."""
