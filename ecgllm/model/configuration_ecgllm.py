@@ -1,0 +1,90 @@
+"""Configuration of EcgLlm: an LLM (any AutoModelForCausalLM) that reads ECG signals (built-in
+1-D transformer encoder) and ECG images (any transformers vision tower) through projectors.
+
+    config = EcgLlmConfig(text_config={"model_type": "llama", ...}, vision_config={"model_type":
+                          "siglip_vision_model", ...}, ecg_config={"hidden_size": 128})
+    config.save_pretrained(d); EcgLlmConfig.from_pretrained(d)   # nested configs round-trip
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+class EcgEncoderConfig(PreTrainedConfig):
+    """The built-in ECG encoder: a transformer over time patches of the 12-lead signal.
+
+    n_samples / patch_size tokens (5000 / 50 = 100 for 10 s at 500 Hz), then average-pooled by
+    `pool` (100 / 4 = 25 tokens). Every patch sees all leads; masked (missing) leads are zeroed
+    and a learned embedding of the lead mask tells the encoder which ones are present.
+    """
+
+    model_type = "ecgllm_ecg_encoder"
+    base_config_key = "ecg_config"
+
+    n_leads: int = 12
+    n_samples: int = 5000
+    sampling_rate: float = 500.0
+    patch_size: int = 50
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    dropout: float = 0.0
+    pool: int = 1
+    input_scale: float = 1.0  # multiply mV by this before the patch embedding
+    pretrained_path: str | None = None  # local file of encoder weights (safetensors) to load
+
+    @property
+    def num_tokens(self) -> int:
+        return (self.n_samples // self.patch_size) // self.pool
+
+
+class EcgLlmConfig(PreTrainedConfig):
+    """Nested text/vision/ECG configs, projector types, placeholder token ids, tokens per input.
+
+    `vision_config=None` builds a signal-only model, `ecg_config=None` an image-only one
+    (`ecg_config={}` gives the default ECG encoder).
+    """
+
+    model_type = "ecgllm"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="siglip_vision_model", optional=True
+        ),
+        "ecg_config": SubConfigSpec(config_class=EcgEncoderConfig, optional=True),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    ecg_config: dict | PreTrainedConfig | None = None
+    ecg_projector: Literal["linear", "mlp2x_gelu"] = "mlp2x_gelu"
+    image_projector: Literal["linear", "mlp2x_gelu"] = "mlp2x_gelu"
+    ecg_token_id: int = -1
+    image_token_id: int = -1
+    vision_feature_layer: int = -1
+    image_pool: int = 1  # average-pool the vision tower's patch grid by this factor per side
+    always_run_encoders: bool = True  # run every encoder each training step (ZeRO-3/FSDP need it)
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.text_config is not None and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+
+    @property
+    def num_image_tokens(self) -> int:
+        if self.vision_config is None:
+            return 0
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        return (side // self.image_pool) ** 2
+
+    @property
+    def num_ecg_tokens(self) -> int:
+        return self.ecg_config.num_tokens if self.ecg_config is not None else 0

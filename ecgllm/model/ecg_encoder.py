@@ -1,0 +1,131 @@
+"""The built-in ECG encoder: 12-lead signal [B, 12, n] (mV) -> tokens [B, T, hidden].
+
+A patch embedding over time (every `patch_size` samples of all leads -> one token), learned
+positions and a learned embedding of the lead mask, a pre-norm transformer encoder, optional
+average pooling to fewer tokens. Missing leads (lead_mask False) are zeroed and the present
+ones rescaled by 12 / n_present, so any subset of leads (down to one) gives inputs of the
+usual size.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+from .configuration_ecgllm import EcgEncoderConfig
+
+log = logging.getLogger(__name__)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (written out rather than nn.TransformerEncoderLayer, whose
+    inference fast path switches kernels between runs: saved and reloaded models must give the
+    same outputs bit for bit)."""
+
+    def __init__(self, d: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .reshape(b, t, 3, self.heads, d // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        a = nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.drop.p if self.training else 0.0
+        )
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class EcgEncoder(nn.Module):
+    def __init__(self, config: EcgEncoderConfig):
+        super().__init__()
+        self.config = config
+        n_patches = config.n_samples // config.patch_size
+        self.patch_embed = nn.Linear(config.n_leads * config.patch_size, config.hidden_size)
+        self.lead_embed = nn.Linear(config.n_leads, config.hidden_size, bias=False)
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_patches, config.hidden_size))
+        self.layers = nn.ModuleList(
+            Block(
+                config.hidden_size,
+                config.num_attention_heads,
+                config.intermediate_size,
+                config.dropout,
+            )
+            for _ in range(config.num_hidden_layers)
+        )
+        self.gradient_checkpointing = False
+        self.norm = nn.LayerNorm(config.hidden_size)
+        nn.init.normal_(self.pos_embed, std=0.02)
+
+    def forward(
+        self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ecg_values [B, n_leads, n_samples] in mV; lead_mask [B, n_leads] bool (None: all present).
+        Returns [B, num_tokens, hidden_size]."""
+        cfg = self.config
+        b, n_leads, n = ecg_values.shape
+        if n_leads != cfg.n_leads or n != cfg.n_samples:
+            raise ValueError(
+                f"ecg_values has shape [{b}, {n_leads}, {n}], the encoder expects [B, {cfg.n_leads}, "
+                f"{cfg.n_samples}] ({cfg.n_samples / cfg.sampling_rate:g} s at {cfg.sampling_rate:g} Hz): "
+                "standardize the record with the processor first"
+            )
+        if lead_mask is None:
+            lead_mask = torch.ones(b, n_leads, dtype=torch.bool, device=ecg_values.device)
+        m = lead_mask.to(ecg_values.dtype)
+        present = m.sum(dim=1, keepdim=True).clamp(min=1.0)
+        x = ecg_values * m[:, :, None] * (n_leads / present)[:, :, None] * cfg.input_scale
+        n_patches = n // cfg.patch_size
+        x = x[:, :, : n_patches * cfg.patch_size].reshape(b, n_leads, n_patches, cfg.patch_size)
+        x = x.permute(0, 2, 1, 3).reshape(b, n_patches, n_leads * cfg.patch_size)
+        h = self.patch_embed(x) + self.pos_embed[:, :n_patches] + self.lead_embed(m)[:, None, :]
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                h = torch.utils.checkpoint.checkpoint(layer, h, use_reentrant=False)
+            else:
+                h = layer(h)
+        h = self.norm(h)
+        if cfg.pool > 1:
+            h = (
+                h[:, : (n_patches // cfg.pool) * cfg.pool]
+                .reshape(b, n_patches // cfg.pool, cfg.pool, -1)
+                .mean(dim=2)
+            )
+        return h
+
+
+def load_encoder_weights(
+    encoder: nn.Module, path: str | Path, prefix: str = "", strict: bool = True
+) -> list[str]:
+    """Load pretrained ECG-encoder weights from a local safetensors (or torch, weights_only) file.
+
+    `prefix` is stripped from the file's keys (e.g. "ecg_encoder."). Returns the keys that were not
+    found in the file when strict=False; raises with the missing/unexpected keys when strict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"ECG encoder weights {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    result = encoder.load_state_dict(state, strict=strict)
+    log.info("loaded ECG encoder weights from %s", path)
+    return list(result.missing_keys)

@@ -1,0 +1,241 @@
+"""EcgLlmForConditionalGeneration: ECG encoder + vision tower -> projectors -> causal LLM.
+
+    model = EcgLlmForConditionalGeneration(config)
+    out = model(input_ids, attention_mask, ecg_values=ecg [N_ecg, 12, 5000], lead_mask=[N_ecg, 12],
+                pixel_values=[N_img, 3, H, W], labels=labels)
+    ids = model.generate(**processor(...), max_new_tokens=32)
+
+Each ECG appears in `input_ids` as `config.num_ecg_tokens` copies of `ecg_token_id`, each image
+as `config.num_image_tokens` copies of `image_token_id` (the processor expands them); their
+embeddings are replaced by the projected features, in order, across the whole batch, so a batch
+may mix signal-only, image-only, both and text-only samples. In training every encoder runs every
+step (on a dummy input when a batch has none of its modality, its output multiplied by zero) so
+that all processes run the same modules: ZeRO-3 and FSDP hang otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration_ecgllm import EcgLlmConfig
+from .ecg_encoder import EcgEncoder, load_encoder_weights
+
+
+class Projector(nn.Module):
+    """`linear`: one Linear; `mlp2x_gelu`: Linear-GELU-Linear (LLaVA-1.5's projector)."""
+
+    def __init__(self, kind: str, in_dim: int, out_dim: int):
+        super().__init__()
+        if kind == "linear":
+            self.net = nn.Linear(in_dim, out_dim)
+        elif kind == "mlp2x_gelu":
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)
+            )
+        else:
+            raise ValueError(f"projector must be 'linear' or 'mlp2x_gelu', not {kind!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EcgLlmPreTrainedModel(PreTrainedModel):
+    config_class = EcgLlmConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _no_split_modules = ["EcgEncoder"]
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # only our own modules; the language model and vision tower initialise themselves
+        if isinstance(module, (Projector, EcgEncoder)):
+            for sub in module.modules():
+                if isinstance(sub, nn.Linear):
+                    nn.init.normal_(sub.weight, std=0.02)
+                    if sub.bias is not None:
+                        nn.init.zeros_(sub.bias)
+                elif isinstance(sub, nn.LayerNorm):
+                    nn.init.ones_(sub.weight)
+                    nn.init.zeros_(sub.bias)
+
+
+class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
+    def __init__(self, config: EcgLlmConfig):
+        super().__init__(config)
+        text = config.text_config
+        self.language_model = AutoModelForCausalLM.from_config(text)
+        self.vision_tower = (
+            AutoModel.from_config(config.vision_config)
+            if config.vision_config is not None
+            else None
+        )
+        self.ecg_encoder = EcgEncoder(config.ecg_config) if config.ecg_config is not None else None
+        self.image_projector = (
+            Projector(config.image_projector, config.vision_config.hidden_size, text.hidden_size)
+            if self.vision_tower is not None
+            else None
+        )
+        self.ecg_projector = (
+            Projector(config.ecg_projector, config.ecg_config.hidden_size, text.hidden_size)
+            if self.ecg_encoder is not None
+            else None
+        )
+        self.post_init()
+        if config.ecg_config is not None and config.ecg_config.pretrained_path:
+            load_encoder_weights(self.ecg_encoder, config.ecg_config.pretrained_path)
+
+    # --- embeddings delegate to the language model ---
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    # --- modality features ---
+    def get_ecg_features(
+        self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ecg_values [N, 12, n_samples] (mV), lead_mask [N, 12] bool -> [N, num_ecg_tokens, text hidden]."""
+        if self.ecg_encoder is None:
+            raise ValueError("this model has no ECG encoder (config.ecg_config is None)")
+        dtype = next(self.ecg_projector.parameters()).dtype
+        return self.ecg_projector(self.ecg_encoder(ecg_values.to(dtype), lead_mask))
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values [N, 3, H, W] -> [N, num_image_tokens, text hidden] (patch features of
+        `vision_feature_layer`, average-pooled `image_pool` x `image_pool`)."""
+        if self.vision_tower is None:
+            raise ValueError("this model has no vision tower (config.vision_config is None)")
+        out = self.vision_tower(
+            pixel_values=pixel_values.to(self.vision_tower.dtype), output_hidden_states=True
+        )
+        feats = out.hidden_states[self.config.vision_feature_layer]
+        if (
+            feats.shape[1]
+            != (self.config.vision_config.image_size // self.config.vision_config.patch_size) ** 2
+        ):
+            feats = feats[:, 1:]  # CLIP-style towers prepend a class token
+        k = self.config.image_pool
+        if k > 1:
+            n, t, d = feats.shape
+            side = int(round(t**0.5))
+            grid = feats.reshape(n, side, side, d).permute(0, 3, 1, 2)
+            feats = nn.functional.avg_pool2d(grid, k).flatten(2).transpose(1, 2)
+        return self.image_projector(feats)
+
+    @staticmethod
+    def _scatter(
+        embeds: torch.Tensor, mask: torch.Tensor, feats: torch.Tensor, what: str, per_item: int
+    ) -> torch.Tensor:
+        n_tokens = int(mask.sum())
+        if n_tokens != feats.shape[0] * feats.shape[1]:
+            raise ValueError(
+                f"expected {feats.shape[0]} {what}(s) x {per_item} placeholder tokens = "
+                f"{feats.shape[0] * per_item} in input_ids, found {n_tokens}: each {what} must be "
+                f"expanded to exactly {per_item} tokens by the processor (and not cut by truncation)"
+            )
+        return embeds.masked_scatter(
+            mask[..., None].to(embeds.device), feats.to(embeds.dtype).reshape(-1, feats.shape[-1])
+        )
+
+    def _merge(self, input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values) -> torch.Tensor:
+        cfg = self.config
+        zero = None
+        if self.ecg_encoder is not None:
+            ecg_mask = input_ids == cfg.ecg_token_id
+            if ecg_values is not None and ecg_values.shape[0] > 0:
+                feats = self.get_ecg_features(ecg_values, lead_mask)
+                inputs_embeds = self._scatter(
+                    inputs_embeds, ecg_mask, feats, "ECG", cfg.num_ecg_tokens
+                )
+            elif ecg_mask.any():
+                raise ValueError(
+                    f"input_ids hold {int(ecg_mask.sum())} ECG placeholder tokens but no ecg_values were given"
+                )
+            elif self.training and cfg.always_run_encoders:
+                dummy = torch.zeros(
+                    1, cfg.ecg_config.n_leads, cfg.ecg_config.n_samples, device=inputs_embeds.device
+                )
+                zero = self.get_ecg_features(dummy).sum() * 0.0
+        if self.vision_tower is not None:
+            img_mask = input_ids == cfg.image_token_id
+            if pixel_values is not None and pixel_values.shape[0] > 0:
+                feats = self.get_image_features(pixel_values)
+                inputs_embeds = self._scatter(
+                    inputs_embeds, img_mask, feats, "image", cfg.num_image_tokens
+                )
+            elif img_mask.any():
+                raise ValueError(
+                    f"input_ids hold {int(img_mask.sum())} image placeholder tokens but no pixel_values were given"
+                )
+            elif self.training and cfg.always_run_encoders:
+                size = cfg.vision_config.image_size
+                dummy = torch.zeros(1, 3, size, size, device=inputs_embeds.device)
+                z = self.get_image_features(dummy).sum() * 0.0
+                zero = z if zero is None else zero + z
+        if zero is not None:
+            inputs_embeds = inputs_embeds + zero.to(inputs_embeds.dtype)
+        return inputs_embeds
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        ecg_values: torch.Tensor | None = None,
+        lead_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """input_ids [B, L] with expanded placeholders; ecg_values [N_ecg, 12, n] mV over the whole
+        batch in order of appearance; lead_mask [N_ecg, 12]; pixel_values [N_img, 3, H, W];
+        labels [B, L] with -100 where not supervised. Returns the language model's output
+        (loss, logits [B, L, vocab], past_key_values)."""
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("give input_ids or inputs_embeds")
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = self._merge(
+                input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values
+            )
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            labels=labels,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,
+                                      is_first_iteration: bool | None = False, **kwargs):  # fmt: skip
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, *args, is_first_iteration=is_first_iteration, **kwargs
+        )
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            # the ECG/image features enter the KV cache at prefill; later steps only see new tokens
+            inputs.update(ecg_values=ecg_values, lead_mask=lead_mask, pixel_values=pixel_values)
+        return inputs

@@ -1,0 +1,188 @@
+"""EcgLlmProcessor: tokenizer + chat template + ECG signal processing + image processing.
+
+    proc = EcgLlmProcessor(image_processor, tokenizer, num_ecg_tokens=25, num_image_tokens=16)
+    text = proc.apply_chat_template(messages, add_generation_prompt=True)   # <ecg>/<image> items
+    batch = proc(text=[text], ecgs=[signal_or_record], images=[page])       # placeholders expanded
+    model.generate(**batch)
+
+ECG settings (sampling rate, window, lead order, normalisation) are saved in
+processor_config.json, so a checkpoint standardizes new ECGs the way it was trained.
+Wide ECG pages are padded to a square with the paper's white (not squeezed, not cropped), then
+resized by the image processor: every lead stays visible and keeps its aspect ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+def pad_to_square(image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
+    image = image.convert("RGB")
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+class EcgLlmProcessor(ProcessorMixin):
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        ecg_token: str = "<ecg>",
+        image_token: str = "<image>",
+        num_ecg_tokens: int = 100,
+        num_image_tokens: int = 196,
+        ecg_fs: float = 500.0,
+        ecg_seconds: float = 10.0,
+        ecg_leads: Sequence[str] = STANDARD_12,
+        ecg_normalization: str = "clip",
+        ecg_clip_mv: float = 10.0,
+        **kwargs,
+    ):
+        if ecg_normalization not in ("none", "clip", "zscore"):
+            raise ValueError(
+                f"ecg_normalization must be none, clip or zscore, not {ecg_normalization!r}"
+            )
+        self.ecg_token, self.image_token = ecg_token, image_token
+        self.num_ecg_tokens, self.num_image_tokens = int(num_ecg_tokens), int(num_image_tokens)
+        self.ecg_fs, self.ecg_seconds = float(ecg_fs), float(ecg_seconds)
+        self.ecg_leads = list(ecg_leads)
+        self.ecg_normalization, self.ecg_clip_mv = ecg_normalization, float(ecg_clip_mv)
+        if chat_template is None and tokenizer is not None:
+            chat_template = getattr(tokenizer, "chat_template", None)
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    # --- ECG signals ---
+    @property
+    def ecg_samples(self) -> int:
+        return int(round(self.ecg_fs * self.ecg_seconds))
+
+    def process_ecgs(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ECGRecords (standardized here) or arrays [12, n] in mV -> (ecg_values [N, 12, n] float32,
+        lead_mask [N, 12] bool), normalised as configured."""
+        values, masks = [], []
+        for i, e in enumerate(ecgs):
+            if hasattr(e, "signal") and hasattr(e, "fs"):
+                from ..signal.preprocess import standardize
+
+                e = standardize(e, fs=self.ecg_fs, seconds=self.ecg_seconds, leads=self.ecg_leads)
+                x, m = np.asarray(e.signal, np.float32), np.asarray(e.lead_mask, bool)
+            else:
+                x = np.asarray(e, dtype=np.float32)
+                m = np.ones(x.shape[0], dtype=bool) if x.ndim == 2 else None
+            if x.ndim != 2 or x.shape != (len(self.ecg_leads), self.ecg_samples):
+                raise ValueError(
+                    f"ECG {i} has shape {tuple(x.shape)}, expected ({len(self.ecg_leads)}, {self.ecg_samples}) "
+                    f"= {len(self.ecg_leads)} leads x {self.ecg_seconds:g} s at {self.ecg_fs:g} Hz; pass an "
+                    "ECGRecord to have it standardized"
+                )
+            x = np.nan_to_num(x)
+            if self.ecg_normalization == "clip":
+                x = np.clip(x, -self.ecg_clip_mv, self.ecg_clip_mv)
+            elif self.ecg_normalization == "zscore":
+                x = (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-3)
+            values.append(x)
+            masks.append(m)
+        if not values:
+            return torch.zeros(0, len(self.ecg_leads), self.ecg_samples), torch.zeros(
+                0, len(self.ecg_leads), dtype=torch.bool
+            )
+        return torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(masks))
+
+    def process_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        if self.num_image_tokens == 0:
+            raise ValueError(
+                "this model has no vision tower: it takes no images (signal-only model)"
+            )
+        padded = [pad_to_square(im) for im in images]
+        return self.image_processor(padded, return_tensors="pt")["pixel_values"]
+
+    # --- text ---
+    def expand(self, text: str) -> str:
+        return text.replace(self.ecg_token, self.ecg_token * self.num_ecg_tokens).replace(
+            self.image_token, self.image_token * self.num_image_tokens
+        )
+
+    def apply_chat_template(self, conversation, **kwargs):
+        """The tokenizer's chat template with `{"type": "ecg"}`/`{"type": "image"}` items rendered as
+        this processor's placeholder tokens (not yet expanded; __call__ expands them)."""
+        kwargs.setdefault("tokenize", False)
+        kwargs.setdefault("chat_template", self.chat_template)
+        return self.tokenizer.apply_chat_template(
+            conversation, ecg_token=self.ecg_token, image_token=self.image_token, **kwargs
+        )
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        ecgs: Sequence[Any] | None = None,
+        images: Sequence[Image.Image] | None = None,
+        padding: bool | str = True,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """text: chat-formatted strings with one placeholder per ECG/image; ecgs/images: all of the
+        batch's inputs in order of appearance. Returns input_ids, attention_mask, ecg_values,
+        lead_mask, pixel_values (the last three only when given)."""
+        texts = [text] if isinstance(text, str) else list(text or [])
+        n_ecg = sum(t.count(self.ecg_token) for t in texts)
+        n_img = sum(t.count(self.image_token) for t in texts)
+        if n_ecg != len(ecgs or []):
+            raise ValueError(
+                f"the text holds {n_ecg} {self.ecg_token} placeholders but {len(ecgs or [])} ECGs were given"
+            )
+        if n_img != len(images or []):
+            raise ValueError(
+                f"the text holds {n_img} {self.image_token} placeholders but {len(images or [])} images were given"
+            )
+        expanded = [self.expand(t) for t in texts]
+        enc = self.tokenizer(expanded, padding=padding, truncation=truncation, max_length=max_length,
+                             return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
+        self.check_placeholders(enc["input_ids"], [t.count(self.ecg_token) for t in texts],
+                                [t.count(self.image_token) for t in texts])  # fmt: skip
+        data = dict(enc)
+        if ecgs:
+            data["ecg_values"], data["lead_mask"] = self.process_ecgs(ecgs)
+        if images:
+            data["pixel_values"] = self.process_images(images)
+        return BatchFeature(data=data)
+
+    def check_placeholders(self, input_ids, n_ecg: list[int], n_img: list[int]) -> None:
+        """Raise if truncation (or anything) left a partial placeholder run in a row."""
+        ecg_id = self.tokenizer.convert_tokens_to_ids(self.ecg_token)
+        img_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        ids = torch.as_tensor(input_ids)
+        for row, (ne, ni) in enumerate(zip(n_ecg, n_img, strict=True)):
+            got_e, got_i = int((ids[row] == ecg_id).sum()), int((ids[row] == img_id).sum())
+            if got_e != ne * self.num_ecg_tokens or got_i != ni * self.num_image_tokens:
+                raise ValueError(
+                    f"row {row}: expected {ne} ECG x {self.num_ecg_tokens} and {ni} image x "
+                    f"{self.num_image_tokens} placeholder tokens, found {got_e} and {got_i}: truncation "
+                    "cut into a placeholder run; raise max_length or shorten the text"
+                )
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "ecg_values", "lead_mask", "pixel_values"]

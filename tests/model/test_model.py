@@ -1,0 +1,291 @@
+"""The multimodal model on tiny random configs: round trips, LoRA, gradients, mixed batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ecgllm.model import EcgLlmConfig, build_model
+from ecgllm.model.factory import (
+    TINY_ECG,
+    TINY_GEMMA2,
+    TINY_GEMMA3,
+    TINY_LLAMA,
+    TINY_QWEN2,
+    TINY_SIGLIP,
+)
+from ecgllm.model.lora import merge_lora, prepare_for_training, trainable_summary
+
+
+def _ecg(seed=0):
+    return (np.random.default_rng(seed).normal(0, 0.3, (12, 5000))).astype(np.float32)
+
+
+def _page(seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (170, 220, 3), dtype=np.uint8))
+
+
+def _msgs(items, answer="72 bpm", q="What is the heart rate?"):
+    return [{"role": "user", "content": [*[{"type": t} for t in items], {"type": "text", "text": q}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model, proc = build_model()
+    model.eval()
+    return model, proc
+
+
+def _batch(proc, convs, ecgs, images):
+    texts = [proc.apply_chat_template(c) for c in convs]
+    return proc(text=texts, ecgs=ecgs, images=images)
+
+
+@pytest.mark.parametrize(
+    "backbone", [TINY_LLAMA, TINY_GEMMA2, TINY_GEMMA3, TINY_QWEN2], ids=lambda b: b["model_type"]
+)
+def test_each_backbone_family_builds_and_trains(backbone):
+    torch.manual_seed(0)
+    model, proc = build_model(backbone=backbone)
+    b = _batch(proc, [_msgs(["ecg", "image"])], [_ecg()], [_page()])
+    out = model(**b, labels=b["input_ids"])
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.ecg_projector.net[0].weight.grad is not None
+    assert model.config.text_config.model_type == backbone["model_type"]
+
+
+def test_save_reload_identical_logits(tiny, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, proc = tiny
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model_type"] == "ecgllm" and cfg["text_config"]["model_type"] == "llama"
+    assert (
+        cfg["ecg_config"]["pool"] == 4
+        and cfg["vision_config"]["model_type"] == "siglip_vision_model"
+    )
+    pcfg = json.loads((tmp_path / "processor_config.json").read_text())
+    assert (
+        pcfg["ecg_fs"] == 500.0 and pcfg["ecg_leads"][3] == "aVR" and pcfg["num_ecg_tokens"] == 25
+    )
+    m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    p2 = AutoProcessor.from_pretrained(tmp_path)
+    b1 = _batch(proc, [_msgs(["ecg", "image"])], [_ecg()], [_page()])
+    b2 = _batch(p2, [_msgs(["ecg", "image"])], [_ecg()], [_page()])
+    assert torch.equal(b1["input_ids"], b2["input_ids"]) and torch.equal(
+        b1["pixel_values"], b2["pixel_values"]
+    )
+    with torch.no_grad():
+        assert torch.equal(model(**b1).logits, m2(**b2).logits)
+
+
+def test_mixed_modality_batch_matches_single_samples(tiny):
+    model, proc = tiny
+    proc.tokenizer.padding_side = "right"
+    convs = [
+        _msgs(["ecg", "image"]),
+        _msgs(["image"]),
+        _msgs([]),
+        _msgs(["ecg", "ecg"], q="Compare the two ECGs."),
+    ]
+    ecgs, images = [_ecg(0), _ecg(1), _ecg(2)], [_page(0), _page(1)]
+    batch = _batch(proc, convs, ecgs, images)
+    assert batch["ecg_values"].shape[0] == 3 and batch["pixel_values"].shape[0] == 2
+    with torch.no_grad():
+        full = model(**batch).logits
+        singles = [
+            model(**_batch(proc, [convs[0]], [ecgs[0]], [images[0]])).logits,
+            model(**_batch(proc, [convs[1]], None, [images[1]])).logits,
+            model(**_batch(proc, [convs[2]], None, None)).logits,
+            model(**_batch(proc, [convs[3]], ecgs[1:], None)).logits,
+        ]
+    for i, s in enumerate(singles):
+        n = s.shape[1]
+        torch.testing.assert_close(full[i, :n], s[0], atol=1e-5, rtol=1e-4)
+
+
+def test_placeholder_mismatch_and_truncation_errors(tiny):
+    model, proc = tiny
+    text = proc.apply_chat_template(_msgs(["ecg", "ecg"]))
+    with pytest.raises(ValueError, match="2 <ecg> placeholders but 1 ECGs"):
+        proc(text=[text], ecgs=[_ecg()])
+    b = proc(text=[text], ecgs=[_ecg(), _ecg(1)])
+    with pytest.raises(
+        ValueError,
+        match="expected 1 ECG\\(s\\) x 25 placeholder tokens = 25 in input_ids, found 50",
+    ):
+        model(input_ids=b["input_ids"], ecg_values=b["ecg_values"][:1])
+    with pytest.raises(ValueError, match="no ecg_values"):
+        model(input_ids=b["input_ids"])
+    with pytest.raises(ValueError, match="truncation cut into a placeholder run"):
+        proc(text=[text], ecgs=[_ecg(), _ecg(1)], truncation=True, max_length=30)
+    with pytest.raises(ValueError, match="expected \\(12, 5000\\)"):
+        proc(text=[proc.apply_chat_template(_msgs(["ecg"]))], ecgs=[np.zeros((12, 4000))])
+
+
+def test_ecg_records_are_standardized_by_the_processor(tiny, real):
+    from ecgllm.signal import read_record
+
+    _, proc = tiny
+    rec = read_record(real / "ptbxl/records100/00000/00001_lr")  # 100 Hz
+    values, mask = proc.process_ecgs([rec])
+    assert values.shape == (1, 12, 5000) and mask.all()
+
+
+def test_lead_mask_is_respected(tiny):
+    model, _ = tiny
+    x = torch.from_numpy(_ecg())[None]
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    mask[0, 7] = False
+    y = x.clone()
+    y[0, 7] += 5.0  # a missing lead's values must not matter
+    with torch.no_grad():
+        assert torch.equal(model.get_ecg_features(x, mask), model.get_ecg_features(y, mask))
+        assert not torch.equal(model.get_ecg_features(x), model.get_ecg_features(y))
+        one = torch.zeros(1, 12, dtype=torch.bool)
+        one[0, 1] = True  # a single lead still works
+        assert torch.isfinite(model.get_ecg_features(x, one)).all()
+
+
+def _grads(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradients_reach_exactly_the_configured_parameters():
+    torch.manual_seed(0)
+    model, proc = build_model()
+    model.train()
+    model = prepare_for_training(model, mode="align", train_ecg_encoder=False)
+    b = _batch(proc, [_msgs(["ecg", "image"])], [_ecg()], [_page()])
+    model(**b, labels=b["input_ids"]).loss.backward()
+    assert _grads(model) == {
+        n for n, p in model.named_parameters() if n.startswith(("ecg_projector", "image_projector"))
+    }
+
+    model, proc = build_model()
+    model.train()
+    peft = prepare_for_training(model, mode="lora", r=4, alpha=8)
+    names = [n for n, _ in peft.named_parameters() if "lora_" in n]
+    assert names and all(".language_model." in n for n in names)
+    assert not any("vision_tower" in n or "lm_head" in n or "embed_tokens" in n for n in names)
+    b = _batch(proc, [_msgs([])], None, None)  # text only: encoders still run (ZeRO-3 safety)
+    peft(**b, labels=b["input_ids"]).loss.backward()
+    got = _grads(peft)
+    want = {n for n, p in peft.named_parameters() if p.requires_grad}
+    assert got == want
+    assert any("ecg_encoder" in n for n in got) and any("image_projector" in n for n in got)
+    s = trainable_summary(peft)
+    lora = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
+    assert 0 < s["trainable"] < s["total"] and s["trainable.language_model"] == lora
+
+
+def test_base_plus_adapter_equals_merged(tmp_path):
+    from peft import PeftModel
+
+    torch.manual_seed(0)
+    base, proc = build_model()
+    base.save_pretrained(tmp_path / "base")
+    peft = prepare_for_training(base, mode="lora", r=4, alpha=8, dropout=0.0)
+    with torch.no_grad():  # move away from LoRA's zero init and the projectors' init
+        for p in peft.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    peft.eval()
+    peft.save_pretrained(tmp_path / "adapter")
+    files = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= files
+    from safetensors.torch import load_file
+
+    keys = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors")).keys()
+    assert any("ecg_projector" in k for k in keys) and any("ecg_encoder" in k for k in keys)
+    b = _batch(proc, [_msgs(["ecg", "image"])], [_ecg()], [_page()])
+    with torch.no_grad():
+        ref = peft(**b).logits
+        from transformers import AutoModelForImageTextToText
+
+        reloaded = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tmp_path / "base"),
+                                             tmp_path / "adapter").eval()  # fmt: skip
+        merged = merge_lora(reloaded).eval()
+        torch.testing.assert_close(reloaded(**b).logits, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(merged(**b).logits, ref, atol=1e-4, rtol=0)
+    assert type(merged).__name__ == "EcgLlmForConditionalGeneration"
+
+
+def test_generate_with_and_without_cache(tiny):
+    model, proc = tiny
+    text = proc.apply_chat_template(_msgs(["ecg", "image"])[:1], add_generation_prompt=True)
+    b = proc(text=[text], ecgs=[_ecg()], images=[_page()])
+    a = model.generate(**b, max_new_tokens=6, do_sample=False)
+    c = model.generate(**b, max_new_tokens=6, do_sample=False, use_cache=False)
+    assert torch.equal(a, c) and a.shape[1] == b["input_ids"].shape[1] + 6
+
+
+def test_signal_only_and_image_only_models():
+    m, p = build_model(vision=None)
+    assert m.vision_tower is None and p.num_image_tokens == 0
+    with pytest.raises(ValueError, match="no vision tower"):
+        p.process_images([_page()])
+    b = _batch(p, [_msgs(["ecg"])], [_ecg()], None)
+    assert torch.isfinite(m(**b, labels=b["input_ids"]).loss)
+    m, p = build_model(ecg=None)
+    assert m.ecg_encoder is None and m.config.num_ecg_tokens == 0
+    b = _batch(p, [_msgs(["image"])], None, [_page()])
+    assert torch.isfinite(m(**b, labels=b["input_ids"]).loss)
+
+
+def test_pretrained_ecg_encoder_hook(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    m, _ = build_model()
+    save_file(
+        {k: v.contiguous() for k, v in m.ecg_encoder.state_dict().items()},
+        str(tmp_path / "enc.safetensors"),
+    )
+    m2, _ = build_model(ecg={**TINY_ECG, "pretrained_path": str(tmp_path / "enc.safetensors")})
+    for k, v in m.ecg_encoder.state_dict().items():
+        assert torch.equal(v, m2.ecg_encoder.state_dict()[k])
+    with pytest.raises(FileNotFoundError, match="not found"):
+        build_model(ecg={**TINY_ECG, "pretrained_path": str(tmp_path / "missing.safetensors")})
+
+
+def test_config_round_trip_and_token_counts(tmp_path):
+    cfg = EcgLlmConfig(
+        text_config=TINY_LLAMA, vision_config=TINY_SIGLIP, ecg_config={"pool": 2}, image_pool=2
+    )
+    assert cfg.num_ecg_tokens == 50 and cfg.num_image_tokens == 4
+    cfg.save_pretrained(tmp_path)
+    again = EcgLlmConfig.from_pretrained(tmp_path)
+    assert (
+        again.ecg_config.pool == 2
+        and again.vision_config.image_size == 64
+        and again.image_pool == 2
+    )
+
+
+def test_qlora_4bit_grads_survive_an_eval_forward():
+    """bitsandbytes 4-bit on CPU: after a no-grad eval forward, LoRA grads must still exist."""
+    pytest.importorskip("bitsandbytes")
+    from ecgllm.model.lora import quantize_language_model
+
+    torch.manual_seed(0)
+    m, p = build_model(vision=None)
+    m = quantize_language_model(m, bits=4)
+    peft = prepare_for_training(m, mode="lora", r=4, alpha=8)
+    b = _batch(p, [_msgs(["ecg"])], [_ecg()], None)
+    peft.eval()
+    with torch.no_grad():
+        peft(**b)
+    peft.train()
+    peft(**b, labels=b["input_ids"]).loss.backward()
+    lora = [(n, q) for n, q in peft.named_parameters() if "lora_" in n]
+    assert lora and all(q.grad is not None for _, q in lora)
