@@ -71,12 +71,17 @@ class EcgLlmConfig(PreTrainedConfig):
     vision_feature_layer: int = -1
     image_pool: int = 1  # average-pool the vision tower's patch grid by this factor per side
     always_run_encoders: bool = True  # run every encoder each training step (ZeRO-3/FSDP need it)
+    native_vision: bool = False  # text_config is a full VLM (Gemma 3, Qwen2.5-VL, Llama 3.2 Vision)
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.text_config is not None and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+
+    @property
+    def llm_hidden_size(self) -> int:
+        return self.text_config.get_text_config().hidden_size
 
     @property
     def num_image_tokens(self) -> int:

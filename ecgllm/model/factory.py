@@ -127,9 +127,15 @@ def build_model(
     ecg_normalization: str = "clip",
 ) -> tuple[EcgLlmForConditionalGeneration, EcgLlmProcessor]:
     """A model and its processor. `backbone`/`vision`: a config dict (random init) or a hub name /
-    local path (pretrained weights). `ecg`: EcgEncoderConfig kwargs (None: no ECG encoder)."""
+    local path (pretrained weights). `ecg`: EcgEncoderConfig kwargs (None: no ECG encoder).
+
+    A backbone that is itself a vision-language model (its config has a vision_config) keeps its
+    own vision tower (`vision` is ignored) and gets only the ECG encoder; its images go through
+    the backbone's own processor (pixel_values and its extra inputs passed to the model as is):
+    this processor then handles the ECG signals and text only."""
     text_cfg, text_path = _as_config(backbone)
-    vis_cfg, vis_path = _vision_config(vision)
+    native = getattr(text_cfg, "vision_config", None) is not None  # Gemma 3 / Qwen2.5-VL / Mllama
+    vis_cfg, vis_path = _vision_config(None if native else vision)
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(text_path) if text_path else load_tiny_tokenizer()
     ecg_tok, img_tok = ensure_placeholder_tokens(tokenizer)
@@ -148,11 +154,14 @@ def build_model(
         text_config=text_cfg, vision_config=vis_cfg, ecg_config=ecg_cfg, ecg_projector=ecg_projector,
         image_projector=image_projector, ecg_token_id=tokenizer.convert_tokens_to_ids(ecg_tok),
         image_token_id=tokenizer.convert_tokens_to_ids(img_tok), image_pool=image_pool,
-        vision_feature_layer=vision_feature_layer,
+        vision_feature_layer=vision_feature_layer, native_vision=native,
     )  # fmt: skip
     model = EcgLlmForConditionalGeneration(config)
     if text_path:
-        model.language_model = AutoModelForCausalLM.from_pretrained(text_path, dtype=dtype)
+        from transformers import AutoModelForImageTextToText
+
+        auto = AutoModelForImageTextToText if native else AutoModelForCausalLM
+        model.language_model = auto.from_pretrained(text_path, dtype=dtype)
     if vis_path:  # a vision tower class loads its weights from a full CLIP/SigLIP checkpoint too
         model.vision_tower = type(model.vision_tower).from_pretrained(vis_path, dtype=dtype)
     if len(tokenizer) > model.language_model.get_input_embeddings().weight.shape[0]:

@@ -78,7 +78,13 @@ def prepare_for_training(
         return model
     from peft import LoraConfig, get_peft_model
 
-    pattern = r"language_model\..*\.(" + "|".join(targets) + r")$"
+    # the LLM's own layers only: a native VLM keeps its vision tower inside language_model
+    scope = (
+        r"language_model\.model\.language_model\."
+        if model.config.native_vision
+        else r"language_model\."
+    )
+    pattern = scope + r".*\.(" + "|".join(targets) + r")$"
     cfg = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, modules_to_save=own or None,
         bias="none", trainable_token_indices={"embed_tokens": list(trainable_token_ids)} if trainable_token_ids else None,

@@ -11,9 +11,16 @@ embeddings are replaced by the projected features, in order, across the whole ba
 may mix signal-only, image-only, both and text-only samples. In training every encoder runs every
 step (on a dummy input when a batch has none of its modality, its output multiplied by zero) so
 that all processes run the same modules: ZeRO-3 and FSDP hang otherwise.
+
+Native multimodal backbones (config.native_vision: Gemma 3, Qwen2.5-VL, Llama 3.2 Vision) keep
+their own image path: pixel_values and their extra inputs (image_grid_thw, token_type_ids,
+aspect_ratio_ids, ...) go to the backbone unchanged, and only the ECG features are added, by a
+hook on the backbone's input-embedding layer that fills the ECG placeholder positions.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -70,7 +77,13 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
     def __init__(self, config: EcgLlmConfig):
         super().__init__(config)
         text = config.text_config
-        self.language_model = AutoModelForCausalLM.from_config(text)
+        if config.native_vision:
+            from transformers import AutoModelForImageTextToText
+
+            self.language_model = AutoModelForImageTextToText.from_config(text)
+        else:
+            self.language_model = AutoModelForCausalLM.from_config(text)
+        hidden = config.llm_hidden_size
         self.vision_tower = (
             AutoModel.from_config(config.vision_config)
             if config.vision_config is not None
@@ -78,12 +91,12 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         )
         self.ecg_encoder = EcgEncoder(config.ecg_config) if config.ecg_config is not None else None
         self.image_projector = (
-            Projector(config.image_projector, config.vision_config.hidden_size, text.hidden_size)
+            Projector(config.image_projector, config.vision_config.hidden_size, hidden)
             if self.vision_tower is not None
             else None
         )
         self.ecg_projector = (
-            Projector(config.ecg_projector, config.ecg_config.hidden_size, text.hidden_size)
+            Projector(config.ecg_projector, config.ecg_config.hidden_size, hidden)
             if self.ecg_encoder is not None
             else None
         )
@@ -212,6 +225,9 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         batch in order of appearance; lead_mask [N_ecg, 12]; pixel_values [N_img, 3, H, W];
         labels [B, L] with -100 where not supervised. Returns the language model's output
         (loss, logits [B, L, vocab], past_key_values)."""
+        if self.config.native_vision:
+            return self._native_forward(input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
+                                        position_ids, past_key_values, use_cache, logits_to_keep, **kwargs)  # fmt: skip
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("give input_ids or inputs_embeds")
@@ -229,6 +245,56 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    @contextmanager
+    def _inject_ecg(self, feats: torch.Tensor | None, zero: torch.Tensor | None):
+        """While active, the backbone's embedding layer writes `feats` at the ECG placeholders."""
+        if feats is None and zero is None:
+            yield
+            return
+        cfg = self.config
+
+        def hook(module, args, output):
+            ids = args[0]
+            if feats is not None:
+                output = self._scatter(
+                    output, ids == cfg.ecg_token_id, feats, "ECG", cfg.num_ecg_tokens
+                )
+            if zero is not None:
+                output = output + zero.to(output.dtype)
+            return output
+
+        handle = self.get_input_embeddings().register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _native_forward(self, input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels, position_ids,
+                        past_key_values, use_cache, logits_to_keep, **kwargs):  # fmt: skip
+        cfg = self.config
+        feats = zero = None
+        if input_ids is not None and self.ecg_encoder is not None:
+            n_tokens = int((input_ids == cfg.ecg_token_id).sum())
+            if ecg_values is not None and ecg_values.shape[0] > 0:
+                feats = self.get_ecg_features(ecg_values, lead_mask)
+            elif n_tokens:
+                raise ValueError(
+                    f"input_ids hold {n_tokens} ECG placeholder tokens but no ecg_values were given"
+                )
+            elif self.training and cfg.always_run_encoders:
+                dummy = torch.zeros(
+                    1, cfg.ecg_config.n_leads, cfg.ecg_config.n_samples, device=input_ids.device
+                )
+                zero = self.get_ecg_features(dummy).sum() * 0.0
+        if pixel_values is not None:
+            kwargs["pixel_values"] = pixel_values
+        with self._inject_ecg(feats, zero):
+            return self.language_model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=past_key_values, use_cache=use_cache, labels=labels, logits_to_keep=logits_to_keep,
+                **kwargs,
+            )  # fmt: skip
 
     def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,
                                       is_first_iteration: bool | None = False, **kwargs):  # fmt: skip

@@ -289,3 +289,86 @@ def test_qlora_4bit_grads_survive_an_eval_forward():
     peft(**b, labels=b["input_ids"]).loss.backward()
     lora = [(n, q) for n, q in peft.named_parameters() if "lora_" in n]
     assert lora and all(q.grad is not None for _, q in lora)
+
+
+TINY_GEMMA3_VLM = {
+    "model_type": "gemma3",
+    "mm_tokens_per_image": 4,
+    "image_token_id": 2000,
+    "boi_token_index": 2001,
+    "eoi_token_index": 2002,
+    "text_config": {**TINY_GEMMA3, "vocab_size": 2100},
+    "vision_config": {**TINY_SIGLIP},
+}
+TINY_QWEN25_VL = {
+    "model_type": "qwen2_5_vl", "image_token_id": 2000, "video_token_id": 2001, "vision_start_token_id": 2002,
+    "vision_end_token_id": 2003,
+    "text_config": {"model_type": "qwen2_5_vl_text", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 2100,
+                    "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 4]}},
+    "vision_config": {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                      "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "fullatt_block_indexes": [0],
+                      "window_size": 56},
+}  # fmt: skip
+
+
+def _native(spec):
+    from transformers import AutoConfig
+
+    spec = json.loads(json.dumps(spec))
+    vlm = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    cfg = EcgLlmConfig(text_config=vlm, ecg_config=TINY_ECG, native_vision=True, ecg_token_id=5)
+    from ecgllm.model import EcgLlmForConditionalGeneration
+
+    return EcgLlmForConditionalGeneration(cfg)
+
+
+@pytest.mark.parametrize("spec", [TINY_GEMMA3_VLM, TINY_QWEN25_VL], ids=["gemma3", "qwen2_5_vl"])
+def test_native_multimodal_backbones_keep_their_image_path(spec):
+    torch.manual_seed(0)
+    model = _native(spec)
+    ecg_run = [5] * model.config.num_ecg_tokens
+    if spec["model_type"] == "gemma3":
+        img = [2001] + [2000] * 4 + [2002]
+        extra = {"pixel_values": torch.randn(1, 3, 64, 64)}
+    else:
+        # 28x28 image -> 2x2 patches of 14 -> merged 2x2 -> 1 token; grid (t=1, h=2, w=2)
+        img = [2002, 2000, 2003]
+        extra = {
+            "pixel_values": torch.randn(4, 3 * 2 * 14 * 14),
+            "image_grid_thw": torch.tensor([[1, 2, 2]]),
+        }
+    ids = torch.tensor([[1, 7, *ecg_run, *img, 8, 9, 10]])
+    if spec["model_type"] == "gemma3":
+        extra["token_type_ids"] = (ids == 2000).long()
+    with (
+        torch.no_grad()
+    ):  # Gemma 3 zero-initialises its image projection; a trained one is not zero
+        for n, p in model.language_model.named_parameters():
+            if "mm_input_projection" in n:
+                p.normal_(0, 0.02)
+    model.train()
+    out = model(input_ids=ids, ecg_values=torch.randn(1, 12, 5000), labels=ids, **extra)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.ecg_projector.net[0].weight.grad is not None
+    vision = [
+        p
+        for n, p in model.language_model.named_parameters()
+        if ("vision_tower" in n or "visual" in n)
+    ]
+    assert vision and any(p.grad is not None and p.grad.abs().sum() > 0 for p in vision)
+    peft = prepare_for_training(model, mode="lora", r=4, alpha=8)
+    names = [n for n, _ in peft.named_parameters() if "lora_" in n]
+    assert names and not any("vision_tower" in n or "visual" in n for n in names)
+    with pytest.raises(ValueError, match="no ecg_values"):
+        model(input_ids=ids, **extra)
+
+
+def test_build_model_detects_a_native_vlm_backbone():
+    m, p = build_model(backbone=json.loads(json.dumps(TINY_GEMMA3_VLM)), ecg=TINY_ECG)
+    assert m.config.native_vision and m.vision_tower is None and m.image_projector is None
+    assert (
+        type(m.language_model).__name__ == "Gemma3ForConditionalGeneration"
+        and p.num_image_tokens == 0
+    )
