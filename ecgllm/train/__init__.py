@@ -1,0 +1,1 @@
+"""Training: config, setup, checkpoints, logs (the recipe itself is recipes/sft.py)."""

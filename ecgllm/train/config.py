@@ -1,0 +1,228 @@
+"""Training configuration: YAML in sections + `key=value` overrides; unknown keys are errors.
+
+    cfg = load_config("recipes/configs/tiny_cpu.yaml", ["train.learning_rate=1e-4", "lora.r=8"])
+
+Field names follow HF TrainingArguments where one exists (learning_rate,
+per_device_train_batch_size, gradient_accumulation_steps, ...). Every field's help is its
+comment here: the one source of truth for the YAML keys and the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelCfg:
+    backbone: Any = "tiny"  # "tiny", a hub name / local path, or a config dict {model_type: ...}
+    vision: Any = "tiny"  # "tiny", "none", a hub name / local path, or a config dict
+    ecg: Any = "tiny"  # "tiny", "none", or EcgEncoderConfig kwargs
+    chat_family: str | None = None  # force a chat template family (llama3, gemma, chatml, ecgllm)
+    init_from: str | None = (
+        None  # a previous stage's output dir: its trained modules are loaded first
+    )
+    gradient_checkpointing: bool = False
+    ecg_projector: str = "mlp2x_gelu"
+    image_projector: str = "mlp2x_gelu"
+    image_pool: int = 1
+
+
+@dataclass
+class DataCfg:
+    path: str = "runs/default/instruct"  # a dataset built by data_builders/build.py
+    tasks: list[str] | None = None  # keep only these task families (None: all)
+    max_length: int = 1024
+    group_by_length: bool = True
+    limit_train: int | None = None
+    limit_eval: int | None = 64
+
+
+@dataclass
+class LoraCfg:
+    mode: str = "lora"  # align (LLM frozen; projectors + ECG encoder train), lora, full
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: list[str] = field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+    )
+    train_ecg_encoder: bool = True
+    vision_blocks: int = 0  # also train the vision tower's last N blocks
+    quantize: int | None = None  # 4 or 8: QLoRA base (bitsandbytes)
+
+
+@dataclass
+class TrainCfg:
+    seed: int = 0
+    learning_rate: float = 2e-4
+    projector_learning_rate: float | None = None  # default: learning_rate
+    weight_decay: float = 0.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.03
+    lr_scheduler_type: str = "cosine"  # cosine, linear, constant_with_warmup
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    eval_steps: int = 0  # 0: at the end only
+    save_steps: int = 0  # 0: at the end only
+    save_total_limit: int = 2
+    mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU), no, bf16, fp16
+    resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest" in output.dir
+
+
+@dataclass
+class OutputCfg:
+    dir: str = "runs/sft"
+    report_to: list[str] = field(default_factory=lambda: ["csv"])  # csv, tensorboard
+
+
+@dataclass
+class HubCfg:
+    push: bool = False
+    repo_id: str | None = None
+    private: bool = True
+
+
+@dataclass
+class RecipeConfig:
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    lora: LoraCfg = field(default_factory=LoraCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    output: OutputCfg = field(default_factory=OutputCfg)
+    hub: HubCfg = field(default_factory=HubCfg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(RecipeConfig)}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _section_class(name: str):
+    return {
+        "model": ModelCfg,
+        "data": DataCfg,
+        "lora": LoraCfg,
+        "train": TrainCfg,
+        "output": OutputCfg,
+        "hub": HubCfg,
+    }[name]
+
+
+def from_dict(d: dict, where: str = "config") -> RecipeConfig:
+    d = d or {}
+    unknown = set(d) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown section(s) {sorted(unknown)}; sections are {sorted(SECTIONS)}"
+        )
+    kwargs = {}
+    for name in SECTIONS:
+        cls = _section_class(name)
+        values = d.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{where}: section {name!r} must be a mapping, got {type(values).__name__}"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - known
+        if bad:
+            raise ConfigError(
+                f"{where}: unknown key(s) {sorted(f'{name}.{k}' for k in bad)}; {name} has {sorted(known)}"
+            )
+        kwargs[name] = cls(**{k: _coerce(cls, k, v, where) for k, v in values.items()})
+    return RecipeConfig(**kwargs)
+
+
+def _coerce(cls, key: str, value: Any, where: str) -> Any:
+    """YAML reads 1e-4 as a string (YAML 1.1 wants a dot): convert per the field's type."""
+    ann = str(next(f.type for f in dataclasses.fields(cls) if f.name == key))
+    if not isinstance(value, str):
+        return value
+    for typ in ("float", "int"):
+        if ann.startswith(typ) or f"{typ} |" in ann:
+            try:
+                return float(value) if typ == "float" else int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {cls.__name__.removesuffix('Cfg').lower()}.{key} must be a number, got {value!r}"
+                ) from None
+    if ann == "bool":
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not key=value (e.g. train.learning_rate=1e-4)")
+    key, _, raw = text.partition("=")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() != "" else None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RecipeConfig:
+    """YAML file (or defaults when None) + overrides like `train.max_steps=20`."""
+    d: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    for o in overrides or []:
+        keys, value = parse_override(o)
+        if len(keys) != 2 or keys[0] not in SECTIONS:
+            raise ConfigError(
+                f"override {o!r}: use section.key=value with a section in {sorted(SECTIONS)}"
+            )
+        d.setdefault(keys[0], {})
+        if d[keys[0]] is None:
+            d[keys[0]] = {}
+        d[keys[0]][keys[1]] = value
+    cfg = from_dict(d, str(path or "defaults"))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RecipeConfig) -> None:
+    if cfg.lora.mode not in ("align", "lora", "full"):
+        raise ConfigError(f"lora.mode must be align, lora or full, not {cfg.lora.mode!r}")
+    if cfg.lora.quantize not in (None, 4, 8):
+        raise ConfigError(f"lora.quantize must be null, 4 or 8, not {cfg.lora.quantize!r}")
+    if cfg.train.per_device_train_batch_size < 1 or cfg.train.gradient_accumulation_steps < 1:
+        raise ConfigError(
+            "train.per_device_train_batch_size and gradient_accumulation_steps must be >= 1"
+        )
+    if cfg.train.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise ConfigError(
+            f"train.mixed_precision must be auto, no, bf16 or fp16, not {cfg.train.mixed_precision!r}"
+        )
+    if cfg.train.lr_scheduler_type not in ("cosine", "linear", "constant_with_warmup"):
+        raise ConfigError("train.lr_scheduler_type must be cosine, linear or constant_with_warmup")
+    bad = set(cfg.output.report_to) - {"csv", "tensorboard"}
+    if bad:
+        raise ConfigError(f"output.report_to: unknown {sorted(bad)} (csv, tensorboard)")

@@ -1,0 +1,231 @@
+"""recipes/sft.py end to end on CPU: configs, learning, exact resume, DDP and DeepSpeed equal to
+one process, ZeRO-3 adapters saved non-empty, SIGTERM, stage chaining, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecgllm.train.config import ConfigError, load_config
+from tests.conftest import ROOT
+
+CONFIGS = sorted((ROOT / "recipes/configs").glob("*.yaml"))
+SFT = str(ROOT / "recipes/sft.py")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+BASE = [
+    "lora.dropout=0",
+    "train.per_device_train_batch_size=4",
+    "train.logging_steps=1",
+    "data.limit_eval=16",
+]
+
+
+def _run(
+    args: list[str], launcher: list[str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    cmd = (launcher or [sys.executable]) + [
+        SFT,
+        "--config",
+        str(ROOT / "recipes/configs/tiny_cpu.yaml"),
+        *args,
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r
+
+
+def _losses(out: Path, step: int) -> list[float]:
+    return json.loads((out / f"checkpoint-{step:06d}" / "trainer_state.json").read_text())["losses"]
+
+
+def test_every_shipped_config_loads_and_starts_with_its_command():
+    assert len(CONFIGS) >= 9
+    for path in CONFIGS:
+        cfg = load_config(path)
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("#") and cfg.lora.mode in ("align", "lora", "full")
+        assert (
+            "recipes/sft.py"
+            in path.read_text().split("\n", 3)[1] + path.read_text().split("\n", 3)[2]
+        ), path
+
+
+STAND_INS = {"meta-llama/": "llama", "google/gemma-2": "gemma2", "Qwen/": "qwen2"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_configs_build_with_tiny_stand_ins(path, instruct):
+    """Hub backbones are replaced by tiny configs of the same architecture (nothing downloads)."""
+    from ecgllm.model.factory import TINY_GEMMA2, TINY_LLAMA, TINY_QWEN2
+    from ecgllm.train.setup import setup_model
+
+    cfg = load_config(path, [f"data.path={instruct}"])
+    tiny = {"llama": TINY_LLAMA, "gemma2": TINY_GEMMA2, "qwen2": TINY_QWEN2}
+    if isinstance(cfg.model.backbone, str) and cfg.model.backbone != "tiny":
+        kind = next((v for k, v in STAND_INS.items() if cfg.model.backbone.startswith(k)), "gemma3")
+        cfg.model.backbone = dict(
+            tiny.get(kind, TINY_LLAMA),
+            model_type="gemma3_text" if kind == "gemma3" else tiny[kind]["model_type"],
+        )
+        cfg.model.vision = "tiny"
+        cfg.model.ecg = "tiny"
+    cfg.lora.quantize = None  # bitsandbytes 4-bit is tested in tests/model
+    model, proc, _ = setup_model(cfg)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+
+
+def test_unknown_keys_and_bad_values_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['train.learning_rat'\]"):
+        load_config(None, ["train.learning_rat=1"])
+    with pytest.raises(ConfigError, match="with a section in"):
+        load_config(None, ["trian.x=1"])
+    (tmp_path / "s.yaml").write_text("trian:\n  x: 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_config(tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match="lora.mode must be"):
+        load_config(None, ["lora.mode=qlora"])
+    (tmp_path / "x.yaml").write_text("model:\n  backbone: tiny\n  colour: red\n")
+    with pytest.raises(ConfigError, match="model.colour"):
+        load_config(tmp_path / "x.yaml")
+    cfg = load_config(None, ["train.learning_rate=1e-4", "data.tasks=[report,detect]"])
+    assert cfg.train.learning_rate == 1e-4 and cfg.data.tasks == ["report", "detect"]
+
+
+@pytest.fixture(scope="module")
+def single(instruct, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    r = _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=6", "train.save_steps=3",
+              "train.save_total_limit=5", *BASE])  # fmt: skip
+    return out, r
+
+
+def test_training_runs_logs_and_saves(single):
+    out, r = single
+    assert "trained 6 steps" in r.stdout
+    losses = _losses(out, 6)
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    for p in ("final/adapter/adapter_model.safetensors", "final/config.json", "final/processor_config.json",
+              "base/model.safetensors", "log.csv", "loss_curve.png", "checkpoint-000003/state"):  # fmt: skip
+        assert (out / p).exists(), p
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".state-*"))
+
+
+def test_resume_equals_uninterrupted(single, tmp_path):
+    out, _ = single
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    shutil.rmtree(again / "checkpoint-000006")
+    shutil.rmtree(again / "final")
+    r = _run([f"data.path={_data(out)}",
+              f"output.dir={again}", "train.max_steps=6", "train.save_steps=3", "train.save_total_limit=5",
+              "train.resume_from_checkpoint=latest", *BASE])  # fmt: skip
+    assert "trained 6 steps" in r.stdout
+    torch.testing.assert_close(
+        torch.tensor(_losses(again, 6)), torch.tensor(_losses(out, 6)), atol=1e-5, rtol=0
+    )
+
+
+def _data(out: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((out / "checkpoint-000003" / "recipe.yaml").read_text())["data"]["path"]
+
+
+@pytest.fixture(scope="module")
+def reference(instruct, tmp_path_factory):
+    """One process, batch 8: the reference losses for the distributed runs (global batch 8)."""
+    out = tmp_path_factory.mktemp("ref")
+    _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=3", *BASE[:1],
+          "train.per_device_train_batch_size=8", "data.limit_eval=16"])  # fmt: skip
+    return out
+
+
+LAUNCH = [str(Path(sys.executable).parent / "accelerate"), "launch"]
+
+
+@pytest.mark.parametrize("how", ["ddp", "zero2", "zero3"])
+def test_distributed_runs_match_one_process(how, instruct, reference, tmp_path):
+    pytest.importorskip("deepspeed") if how != "ddp" else None
+    launcher = {
+        "ddp": [*LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29531"],
+        "zero2": [*LAUNCH, "--config_file", str(ROOT / "recipes/accelerate/cpu_zero2.yaml")],
+        "zero3": [*LAUNCH, "--config_file", str(ROOT / "recipes/accelerate/cpu_zero3.yaml")],
+    }[how]
+    env_cpu = {"ACCELERATE_USE_CPU": "1"}
+    os.environ.update(env_cpu)
+    ENV.update(env_cpu)
+    _run(
+        [f"data.path={instruct}", f"output.dir={tmp_path}", "train.max_steps=3", *BASE],
+        launcher=launcher,
+    )
+    # tolerance: the same global batch; only the order of float reductions differs
+    torch.testing.assert_close(
+        torch.tensor(_losses(tmp_path, 3)), torch.tensor(_losses(reference, 3)), atol=1e-5, rtol=0
+    )
+    if (
+        how == "zero3"
+    ):  # the gathered adapter is complete: base + adapter reproduces the 1-process model
+        from peft import PeftModel
+        from safetensors.torch import load_file
+        from transformers import AutoModelForImageTextToText
+
+        import ecgllm.model  # noqa: F401 - registers the Auto classes
+
+        a = load_file(str(tmp_path / "final/adapter/adapter_model.safetensors"))
+        b = load_file(str(reference / "final/adapter/adapter_model.safetensors"))
+        assert a.keys() == b.keys() and all(v.numel() > 0 for v in a.values())
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=0)
+        base = AutoModelForImageTextToText.from_pretrained(tmp_path / "base")
+        m = PeftModel.from_pretrained(base, tmp_path / "final/adapter")
+        assert any("lora_B" in n and p.abs().sum() > 0 for n, p in m.named_parameters())
+
+
+def test_sigterm_saves_and_resume_finishes(instruct, tmp_path):
+    cmd = [sys.executable, SFT, "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"), f"data.path={instruct}",
+           f"output.dir={tmp_path}", "train.max_steps=400", *BASE]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    log = tmp_path / "log.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) > 6):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err[-3000:]
+    assert "stopped by SIGTERM at step" in out
+    ckpts = sorted(tmp_path.glob("checkpoint-*"))
+    assert ckpts and (ckpts[-1] / "trainer_state.json").exists()
+
+
+def test_align_then_sft_and_dry_run(instruct, tmp_path):
+    align = tmp_path / "align"
+    cfg = str(ROOT / "recipes/configs/tiny_cpu_align.yaml")
+    r = subprocess.run([sys.executable, SFT, "--config", cfg, f"data.path={instruct}", f"output.dir={align}",
+                        "train.max_steps=3", *BASE], capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (align / "final" / "trainable.safetensors").exists()
+    from safetensors.torch import load_file
+
+    trained = load_file(str(align / "final/trainable.safetensors"))
+    assert trained and all(
+        k.startswith(("ecg_projector", "image_projector", "ecg_encoder")) for k in trained
+    )
+    r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", f"model.init_from={align / 'final'}",
+              "--dry-run", "train.gradient_accumulation_steps=2"])  # fmt: skip
+    d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
+    assert d["world_size"] == 1 and d["effective_batch"] == 16 and d["zero_stage"] == 0
+    assert (
+        0 < d["trainable_params"] < d["total_params"]
+        and d["memory_per_device_gib"]["total_gib"] > 0
+    )
+    assert "dry run: 1 process(es), effective batch 16" in r.stdout
