@@ -21,6 +21,7 @@ CONFIGS = sorted((ROOT / "recipes/configs").glob("*.yaml"))
 SFT = str(ROOT / "recipes/sft.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 BASE = [
+    "lora.mode=lora",
     "lora.dropout=0",
     "train.per_device_train_batch_size=4",
     "train.logging_steps=1",
@@ -145,7 +146,7 @@ def _data(out: Path) -> str:
 def reference(instruct, tmp_path_factory):
     """One process, batch 8: the reference losses for the distributed runs (global batch 8)."""
     out = tmp_path_factory.mktemp("ref")
-    _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=3", *BASE[:1],
+    _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=3", *BASE[:2],
           "train.per_device_train_batch_size=8", "data.limit_eval=16"])  # fmt: skip
     return out
 
@@ -211,7 +212,7 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
     align = tmp_path / "align"
     cfg = str(ROOT / "recipes/configs/tiny_cpu_align.yaml")
     r = subprocess.run([sys.executable, SFT, "--config", cfg, f"data.path={instruct}", f"output.dir={align}",
-                        "train.max_steps=3", *BASE], capture_output=True, text=True, env=ENV)  # fmt: skip
+                        "train.max_steps=3", *BASE[1:]], capture_output=True, text=True, env=ENV)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert (align / "final" / "trainable.safetensors").exists()
     from safetensors.torch import load_file
@@ -221,7 +222,7 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
         k.startswith(("ecg_projector", "image_projector", "ecg_encoder")) for k in trained
     )
     r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", f"model.init_from={align / 'final'}",
-              "--dry-run", "train.gradient_accumulation_steps=2"])  # fmt: skip
+              "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora"])  # fmt: skip
     d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
     assert d["world_size"] == 1 and d["effective_batch"] == 16 and d["zero_stage"] == 0
     assert (
