@@ -136,6 +136,12 @@ def build_model(
     text_cfg, text_path = _as_config(backbone)
     native = getattr(text_cfg, "vision_config", None) is not None  # Gemma 3 / Qwen2.5-VL / Mllama
     vis_cfg, vis_path = _vision_config(None if native else vision)
+    native_proc = None
+    if native and text_path and tokenizer is None:  # the backbone's own processor handles images
+        from transformers import AutoProcessor
+
+        native_proc = AutoProcessor.from_pretrained(text_path)
+        tokenizer = native_proc.tokenizer
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(text_path) if text_path else load_tiny_tokenizer()
     ecg_tok, img_tok = ensure_placeholder_tokens(tokenizer)
@@ -167,11 +173,23 @@ def build_model(
     if len(tokenizer) > model.language_model.get_input_embeddings().weight.shape[0]:
         model.language_model.resize_token_embeddings(len(tokenizer))
         model.config.text_config.vocab_size = len(tokenizer)
+    if native_proc is not None:
+        image_processor = native_proc.image_processor
+        native_kwargs = {
+            k: getattr(native_proc, k) for k in ("image_seq_length",) if hasattr(native_proc, k)
+        }
+    else:
+        # a signal-only model still carries an image processor (ProcessorMixin requires one);
+        # with num_image_tokens 0 the processor refuses images
+        image_processor = image_processor_for(
+            vis_cfg if vis_cfg is not None else _Size(224), vis_path
+        )
+        native_kwargs = None
     processor = EcgLlmProcessor(
-        # a signal-only model still carries an image processor (ProcessorMixin requires one); with
-        # num_image_tokens 0 the processor refuses images
-        image_processor_for(vis_cfg, vis_path) if vis_cfg is not None else image_processor_for(_Size(224), None),
+        image_processor,
         tokenizer,
+        native_processor_class=type(native_proc).__name__ if native_proc is not None else None,
+        native_kwargs=native_kwargs,
         ecg_token=ecg_tok, image_token=img_tok, num_ecg_tokens=config.num_ecg_tokens,
         num_image_tokens=config.num_image_tokens, ecg_fs=ecg_fs, ecg_seconds=ecg_seconds,
         ecg_normalization=ecg_normalization,

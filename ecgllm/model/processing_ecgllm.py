@@ -51,6 +51,8 @@ class EcgLlmProcessor(ProcessorMixin):
         ecg_leads: Sequence[str] = STANDARD_12,
         ecg_normalization: str = "clip",
         ecg_clip_mv: float = 10.0,
+        native_processor_class: str | None = None,
+        native_kwargs: dict | None = None,
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -64,6 +66,21 @@ class EcgLlmProcessor(ProcessorMixin):
         self.ecg_normalization, self.ecg_clip_mv = ecg_normalization, float(ecg_clip_mv)
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
+        # a native VLM backbone (Gemma 3, ...): its own processor expands image tokens and makes
+        # pixel_values and its extra inputs; we add the ECG signals
+        self.native_processor_class, self.native_kwargs = (
+            native_processor_class,
+            dict(native_kwargs or {}),
+        )
+        self.native = None
+        if native_processor_class:
+            import transformers
+
+            cls = getattr(transformers, native_processor_class)
+            self.native = cls(
+                image_processor=image_processor, tokenizer=tokenizer, **self.native_kwargs
+            )
+            self.image_token, self.num_image_tokens = self.native.image_token, 0
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
     # --- ECG signals ---
@@ -113,9 +130,10 @@ class EcgLlmProcessor(ProcessorMixin):
 
     # --- text ---
     def expand(self, text: str) -> str:
-        return text.replace(self.ecg_token, self.ecg_token * self.num_ecg_tokens).replace(
-            self.image_token, self.image_token * self.num_image_tokens
-        )
+        text = text.replace(self.ecg_token, self.ecg_token * self.num_ecg_tokens)
+        if self.native is not None:  # the native processor expands its own image tokens
+            return text
+        return text.replace(self.image_token, self.image_token * self.num_image_tokens)
 
     def apply_chat_template(self, conversation, **kwargs):
         """The tokenizer's chat template with `{"type": "ecg"}`/`{"type": "image"}` items rendered as
@@ -152,14 +170,25 @@ class EcgLlmProcessor(ProcessorMixin):
                 f"the text holds {n_img} {self.image_token} placeholders but {len(images or [])} images were given"
             )
         expanded = [self.expand(t) for t in texts]
-        enc = self.tokenizer(expanded, padding=padding, truncation=truncation, max_length=max_length,
-                             return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
-        self.check_placeholders(enc["input_ids"], [t.count(self.ecg_token) for t in texts],
-                                [t.count(self.image_token) for t in texts])  # fmt: skip
-        data = dict(enc)
+        if self.native is not None and images:
+            enc = self.native(text=expanded, images=list(images), padding=padding, truncation=truncation,
+                              max_length=max_length, return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
+            data = dict(enc)
+        else:
+            enc = self.tokenizer(expanded, padding=padding, truncation=truncation, max_length=max_length,
+                                 return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
+            data = dict(enc)
+        n_img_expect = (
+            [0] * len(texts)
+            if self.native is not None
+            else [t.count(self.image_token) for t in texts]
+        )
+        self.check_placeholders(
+            data["input_ids"], [t.count(self.ecg_token) for t in texts], n_img_expect
+        )
         if ecgs:
             data["ecg_values"], data["lead_mask"] = self.process_ecgs(ecgs)
-        if images:
+        if images and self.native is None:
             data["pixel_values"] = self.process_images(images)
         return BatchFeature(data=data)
 
@@ -169,7 +198,8 @@ class EcgLlmProcessor(ProcessorMixin):
         img_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         ids = torch.as_tensor(input_ids)
         for row, (ne, ni) in enumerate(zip(n_ecg, n_img, strict=True)):
-            got_e, got_i = int((ids[row] == ecg_id).sum()), int((ids[row] == img_id).sum())
+            got_e = int((ids[row] == ecg_id).sum())
+            got_i = int((ids[row] == img_id).sum()) if self.native is None else 0
             if got_e != ne * self.num_ecg_tokens or got_i != ni * self.num_image_tokens:
                 raise ValueError(
                     f"row {row}: expected {ne} ECG x {self.num_ecg_tokens} and {ni} image x "

@@ -372,3 +372,57 @@ def test_build_model_detects_a_native_vlm_backbone():
         type(m.language_model).__name__ == "Gemma3ForConditionalGeneration"
         and p.num_image_tokens == 0
     )
+
+
+def test_native_vlm_processor_round_trip(tmp_path):
+    """Gemma 3: its own processor expands image tokens and makes pixel_values; ours adds ECGs;
+    both survive save/reload."""
+    from transformers import AutoProcessor, PreTrainedTokenizerFast
+
+    try:
+        from transformers import Gemma3ImageProcessorPil as ImageProcessor
+    except ImportError:  # pragma: no cover
+        from transformers import Gemma3ImageProcessor as ImageProcessor
+    from ecgllm.model import EcgLlmProcessor
+    from ecgllm.model.chat_templates import CHAT_TEMPLATES
+    from ecgllm.model.tokenizer import TINY_DIR
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(TINY_DIR), extra_special_tokens={
+        "boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"})  # fmt: skip
+    spec = json.loads(json.dumps(TINY_GEMMA3_VLM))
+    spec.update(image_token_id=tok.convert_tokens_to_ids("<image_soft_token>"), boi_token_index=tok.boi_token_id,
+                eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"))  # fmt: skip
+    torch.manual_seed(0)
+    model = _native(spec)
+    model.config.ecg_token_id = tok.convert_tokens_to_ids("<ecg>")
+    proc = EcgLlmProcessor(ImageProcessor(size={"height": 64, "width": 64}), tok, chat_template=CHAT_TEMPLATES["gemma"],
+                           num_ecg_tokens=model.config.num_ecg_tokens, native_processor_class="Gemma3Processor",
+                           native_kwargs={"image_seq_length": 4})  # fmt: skip
+    msgs = _msgs(["ecg", "image"])
+    text = proc.apply_chat_template(msgs)
+    assert "<ecg><start_of_image>" in text
+    b = proc(text=[text], ecgs=[_ecg()], images=[_page()])
+    assert {"pixel_values", "ecg_values", "lead_mask"} <= set(b) and b["pixel_values"].shape == (
+        1,
+        3,
+        64,
+        64,
+    )
+    assert int((b["input_ids"] == spec["image_token_id"]).sum()) == 4
+    assert int((b["input_ids"] == model.config.ecg_token_id).sum()) == model.config.num_ecg_tokens
+    with torch.no_grad():
+        model.eval()
+        ref = model(**b).logits
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    p2 = AutoProcessor.from_pretrained(tmp_path)
+    assert type(p2).__name__ == "EcgLlmProcessor" and type(p2.native).__name__ == "Gemma3Processor"
+    b2 = p2(text=[text], ecgs=[_ecg()], images=[_page()])
+    assert torch.equal(b["input_ids"], b2["input_ids"]) and torch.equal(
+        b["pixel_values"], b2["pixel_values"]
+    )
+    from transformers import AutoModelForImageTextToText
+
+    m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m2(**b2).logits, ref)
