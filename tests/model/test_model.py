@@ -310,6 +310,15 @@ TINY_QWEN25_VL = {
                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "fullatt_block_indexes": [0],
                       "window_size": 56},
 }  # fmt: skip
+TINY_MLLAMA = {
+    "model_type": "mllama", "image_token_index": 2000,
+    "text_config": {"model_type": "mllama_text_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 2100, "cross_attention_layers": [1],
+                    "pad_token_id": 0},
+    "vision_config": {"model_type": "mllama_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                      "num_global_layers": 1, "attention_heads": 2, "image_size": 32, "patch_size": 16, "max_num_tiles": 2,
+                      "vision_output_dim": 64, "intermediate_layers_indices": [0], "supported_aspect_ratios": [[1, 1], [1, 2]]},
+}  # fmt: skip
 
 
 def _native(spec):
@@ -323,7 +332,9 @@ def _native(spec):
     return EcgLlmForConditionalGeneration(cfg)
 
 
-@pytest.mark.parametrize("spec", [TINY_GEMMA3_VLM, TINY_QWEN25_VL], ids=["gemma3", "qwen2_5_vl"])
+@pytest.mark.parametrize(
+    "spec", [TINY_GEMMA3_VLM, TINY_QWEN25_VL, TINY_MLLAMA], ids=["gemma3", "qwen2_5_vl", "mllama"]
+)
 def test_native_multimodal_backbones_keep_their_image_path(spec):
     torch.manual_seed(0)
     model = _native(spec)
@@ -331,6 +342,10 @@ def test_native_multimodal_backbones_keep_their_image_path(spec):
     if spec["model_type"] == "gemma3":
         img = [2001] + [2000] * 4 + [2002]
         extra = {"pixel_values": torch.randn(1, 3, 64, 64)}
+    elif spec["model_type"] == "mllama":  # cross-attention to 2 tiles of one image
+        img = [2000]
+        extra = {"pixel_values": torch.randn(1, 1, 2, 3, 32, 32), "aspect_ratio_ids": torch.tensor([[2]]),
+                 "aspect_ratio_mask": torch.tensor([[[1, 1]]])}  # fmt: skip
     else:
         # 28x28 image -> 2x2 patches of 14 -> merged 2x2 -> 1 token; grid (t=1, h=2, w=2)
         img = [2002, 2000, 2003]
@@ -341,26 +356,32 @@ def test_native_multimodal_backbones_keep_their_image_path(spec):
     ids = torch.tensor([[1, 7, *ecg_run, *img, 8, 9, 10]])
     if spec["model_type"] == "gemma3":
         extra["token_type_ids"] = (ids == 2000).long()
+    if spec["model_type"] == "mllama":
+        extra["cross_attention_mask"] = torch.ones(1, ids.shape[1], 1, 2, dtype=torch.long)
     with (
         torch.no_grad()
     ):  # Gemma 3 zero-initialises its image projection; a trained one is not zero
         for n, p in model.language_model.named_parameters():
-            if "mm_input_projection" in n:
-                p.normal_(0, 0.02)
+            # Mllama's cross-attention gates also start at zero
+            if (
+                "mm_input_projection" in n
+                or "cross_attn_attn_gate" in n
+                or "cross_attn_mlp_gate" in n
+            ):
+                p.normal_(0, 0.5)
     model.train()
     out = model(input_ids=ids, ecg_values=torch.randn(1, 12, 5000), labels=ids, **extra)
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert model.ecg_projector.net[0].weight.grad is not None
-    vision = [
-        p
-        for n, p in model.language_model.named_parameters()
-        if ("vision_tower" in n or "visual" in n)
-    ]
+    towers = ("vision_tower", "visual", "vision_model")
+    vision = [p for n, p in model.language_model.named_parameters() if any(k in n for k in towers)]
     assert vision and any(p.grad is not None and p.grad.abs().sum() > 0 for p in vision)
     peft = prepare_for_training(model, mode="lora", r=4, alpha=8)
     names = [n for n, _ in peft.named_parameters() if "lora_" in n]
-    assert names and not any("vision_tower" in n or "visual" in n for n in names)
+    assert names and not any(
+        k in n for n in names for k in ("vision_tower", "visual", "vision_model")
+    )
     with pytest.raises(ValueError, match="no ecg_values"):
         model(input_ids=ids, **extra)
 
