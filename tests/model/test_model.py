@@ -395,41 +395,70 @@ def test_build_model_detects_a_native_vlm_backbone():
     )
 
 
-def test_native_vlm_processor_round_trip(tmp_path):
-    """Gemma 3: its own processor expands image tokens and makes pixel_values; ours adds ECGs;
-    both survive save/reload."""
-    from transformers import AutoProcessor, PreTrainedTokenizerFast
-
+def _gemma3_parts(tok_cls, tiny_dir):
     try:
-        from transformers import Gemma3ImageProcessorPil as ImageProcessor
+        from transformers import Gemma3ImageProcessorPil as IP
     except ImportError:  # pragma: no cover
-        from transformers import Gemma3ImageProcessor as ImageProcessor
-    from ecgllm.model import EcgLlmProcessor
-    from ecgllm.model.chat_templates import CHAT_TEMPLATES
-    from ecgllm.model.tokenizer import TINY_DIR
-
-    tok = PreTrainedTokenizerFast.from_pretrained(str(TINY_DIR), extra_special_tokens={
+        from transformers import Gemma3ImageProcessor as IP
+    tok = tok_cls.from_pretrained(str(tiny_dir), extra_special_tokens={
         "boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"})  # fmt: skip
     spec = json.loads(json.dumps(TINY_GEMMA3_VLM))
     spec.update(image_token_id=tok.convert_tokens_to_ids("<image_soft_token>"), boi_token_index=tok.boi_token_id,
                 eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"))  # fmt: skip
+    return (
+        tok,
+        spec,
+        IP(size={"height": 64, "width": 64}),
+        "Gemma3Processor",
+        {"image_seq_length": 4},
+        "gemma",
+        4,
+    )
+
+
+def _mllama_parts(tok_cls, tiny_dir):
+    try:
+        from transformers import MllamaImageProcessorPil as IP
+    except ImportError:  # pragma: no cover
+        from transformers import MllamaImageProcessor as IP
+    tok = tok_cls.from_pretrained(str(tiny_dir), extra_special_tokens={"image_token": "<|image|>"})
+    spec = json.loads(json.dumps(TINY_MLLAMA))
+    spec["image_token_index"] = tok.convert_tokens_to_ids("<|image|>")
+    return (
+        tok,
+        spec,
+        IP(size={"height": 32, "width": 32}, max_image_tiles=2),
+        "MllamaProcessor",
+        {},
+        "llama3",
+        1,
+    )
+
+
+@pytest.mark.parametrize("parts", [_gemma3_parts, _mllama_parts], ids=["gemma3", "mllama"])
+def test_native_vlm_processor_round_trip(parts, tmp_path):
+    """The backbone's own processor expands image tokens and makes pixel_values (and its extra
+    inputs); ours adds ECGs; both survive save/reload and give the same logits."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+
+    from ecgllm.model import EcgLlmProcessor
+    from ecgllm.model.chat_templates import CHAT_TEMPLATES
+    from ecgllm.model.tokenizer import TINY_DIR
+
+    tok, spec, image_processor, cls, kwargs, family, n_img = parts(
+        PreTrainedTokenizerFast, TINY_DIR
+    )
     torch.manual_seed(0)
     model = _native(spec)
     model.config.ecg_token_id = tok.convert_tokens_to_ids("<ecg>")
-    proc = EcgLlmProcessor(ImageProcessor(size={"height": 64, "width": 64}), tok, chat_template=CHAT_TEMPLATES["gemma"],
-                           num_ecg_tokens=model.config.num_ecg_tokens, native_processor_class="Gemma3Processor",
-                           native_kwargs={"image_seq_length": 4})  # fmt: skip
-    msgs = _msgs(["ecg", "image"])
-    text = proc.apply_chat_template(msgs)
-    assert "<ecg><start_of_image>" in text
+    proc = EcgLlmProcessor(image_processor, tok, chat_template=CHAT_TEMPLATES[family], num_ecg_tokens=model.config.num_ecg_tokens,
+                           native_processor_class=cls, native_kwargs=kwargs)  # fmt: skip
+    text = proc.apply_chat_template(_msgs(["ecg", "image"]))
+    assert f"<ecg>{proc.image_token}" in text
     b = proc(text=[text], ecgs=[_ecg()], images=[_page()])
-    assert {"pixel_values", "ecg_values", "lead_mask"} <= set(b) and b["pixel_values"].shape == (
-        1,
-        3,
-        64,
-        64,
-    )
-    assert int((b["input_ids"] == spec["image_token_id"]).sum()) == 4
+    assert {"pixel_values", "ecg_values", "lead_mask"} <= set(b)
+    img_id = spec.get("image_token_id", spec.get("image_token_index"))
+    assert int((b["input_ids"] == img_id).sum()) == n_img
     assert int((b["input_ids"] == model.config.ecg_token_id).sum()) == model.config.num_ecg_tokens
     with torch.no_grad():
         model.eval()
@@ -437,13 +466,9 @@ def test_native_vlm_processor_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     proc.save_pretrained(tmp_path)
     p2 = AutoProcessor.from_pretrained(tmp_path)
-    assert type(p2).__name__ == "EcgLlmProcessor" and type(p2.native).__name__ == "Gemma3Processor"
+    assert type(p2).__name__ == "EcgLlmProcessor" and type(p2.native).__name__ == cls
     b2 = p2(text=[text], ecgs=[_ecg()], images=[_page()])
-    assert torch.equal(b["input_ids"], b2["input_ids"]) and torch.equal(
-        b["pixel_values"], b2["pixel_values"]
-    )
-    from transformers import AutoModelForImageTextToText
-
+    assert b.keys() == b2.keys() and all(torch.equal(b[k], b2[k]) for k in b)
     m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(m2(**b2).logits, ref)
