@@ -1,0 +1,1 @@
+"""Scorers for ECG-language benchmarks (no model imports)."""

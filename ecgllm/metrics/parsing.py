@@ -1,0 +1,74 @@
+"""Reading answers out of generated text against a structured option list.
+
+The published ECG-LLM scorers' traps, avoided here: options are matched as whole phrases on
+word boundaries ("no" is not found in "normal", "MI" not in "AMI"), longer options win over the
+options they contain, options with commas are never split, and text that matches nothing is
+reported as unparsed (None) - never replaced by a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+LETTERS = "ABCDEFGH"
+
+
+@lru_cache(maxsize=4096)
+def _pattern(option: str) -> re.Pattern:
+    body = r"\s+".join(re.escape(w) for w in option.lower().split())
+    return re.compile(rf"(?<![\w-]){body}(?![\w-])")
+
+
+def match_options(text: str | None, options: list[str]) -> list[str] | None:
+    """Options named in `text` (in option order), longest first so a contained option is not
+    double-counted; None when nothing matches or the text is empty."""
+    if not text or not text.strip():
+        return None
+    low = " " + text.lower() + " "
+    taken = [False] * len(low)
+    found: set[str] = set()
+    for opt in sorted(options, key=lambda o: (-len(o), o)):
+        for m in _pattern(opt).finditer(low):
+            if not any(taken[m.start() : m.end()]):
+                found.add(opt)
+                for i in range(m.start(), m.end()):
+                    taken[i] = True
+    if not found:
+        return None
+    return [o for o in options if o in found]
+
+
+_LETTER_RE = [
+    re.compile(
+        r"^\s*\(?([A-H])(?:\)|\.|:|\s*$)"
+    ),  # "B", "B.", "(B)", "B) text"; not "A normal ..."
+    re.compile(r"\banswer\s*(?:is|:)?\s*\(?([A-H])\b\)?", re.I),
+    re.compile(r"\boption\s*\(?([A-H])\b\)?", re.I),
+]
+
+
+def parse_choice(text: str | None, options: list[str]) -> str | None:
+    """A multiple-choice answer: a leading letter ("B", "B.", "(B)"), "answer is B", or exactly one
+    option named in full. Returns the option text, or None (unparsed)."""
+    if not text or not text.strip():
+        return None
+    for rx in _LETTER_RE:
+        m = rx.search(text)
+        if m:
+            k = LETTERS.index(m.group(1).upper())
+            if k < len(options):
+                return options[k]
+    named = match_options(text, options)
+    return named[0] if named and len(named) == 1 else None
+
+
+_NUM = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def parse_number(text: str | None) -> float | None:
+    """The first number in the text ("72 bpm" -> 72.0), None if there is none."""
+    if not text:
+        return None
+    m = _NUM.search(text.replace(",", ""))
+    return float(m.group()) if m else None

@@ -1,0 +1,146 @@
+"""Scorers against hand-computed cases (including the published scorers' traps) and against
+scikit-learn / sacrebleu on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecgllm.metrics.parsing import match_options, parse_choice, parse_number
+from ecgllm.metrics.scores import (
+    bootstrap_ci,
+    clinical_f1,
+    mcq_accuracy,
+    measurement_errors,
+    multilabel,
+    qa_exact_match,
+    report_scores,
+)
+from ecgllm.text.extract import extract_scp_codes
+
+BIG = "bigeminal pattern (unknown origin, supraventricular, or ventricular)"
+
+
+def test_options_on_word_boundaries_longest_first_commas_intact():
+    assert match_options("normal", ["no", "yes"]) is None  # "no" is not inside "normal"
+    assert match_options("No.", ["no", "yes"]) == ["no"]
+    opts = ["complete right bundle branch block", "incomplete right bundle branch block", "none"]
+    assert match_options("incomplete right bundle branch block", opts) == [
+        "incomplete right bundle branch block"
+    ]
+    assert match_options(f"{BIG}; atrial fibrillation", [BIG, "atrial fibrillation", "none"]) == [
+        BIG,
+        "atrial fibrillation",
+    ]
+    assert match_options("", ["no"]) is None and match_options(None, ["no"]) is None
+    assert match_options("none", ["none", "p duration"]) == ["none"]
+
+
+def test_exact_match_counts_unparsed_as_wrong_and_reports_it():
+    r = qa_exact_match(["yes", "normal", "qrs duration; pr interval", "pr interval"],
+                       [["yes"], ["no"], ["pr interval", "qrs duration"], ["pr interval", "qt interval"]],
+                       [["no", "yes"], ["no", "yes"], ["pr interval", "qrs duration", "qt interval"]] * 1 + [["pr interval", "qt interval"]],
+                       groups=["single-verify", "single-verify", "single-query", "single-query"])  # fmt: skip
+    assert r["exact_match"] == 0.5 and r["unparsed_rate"] == 0.25
+    assert r["by_group"] == {
+        "single-query": {"exact_match": 0.5, "n": 2},
+        "single-verify": {"exact_match": 0.5, "n": 2},
+    }
+
+
+def test_mcq_letters_and_text_never_random():
+    opts = ["atrial fibrillation", "sinus rhythm", "atrial flutter", "sinus tachycardia"]
+    assert (
+        parse_choice("B", opts) == "sinus rhythm"
+        and parse_choice("(C) atrial flutter", opts) == "atrial flutter"
+    )
+    assert parse_choice("The answer is D.", opts) == "sinus tachycardia"
+    assert parse_choice("sinus rhythm", opts) == "sinus rhythm"
+    assert parse_choice("A normal tracing", opts) is None  # an article, not the letter A
+    assert parse_choice("I cannot tell", opts) is None
+    r = mcq_accuracy(
+        ["B", "nonsense", "A. atrial fibrillation"],
+        ["sinus rhythm", "atrial flutter", "atrial fibrillation"],
+        [opts] * 3,
+    )
+    assert r["accuracy"] == pytest.approx(2 / 3) and r["unparsed_rate"] == pytest.approx(1 / 3)
+
+
+def test_multilabel_matches_sklearn_and_hand_values():
+    from sklearn.metrics import f1_score, hamming_loss, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (200, 5))
+    s = np.clip(y * 0.3 + rng.random((200, 5)) * 0.7, 0, 1)
+    r = multilabel(y, s, list("ABCDE"))
+    assert r["macro_auc"] == pytest.approx(roc_auc_score(y, s, average="macro"))
+    assert r["micro_auc"] == pytest.approx(roc_auc_score(y, s, average="micro"))
+    p = (s >= 0.5).astype(int)
+    assert r["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert r["micro_f1"] == pytest.approx(f1_score(y, p, average="micro"))
+    assert r["hamming_loss"] == pytest.approx(hamming_loss(y, p))
+    # hand case: a label present in every sample has no AUC and is reported, not silently averaged
+    y2 = np.array([[1, 0], [1, 1], [1, 0]])
+    s2 = np.array([[0.9, 0.2], [0.8, 0.7], [0.4, 0.6]])
+    r2 = multilabel(y2, s2, ["always", "b"])
+    assert r2["labels_without_both_classes"] == ["always"] and r2["per_label"]["b"]["auc"] == 1.0
+    hard = multilabel(y2, s2, ["always", "b"], hard_labels=True)
+    assert hard["auc_basis"].startswith("hard") and hard["per_label"]["b"]["auc"] == 0.75
+
+
+def test_bleu_and_rouge_agree_with_their_libraries():
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    preds = [
+        "sinus rhythm. left anterior fascicular block.",
+        "atrial fibrillation with rapid response",
+        "",
+    ]
+    refs = [
+        "sinus rhythm. left anterior fascicular block.",
+        "atrial fibrillation.",
+        "sinus bradycardia.",
+    ]
+    r = report_scores(preds, refs)
+    assert r["bleu4"] == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score)
+    sc = rouge_scorer.RougeScorer(["rougeL"])
+    assert r["rougeL"] == pytest.approx(
+        100 * np.mean([sc.score(b, a)["rougeL"].fmeasure for a, b in zip(preds, refs, strict=True)])
+    )
+    assert r["empty_rate"] == pytest.approx(1 / 3) and r["n"] == 3  # the empty prediction counts
+
+
+@pytest.mark.parametrize("text,codes", [
+    ("sinus rhythm. left anterior fascicular block. normal ecg.", {"SR", "LAFB", "NORM"}),
+    ("abnormal ecg", set()),  # NORM is not inside "abnormal"
+    ("incomplete right bundle branch block", {"IRBBB"}),
+    ("sinusrhythmus periphere niederspannung", {"SR", "LVOLT"}),  # PTB-XL German, record 1
+    ("vorhofflimmern. linksschenkelblock.", {"AFIB", "CLBBB"}),
+    ("sinus rhythm, no evidence of myocardial infarction in inferior leads.", {"SR"}),
+    ("atrial fibrillation without st depression", {"AFIB"}),
+    ("kein vorhofflimmern. sinusbradykardie", {"SBRAD"}),
+    ("inferior myocardial infarction. first degree av block", {"IMI", "1AVB"}),
+    ("anteroseptal myocardial infarction; prolonged qt", {"ASMI", "LNGQT"}),
+])  # fmt: skip
+def test_scp_extraction(text, codes):
+    assert extract_scp_codes(text) == codes
+
+
+def test_clinical_f1_hand_case():
+    r = clinical_f1(["sinus rhythm. left anterior fascicular block.", "atrial fibrillation."],
+                    ["sinus rhythm. inferior myocardial infarction.", "atrial fibrillation."])  # fmt: skip
+    # tp: SR, AFIB; fp: LAFB; fn: IMI -> micro F1 = 4 / (4 + 1 + 1)
+    assert r["micro_f1"] == pytest.approx(4 / 6)
+
+
+def test_measurements_and_bootstrap():
+    r = measurement_errors(
+        ["72 bpm", "about 150 ms", "unknown"], [70.0, 120.0, 90.0], [2.0, 12.0, 20.0]
+    )
+    assert r["within_tolerance"] == pytest.approx(1 / 3) and r["mean_abs_error"] == pytest.approx(
+        16.0
+    )
+    assert r["unparsed_rate"] == pytest.approx(1 / 3) and parse_number("QRS 1,200 ms") == 1200.0
+    lo, hi = bootstrap_ci([1, 0] * 50)
+    assert lo < 0.5 < hi and hi - lo < 0.25
