@@ -335,6 +335,12 @@ def comparison_pairs(infos: list[T.RecordInfo], rng: np.random.Generator, per_re
     return pairs
 
 
+SINGLE_RECORD_TASKS = {
+    "report": T.report_task, "detect": T.detect_task, "mcq": T.mcq_task, "ecgqa": T.ecgqa_single,
+    "measure": T.measure_task, "ground": T.ground_task,
+}  # fmt: skip
+
+
 def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[dict], Counter]:
     mods = tuple(m for m in ("signal", "image") if m in cfg.modalities)
     out: list[dict] = []
@@ -356,18 +362,12 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
     for i, rec in enumerate(infos):
         rng = np.random.default_rng([cfg.seed, i])
         per: list[dict] = []
-        if "report" in cfg.tasks:
-            per += T.report_task(rec, rng, mods)
-        if "detect" in cfg.tasks:
-            per += T.detect_task(rec, rng, mods)
-        if "mcq" in cfg.tasks:
-            per += T.mcq_task(rec, rng, mods)
-        if "ecgqa" in cfg.tasks:
-            per += T.ecgqa_single(rec, rng, mods)
-        if "measure" in cfg.tasks:
-            per += T.measure_task(rec, rng, mods)
-        if "ground" in cfg.tasks:
-            per += T.ground_task(rec, rng, mods)
+        for (
+            name,
+            task,
+        ) in SINGLE_RECORD_TASKS.items():  # fixed order: the rng sequence is part of the output
+            if name in cfg.tasks:
+                per += task(rec, rng, mods)
         per = keep(per)
         if "multiturn" in cfg.tasks:
             per += keep(T.multiturn_task(rec, rng, mods, per))

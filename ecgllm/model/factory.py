@@ -43,16 +43,7 @@ TINY_GEMMA2 = {
     "sliding_window": 64,
 }
 TINY_GEMMA3 = {**TINY_GEMMA2, "model_type": "gemma3_text"}
-TINY_QWEN2 = {
-    "model_type": "qwen2",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 2048,
-    "max_position_embeddings": 1024,
-}
+TINY_QWEN2 = {**TINY_LLAMA, "model_type": "qwen2"}
 TINY_SIGLIP = {
     "model_type": "siglip_vision_model",
     "hidden_size": 32,
