@@ -29,3 +29,13 @@ def sim_db(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim")
     build_database(out, n=60, seed=3, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def instruct(sim_db, tmp_path_factory):
+    """The 60-record simulated database as an instruction dataset (signal + image)."""
+    from ecgllm.data import BuildConfig, build_dataset
+
+    out = tmp_path_factory.mktemp("instruct")
+    build_dataset(BuildConfig(source="synthetic", root=str(sim_db), out=str(out)), progress=False)
+    return out
