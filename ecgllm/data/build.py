@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+from datasets import Dataset, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
 from ..render.store import encode_page, render_page
@@ -37,7 +37,7 @@ from ..signal.preprocess import standardize
 from ..signal.record import ECGReadError
 from ..text.vocab import axis_name, extra_systoles, infarction_stages, parse_leads
 from . import tasks as T
-from .schema import SampleError, record_features, samples_dataset, save_dataset, validate_sample
+from .schema import SampleError, record_features, save_dataset, validate_sample, write_datasets
 
 SUMMARY_KEYS = ("hr_bpm", "rr_ms", "rr_sd_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_ms", "axis_deg",
                 "sokolow_lyon_mv", "cornell_mv")  # fmt: skip
@@ -388,12 +388,6 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
     return out, invalid
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
 def build_dataset(cfg: BuildConfig, progress: bool = True) -> dict:
     """Run both passes; returns the build report (also written to OUT/build_report.json)."""
     from datasets.utils import logging as ds_logging
@@ -424,14 +418,7 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
     infos = record_infos(records)
     check_splits(infos)
     samples, invalid = generate_samples(infos, cfg)
-    by_split = {s: [x for x in samples if x["split"] == s] for s in ("train", "validation", "test")}
-    dd = DatasetDict({s: samples_dataset(rows) for s, rows in by_split.items()})
-    tmp = out / f".samples.tmp{os.getpid()}"
-    save_dataset(dd, tmp)
-    rtmp = out / f".records.tmp{os.getpid()}"
-    save_dataset(records, rtmp)
-    _replace_dir(rtmp, out / "records")
-    _replace_dir(tmp, out / "samples")
+    write_datasets(out, records, samples)
     report = {
         "fingerprint": cfg.fingerprint(),
         "source": cfg.source,
@@ -444,7 +431,9 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
             for s in ("train", "validation", "test")
         },
         "samples": len(samples),
-        "samples_by_split": {s: len(v) for s, v in by_split.items()},
+        "samples_by_split": {
+            s: sum(x["split"] == s for x in samples) for s in ("train", "validation", "test")
+        },
         "samples_by_task": dict(Counter(s["task"] for s in samples)),
         "samples_by_question_type": dict(
             Counter(s["question_type"] for s in samples if s["question_type"])

@@ -21,10 +21,11 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, load_from_disk
 from PIL import Image
 
-from .schema import SampleError, record_features, samples_dataset, save_dataset, validate_sample
+from ..atomic import write_text
+from .schema import SampleError, record_features, validate_sample, write_datasets
 from .tasks import join_answer, text_turn, user_turn
 
 SPLIT_NAMES = {
@@ -78,27 +79,13 @@ def export_llava(root: str | Path, out: str | Path, split: str = "train") -> dic
             {"id": s["id"], "image": paths[0] if len(paths) == 1 else paths, "conversations": conv}
         )
     target = out / f"llava_{split}.json"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, target)
+    write_text(target, json.dumps(rows, indent=1))
     return {
         "rows": len(rows),
         "images": len(written),
         "skipped_no_image": skipped,
         "out": str(target),
     }
-
-
-def _write(out: Path, records: Dataset, samples: list[dict]) -> None:
-    """OUT/records and OUT/samples (train/validation/test), each via a temporary name."""
-    by_split = {s: [x for x in samples if x["split"] == s] for s in ("train", "validation", "test")}
-    dd = DatasetDict({s: samples_dataset(v) for s, v in by_split.items()})
-    for name, obj in (("records", records), ("samples", dd)):
-        tmp = out / f".{name}.tmp{os.getpid()}"
-        save_dataset(obj, tmp)
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-        os.replace(tmp, out / name)
 
 
 def _records(rows: list[dict], with_signal: bool, with_image: bool) -> Dataset:
@@ -173,7 +160,9 @@ def import_llava(
             skipped["malformed"] += 1
             continue
         samples.append(s)
-    _write(out, _records(list(records.values()), with_signal=False, with_image=True), samples)
+    write_datasets(
+        out, _records(list(records.values()), with_signal=False, with_image=True), samples
+    )
     return {
         "samples": len(samples),
         "records": len(records),
@@ -306,9 +295,9 @@ def import_ecgqa(
             continue
         samples.append(s)
     if ptbxl_root:
-        _write(out, records, samples)
+        write_datasets(out, records, samples)
         shutil.rmtree(out / "_work", ignore_errors=True)
     else:
-        _write(out, _records([], with_signal=False, with_image=False), samples)
+        write_datasets(out, _records([], with_signal=False, with_image=False), samples)
     return {"samples": len(samples), "shards": len(shards), "ecgs": len(ids), "with_ecgs": bool(ptbxl_root),
             "skipped": dict(skipped), "out": str(out)}  # fmt: skip

@@ -87,6 +87,22 @@ def save_dataset(ds: Dataset | DatasetDict, path) -> None:
         ds.save_to_disk(str(path), num_shards=1 if len(ds) == 0 else None)
 
 
+def write_datasets(out: Path, records: Dataset, samples: list[dict]) -> None:
+    """OUT/records and OUT/samples (train/validation/test), each written under a temporary name and
+    then swapped in (records first: a samples folder always has its records)."""
+    import os
+    import shutil
+
+    by_split = {s: [x for x in samples if x["split"] == s] for s in ("train", "validation", "test")}
+    dd = DatasetDict({s: samples_dataset(v) for s, v in by_split.items()})
+    for name, obj in (("records", records), ("samples", dd)):
+        tmp = Path(out) / f".{name}.tmp{os.getpid()}"
+        save_dataset(obj, tmp)
+        if (Path(out) / name).exists():
+            shutil.rmtree(Path(out) / name)
+        os.replace(tmp, Path(out) / name)
+
+
 class SampleError(ValueError):
     """A generated or imported sample that breaks the schema's rules."""
 

@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..atomic import write_bytes, write_text
 from ..signal.databases import ECGDatabase, Entry, Rejects, open_database
 from ..signal.record import ECGReadError
 from .augment import augment_page
@@ -40,20 +41,14 @@ def encode_page(image: Image.Image) -> tuple[bytes, str]:
     return buf.getvalue(), ".jpg"
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_page(image: Image.Image, page: PageLayout, base: str | os.PathLike) -> Path:
     """Write `base`.png/.jpg then `base`.json (the sidecar last). Returns the image path."""
     base = Path(base)
     base.parent.mkdir(parents=True, exist_ok=True)
     data, ext = encode_page(image)
     img_path = base.with_name(base.name + ext)
-    _atomic(img_path, data)
-    _atomic(base.with_name(base.name + ".json"), page.to_json().encode())
+    write_bytes(img_path, data)
+    write_text(base.with_name(base.name + ".json"), page.to_json())
     return img_path
 
 

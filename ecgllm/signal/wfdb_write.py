@@ -12,16 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_bytes
 from .record import STANDARD_12
 
 # PTB-XL writes the standard leads in upper case (AVR, AVL, AVF)
 PTBXL_LEAD_NAMES = tuple(n.upper() for n in STANDARD_12)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def write_record16(
@@ -52,6 +47,6 @@ def write_record16(
         init = int(digital[0, i]) if n else 0
         lines.append(f"{name}.dat 16 {gain:.1f}(0)/mV 16 0 {init} {int(checksums[i])} 0 {sig}")
     lines += [f"# {c}" for c in comments or []]
-    _atomic_write(base.with_name(name + ".dat"), digital.tobytes())
-    _atomic_write(base.with_name(name + ".hea"), ("\n".join(lines) + "\n").encode())
+    write_bytes(base.with_name(name + ".dat"), digital.tobytes())
+    write_bytes(base.with_name(name + ".hea"), ("\n".join(lines) + "\n").encode())
     return base
