@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import write_text
 from .data.collator import EcgCollator
 from .data.dataset import EcgInstructionDataset
 from .metrics.scores import (
@@ -71,24 +71,16 @@ def generate_batch(
     side = tok.padding_side
     tok.padding_side = "left"
     try:
-        texts, ecgs, images = [], [], []
+        texts, ecgs, masks, images = [], [], [], []
         for r in rows:
             texts.append(
                 processor.apply_chat_template(r["messages"][:1], add_generation_prompt=True)
             )
-            if "signal" in r["modalities"]:
-                sig = np.asarray(r["signal"], dtype=np.float32)
-                ecgs += [np.zeros_like(s) if collator.blank_ecg else s for s in sig]
-            if "image" in r["modalities"]:
-                from PIL import Image
-
-                ims = r["images"]
-                images += (
-                    [Image.new("RGB", im.size, "white") for im in ims]
-                    if collator.blank_image
-                    else ims
-                )
+            e, m, i = collator.row_inputs(r)
+            ecgs, masks, images = ecgs + e, masks + m, images + i
         batch = processor(text=texts, ecgs=ecgs or None, images=images or None)
+        if masks:  # the records' own lead masks (missing leads), as in training
+            batch["lead_mask"] = batch["lead_mask"] & torch.from_numpy(np.stack(masks))
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[:, batch["input_ids"].shape[1] :]
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
@@ -186,7 +178,5 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         "git_commit": _git_commit(),
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
-    tmp = out / f".results.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(report, indent=1, default=float))
-    os.replace(tmp, out / "results.json")
+    write_text(out / "results.json", json.dumps(report, indent=1, default=float))
     return report

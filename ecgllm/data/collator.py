@@ -60,6 +60,25 @@ class EcgCollator:
             exp_mask += [m if k == 1 else 0] * k
         return exp_ids, exp_mask
 
+    def row_inputs(self, row: dict) -> tuple[list[np.ndarray], list[np.ndarray], list]:
+        """A row's ECG signals, their lead masks and its page images, blanked when asked (the
+        ablations: zero signals, white pages)."""
+        mods = row.get("modalities") or []
+        ecgs, masks, images = [], [], []
+        if not row.get("record_ids"):
+            return ecgs, masks, images
+        if "signal" in mods:
+            sig = np.asarray(row["signal"], dtype=np.float32)
+            ecgs = [np.zeros_like(s) if self.blank_ecg else s for s in sig]
+            masks = list(np.asarray(row["lead_mask"], dtype=bool))
+        if "image" in mods:
+            images = row["images"]
+            if self.blank_image:
+                from PIL import Image
+
+                images = [Image.new("RGB", im.size, "white") for im in images]
+        return ecgs, masks, list(images)
+
     def length(self, row: dict) -> int:
         return len(self.encode(row["messages"])[0])
 
@@ -96,19 +115,8 @@ class EcgCollator:
             if enc is None:
                 continue
             seqs.append(enc)
-            mods = row.get("modalities") or []
-            n = len(row.get("record_ids") or [])
-            if "signal" in mods and n:
-                sig = np.asarray(row["signal"], dtype=np.float32)
-                ecgs += [np.zeros_like(s) if self.blank_ecg else s for s in sig]
-                masks += list(np.asarray(row["lead_mask"], dtype=bool))
-            if "image" in mods and n:
-                imgs = row["images"]
-                if self.blank_image:
-                    from PIL import Image
-
-                    imgs = [Image.new("RGB", im.size, "white") for im in imgs]
-                images += imgs
+            e, m, i = self.row_inputs(row)
+            ecgs, masks, images = ecgs + e, masks + m, images + i
         if not seqs:
             raise ValueError(f"every sample of the batch was dropped ({dict(self.dropped)})")
         supervised = sum(1 for _, m in seqs if any(m))
