@@ -1,9 +1,15 @@
-"""Score a model on held-out benchmarks: predictions streamed to samples.jsonl (resumable) and
-metrics with 95% bootstrap intervals in results.json.
+"""Score a model on held-out benchmarks: predictions streamed to samples.jsonl (resumable),
+metrics with 95% bootstrap intervals and chance levels in results.json, and report.html.
 
     python eval/run.py --model runs/default/sft/final/model --data runs/default/instruct --out runs/eval
     python eval/run.py --model runs/x/base --adapter runs/x/final/adapter --data DIR --out DIR \\
-        --benchmarks ecgqa,mcq,measure,report --blank-ecg        # the same with the ECG input blanked
+        --benchmarks ecgqa,detect,mcq,rhythm,measure,report,ground --ablation \\
+        --sweep "noise=0.05,0.2;wander=0.5,1;leads=6,3,1"
+    python eval/run.py --model DIR --ecgqa-json ecgqa/ptbxl/paraphrased/test/*.json \\
+        --ptbxl-root PTBXL --out DIR --benchmarks ecgqa          # official ECG-QA files as they are
+
+--ablation also runs the same model with the ECG blanked (signal zeroed, page white) into
+OUT/blank_ecg; --sweep runs perturbed copies into OUT/sweep; both appear in OUT/report.html.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ecgllm.evaluation import BENCHMARKS, run_benchmarks  # noqa: E402
+from ecgllm.benchmarks import available  # noqa: E402
 
 
 def load(model_dir: str, adapter: str | None, processor_dir: str | None):
@@ -22,6 +28,8 @@ def load(model_dir: str, adapter: str | None, processor_dir: str | None):
 
     import ecgllm.model  # noqa: F401 - registers the Auto classes
 
+    if not Path(model_dir).exists():
+        raise FileNotFoundError(f"--model {model_dir} does not exist")
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     if adapter:
         from peft import PeftModel
@@ -38,6 +46,39 @@ def load(model_dir: str, adapter: str | None, processor_dir: str | None):
     raise FileNotFoundError(f"no processor_config.json next to {model_dir} (give --processor)")
 
 
+def evaluate(model, proc, data: str, out: str | Path, benchmarks: list[str], ablation: bool = False,
+             sweep: str | None = None, report: bool = True, **kw) -> dict:  # fmt: skip
+    """The whole evaluation (main run, optional blank-ECG ablation and sweep, report)."""
+    from ecgllm.evaluation import run_benchmarks, run_sweep
+    from ecgllm.report import write_report
+    from ecgllm.signal.perturb import parse_sweep
+
+    out = Path(out)
+    settings = parse_sweep(sweep) if sweep else []  # bad specs fail before any work
+    r = run_benchmarks(model, proc, data, out, benchmarks, **kw)
+    blank = None
+    if ablation:
+        kw_b = {**kw, "blank_ecg": True, "blank_image": True}
+        blank = run_benchmarks(model, proc, data, out / "blank_ecg", benchmarks, **kw_b)
+    if settings:
+        kw_s = {k: v for k, v in kw.items() if k not in ("blank_ecg", "blank_image")}
+        run_sweep(
+            model,
+            proc,
+            data,
+            out / "sweep",
+            benchmarks,
+            settings,
+            reference=None if kw.get("blank_ecg") or kw.get("blank_image") else out,
+            **kw_s,
+        )
+    if report:
+        r["report"] = str(write_report(out, blank=out / "blank_ecg" if ablation else None,
+                                       sweep=out / "sweep" if settings else None, data=data))  # fmt: skip
+    r["blank"] = blank
+    return r
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,33 +86,60 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", required=True)
     ap.add_argument("--adapter", default=None)
     ap.add_argument("--processor", default=None)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=None, help="a dataset built by data_builders/build.py")
+    ap.add_argument("--ecgqa-json", nargs="+", default=None,
+                    help="official ECG-QA JSON files (instead of --data); converted once into OUT/ecgqa_data")  # fmt: skip
+    ap.add_argument("--ptbxl-root", default=None, help="PTB-XL folder the ECG-QA files refer to")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--benchmarks", default=",".join(BENCHMARKS))
+    ap.add_argument(
+        "--benchmarks",
+        default=",".join(available()),
+        help=f"comma list of {available()} or YAML files",
+    )
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None, help="first N samples per benchmark")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--blank-ecg", action="store_true")
-    ap.add_argument("--blank-image", action="store_true")
+    ap.add_argument(
+        "--max-new-tokens", type=int, default=None, help="override each benchmark's own"
+    )
+    ap.add_argument("--blank-ecg", action="store_true", help="zero the ECG signals (ablation)")
+    ap.add_argument("--blank-image", action="store_true", help="blank the ECG pages (ablation)")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run with signal and page blanked into OUT/blank_ecg",
+    )
+    ap.add_argument(
+        "--sweep", default=None, help='perturbations, e.g. "noise=0.05,0.2;wander=0.5;leads=6,1"'
+    )
+    ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if (a.data is None) == (a.ecgqa_json is None):
+        ap.exit(2, "error: give exactly one of --data and --ecgqa-json\n")
     try:
+        data = a.data
+        if a.ecgqa_json:
+            from ecgllm.data.interop import import_ecgqa
+
+            data = str(Path(a.out) / "ecgqa_data")
+            if not (Path(data) / "samples").exists():
+                import_ecgqa(a.ecgqa_json, data, ptbxl_root=a.ptbxl_root)
+        benchmarks = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
         model, proc = load(a.model, a.adapter, a.processor)
-        r = run_benchmarks(model, proc, a.data, a.out, [b.strip() for b in a.benchmarks.split(",") if b.strip()],
-                           split=a.split, limit=a.limit, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                           blank_ecg=a.blank_ecg, blank_image=a.blank_image, seed=a.seed, model_path=a.model)  # fmt: skip
+        r = evaluate(model, proc, data, a.out, benchmarks, ablation=a.ablation, sweep=a.sweep,
+                     report=not a.no_report, split=a.split, limit=a.limit, batch_size=a.batch_size,
+                     max_new_tokens=a.max_new_tokens, blank_ecg=a.blank_ecg, blank_image=a.blank_image,
+                     seed=a.seed, model_path=a.model)  # fmt: skip
     except (ValueError, FileNotFoundError, KeyError) as e:
         ap.exit(2, f"error: {e}\n")
     parts = []
     for b, res in r["results"].items():
         m = res.get("main_metric")
-        parts.append(f"{b} {m} {res[m]:.3f} (n={res['n']})" if m else f"{b} n=0")
-    print(
-        "evaluated: "
-        + "; ".join(parts)
-        + f" in {r['seconds']:.0f} s -> {Path(a.out) / 'results.json'}"
-    )
+        v = res.get("value")
+        parts.append(f"{b} {m} {v:.3f} (chance {res.get('chance', float('nan')):.3f}, n={res['n']})" if v is not None else f"{b} n=0")  # fmt: skip
+    print("evaluated: " + "; ".join(parts) + f" in {r['seconds']:.0f} s -> {Path(a.out) / 'results.json'}"
+          + (f", {r['report']}" if r.get("report") else ""))  # fmt: skip
     return r
 
 

@@ -328,6 +328,9 @@ class SFTRecipe:
             save_model_files(
                 final, acc.unwrap_model(self.model), self.processor, cfg.lora.mode, state_dict=sd
             )
+            import yaml
+
+            (final / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             metrics.plot()
             metrics.close()
         acc.wait_for_everyone()

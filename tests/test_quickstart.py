@@ -1,28 +1,63 @@
-"""The README's main job runs on the embedded default and re-uses its work when re-run."""
+"""The README's main job end to end on a small simulated database: interrupted mid-training and
+re-run it completes; re-run again it reuses everything."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from tests.conftest import ROOT
 
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
-def test_quickstart_runs_and_resumes(tmp_path):
-    cmd = [
-        sys.executable,
-        str(ROOT / "recipes/quickstart.py"),
-        "--out",
-        str(tmp_path),
-        "--n",
-        "40",
-        "--workers",
-        "1",
-    ]
-    first = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "[1/3] simulated 40 records" in first.stdout
-    assert "[3/3] instruction data built" in first.stdout
-    assert "patients in two splits: 0; records skipped: 0" in first.stdout
-    assert first.stdout.strip().splitlines()[-1].startswith("done: 40 records")
-    second = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "reusing" in second.stdout and "instruction data reused" in second.stdout
+
+def test_quickstart_interrupted_resumed_and_reused(tmp_path):
+    cmd = [sys.executable, str(ROOT / "recipes/quickstart.py"), "--out", str(tmp_path), "--n", "60", "--workers", "1",
+           "--max-steps", "4", "--encoder-steps", "5", "--eval-limit", "3"]  # fmt: skip
+    # 1. killed (SIGKILL, no chance to clean up) once stage 2 has started writing
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True
+    )
+    deadline = time.time() + 400
+    while time.time() < deadline and not (tmp_path / "sft" / "base").exists() and p.poll() is None:
+        time.sleep(0.2)
+    assert p.poll() is None, "quickstart ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "sft" / "train_result.json").exists()
+    # 2. the same command completes the run
+    first = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = first.stdout
+    assert "[1/7] simulated database: reusing" in out and "instruction data reused" in out
+    assert "reusing" in out.split("[5/7]")[1].split("\n")[1]  # stage 1 finished before the kill
+    assert "patients in two splits: 0; records skipped: 0" in out
+    table = out[out.index("benchmark  metric") :].splitlines()
+    names = {
+        line.split()[0]
+        for line in table[1:]
+        if line.strip() and not line.startswith(("report:", "loss", "exported", "done"))
+    }
+    assert names == {"detect", "ecgqa", "ground", "mcq", "measure", "report", "rhythm"}
+    assert (tmp_path / "eval/report.html").exists() and (
+        tmp_path / "eval/blank_ecg/results.json"
+    ).exists()
+    assert (tmp_path / "sft/loss_curve.png").exists() and (
+        tmp_path / "align/loss_curve.png"
+    ).exists()
+    assert (tmp_path / "export/config.json").exists() and "verified in a fresh process" in out
+    card = (tmp_path / "export/README.md").read_text()
+    assert "| ecgqa | exact_match |" in card
+    assert out.strip().splitlines()[-1].startswith("done: 60 records simulated")
+    res = json.loads((tmp_path / "eval/results.json").read_text())["results"]
+    assert all(v["n"] == 3 for v in res.values())
+    # 3. run again: everything is reused
+    t = time.perf_counter()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reusing") >= 3 and "ECG encoder reused" in again.stdout
+    assert time.perf_counter() - t < 120

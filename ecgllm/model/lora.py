@@ -55,16 +55,27 @@ def prepare_for_training(
     train_ecg_encoder: bool = True,
     vision_blocks: int = 0,
     trainable_token_ids: list[int] | None = None,
+    train_modules: tuple[str, ...] = (),
 ):
     """Freeze/unfreeze for a training mode; for "lora" returns a PeftModel.
 
-    align: only projectors (+ ECG encoder, + last `vision_blocks` vision blocks) train.
+    align: only projectors (+ ECG encoder, + last `vision_blocks` vision blocks, + the LLM
+           modules named in `train_modules`) train.
     lora:  the same plus LoRA adapters on the LLM's linear layers.
     full:  everything trains.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     own = _own_modules(train_ecg_encoder, vision_blocks, model)
+    for name in train_modules:  # whole LLM modules that train besides LoRA (e.g. embed_tokens)
+        hits = [
+            n
+            for n, _ in model.language_model.named_modules()
+            if n == name or n.endswith("." + name)
+        ]
+        if not hits:
+            raise ValueError(f"train_modules: the language model has no module named {name!r}")
+        own += [f"language_model.{n}" for n in hits]
     if mode == "full":
         for p in model.parameters():
             p.requires_grad_(True)

@@ -99,7 +99,8 @@ def load_trained_modules(model: torch.nn.Module, path: str | Path) -> list[str]:
         raw = load_file(str(path / "adapter" / "adapter_model.safetensors"))
         state = {}
         for k, v in raw.items():
-            if ".modules_to_save." in k or "modules_to_save" in k:
+            # the modules_to_save (PEFT writes them under their plain names), not the LoRA factors
+            if "lora_" not in k:
                 k = (
                     k.replace("base_model.model.", "")
                     .replace(".modules_to_save.default", "")

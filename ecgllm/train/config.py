@@ -26,6 +26,9 @@ class ModelCfg:
     init_from: str | None = (
         None  # a previous stage's output dir: its trained modules are loaded first
     )
+    ecg_weights: str | None = (
+        None  # pretrained ECG-encoder safetensors (recipes/pretrain_ecg_encoder.py)
+    )
     gradient_checkpointing: bool = False
     ecg_projector: str = "mlp2x_gelu"
     image_projector: str = "mlp2x_gelu"
@@ -60,6 +63,9 @@ class LoraCfg:
         ]
     )
     train_ecg_encoder: bool = True
+    # LLM modules trained fully besides LoRA (e.g. [embed_tokens, lm_head] for a random-init LLM
+    # that has no vocabulary to adapt; empty for pretrained backbones)
+    train_modules: list[str] = field(default_factory=list)
     vision_blocks: int = 0  # also train the vision tower's last N blocks
     quantize: int | None = None  # 4 or 8: QLoRA base (bitsandbytes)
 

@@ -26,18 +26,32 @@ def _resolve(value: Any, tiny: dict | None) -> Any:
 
 
 def setup_model(cfg: RecipeConfig, base_dir=None):
-    """(model ready for training, processor, is_random_init). A random-init base (no pretrained
-    checkpoint to point an adapter at) is saved to `base_dir`/base first, when given."""
+    """(model ready for training, processor, base_saved). A base an adapter cannot be applied to
+    from a checkpoint name (random-init parts, or a frozen ECG encoder loaded from a file) is
+    saved to `base_dir`/base first, when given."""
     m: ModelCfg = cfg.model
     backbone = _resolve(m.backbone, TINY_LLAMA)
+    vision = _resolve(m.vision, TINY_SIGLIP)
     model, processor = build_model(
-        backbone=backbone, vision=_resolve(m.vision, TINY_SIGLIP), ecg=_resolve(m.ecg, TINY_ECG),
+        backbone=backbone, vision=vision, ecg=_resolve(m.ecg, TINY_ECG),
         chat_family=m.chat_family, ecg_projector=m.ecg_projector, image_projector=m.image_projector,
         image_pool=m.image_pool,
     )  # fmt: skip
+    if m.ecg_weights:
+        if model.ecg_encoder is None:
+            raise ValueError(
+                "model.ecg_weights is set but the model has no ECG encoder (model.ecg: none)"
+            )
+        from ..model.ecg_encoder import load_encoder_weights
+
+        load_encoder_weights(model.ecg_encoder, m.ecg_weights)
     if m.init_from:
         load_trained_modules(model, m.init_from)
-    if base_dir is not None and isinstance(backbone, dict):
+    # the base must be saved when an adapter alone cannot rebuild it: random-init parts (a config
+    # dict instead of a checkpoint) or an ECG encoder that is loaded from a file and not trained
+    random_parts = isinstance(backbone, dict) or isinstance(vision, dict)
+    frozen_loaded_encoder = bool(m.ecg_weights) and not cfg.lora.train_ecg_encoder
+    if base_dir is not None and (random_parts or frozen_loaded_encoder):
         from pathlib import Path
 
         model.save_pretrained(Path(base_dir) / "base")
@@ -55,9 +69,9 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
     model = prepare_for_training(
         model, mode=cfg.lora.mode, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
         targets=tuple(cfg.lora.targets), train_ecg_encoder=cfg.lora.train_ecg_encoder,
-        vision_blocks=cfg.lora.vision_blocks,
+        vision_blocks=cfg.lora.vision_blocks, train_modules=tuple(cfg.lora.train_modules),
     )  # fmt: skip
-    return model, processor, isinstance(backbone, dict)
+    return model, processor, random_parts or frozen_loaded_encoder
 
 
 def param_groups(

@@ -1,11 +1,14 @@
-"""eval/run.py: streamed, resumable, fingerprinted results on a tiny model."""
+"""eval/run.py: benchmarks from the registry, streamed and resumable results, ablation, sweep,
+report.html (looked at in headless Chromium)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,34 +27,161 @@ def tiny_dir(tmp_path_factory):
     return d
 
 
-def _run(tiny_dir, instruct, out, *extra):
+def _run(tiny_dir, instruct, out, *extra, benchmarks="ecgqa,mcq,measure,report"):
     cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data", str(instruct), "--out", str(out),
-           "--benchmarks", "ecgqa,mcq,measure,report", "--limit", "6", "--batch-size", "4", "--max-new-tokens", "6", *extra]  # fmt: skip
+           "--benchmarks", benchmarks, "--limit", "6", "--batch-size", "4", "--max-new-tokens", "6", *extra]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def test_results_resume_and_ablation(tiny_dir, instruct, tmp_path):
-    r = _run(tiny_dir, instruct, tmp_path / "a")
+    r = _run(tiny_dir, instruct, tmp_path / "a", "--no-report")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("evaluated: ecgqa exact_match")
     res = json.loads((tmp_path / "a/results.json").read_text())
     assert set(res["results"]) == {"ecgqa", "mcq", "measure", "report"}
-    assert res["results"]["ecgqa"]["n"] == 6 and len(res["results"]["ecgqa"]["ci95"]) == 2
+    e = res["results"]["ecgqa"]
+    assert e["n"] == 6 and len(e["ci95"]) == 2 and e["ci95"][0] <= e["value"] <= e["ci95"][1]
+    assert 0 < e["chance"] < 1 and e["chance_basis"] == "a uniformly random option"
+    assert "by_question_type" in e and "by_attribute_type" in e
     assert 0 <= res["results"]["mcq"]["unparsed_rate"] <= 1 and "bleu4" in res["results"]["report"]
+    assert "accuracy_loglik" in res["results"]["mcq"] and "confusion" in res["results"]["mcq"]
+    assert (
+        res["results"]["measure"]["chance_basis"] == "always the training median of each quantity"
+    )
     assert res["model"]["fingerprint"] and res["data"]["fingerprint"] and res["versions"]["torch"]
     lines = (tmp_path / "a/samples.jsonl").read_text().splitlines()
     assert len(lines) == 24 and all("prediction" in json.loads(x) for x in lines)
     # a crash after 10 predictions (the 11th line half-written): the rerun completes the rest
     (tmp_path / "b").mkdir()
     (tmp_path / "b/samples.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:20])
-    r = _run(tiny_dir, instruct, tmp_path / "b")
+    r = _run(tiny_dir, instruct, tmp_path / "b", "--no-report")
     assert r.returncode == 0, r.stderr[-2000:]
     again = json.loads((tmp_path / "b/results.json").read_text())
     assert again["results"] == res["results"]
-    r = _run(tiny_dir, instruct, tmp_path / "c", "--blank-ecg")
+    r = _run(tiny_dir, instruct, tmp_path / "c", "--blank-ecg", "--no-report")
     assert (
         r.returncode == 0
         and json.loads((tmp_path / "c/results.json").read_text())["config"]["blank_ecg"] is True
     )
-    bad = _run(tiny_dir, instruct, tmp_path / "d", "--benchmarks", "ecgqa,arena")
+    bad = _run(tiny_dir, instruct, tmp_path / "d", benchmarks="ecgqa,arena")
     assert bad.returncode == 2 and "unknown benchmark(s) ['arena']" in bad.stderr
+    bad = _run(tiny_dir, instruct, tmp_path / "d", "--sweep", "blur=1")
+    assert bad.returncode == 2 and "bad sweep part 'blur=1'" in bad.stderr
+
+
+def test_all_benchmarks_ablation_sweep_report(tiny_dir, instruct, tmp_path):
+    from ecgllm.benchmarks import available
+
+    out = tmp_path / "e"
+    r = _run(tiny_dir, instruct, out, "--limit", "4", "--ablation", "--sweep", "noise=0.2;leads=1",
+             benchmarks=",".join(available()))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())["results"]
+    assert set(res) == set(available())
+    d = res["detect"]
+    assert (
+        d["auc_basis"].startswith("P(yes)") and "exact_match_generate" in d and d["chance"] == 0.5
+    )
+    assert all(0 <= v["f1"] <= 1 for v in d["per_label"].values())
+    g = res["ground"]
+    assert {"finding_f1", "measurement_precision", "lead_f1"} <= set(g)
+    for line in (out / "samples.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["benchmark"] == "detect":
+            labels = [o for o in rec["options"] if o != "none"]
+            assert set(rec["label_scores"]) == set(labels)
+            assert all(0 < p < 1 for p in rec["label_scores"].values())
+        if rec["benchmark"] in ("mcq", "rhythm"):
+            assert len(rec["loglik"]) == len(rec["options"])
+    blank = json.loads((out / "blank_ecg/results.json").read_text())
+    assert blank["config"]["blank_ecg"] and blank["config"]["blank_image"]
+    sweep = json.loads((out / "sweep/sweep.json").read_text())
+    assert set(sweep["settings"]) == {"none=0", "noise=0.2", "leads=1"}
+    assert json.loads((out / "sweep/leads-1/results.json").read_text())["config"][
+        "perturbation"
+    ] == ["leads", 1.0]
+    page = (out / "report.html").read_text()
+    for part in ("<h2>Scores</h2>", "Detection per label", "Confusion matrices", "ECG-QA per question type",
+                 "Robustness", "<h2>Examples</h2>", "data:image/jpeg;base64", "blank ECG"):  # fmt: skip
+        assert part in page, part
+    assert "src='/" not in page and "file://" not in page  # self-contained
+    from ecgllm.report import find_chromium, screenshot
+
+    if find_chromium() is None:
+        if os.environ.get("ECGLLM_REQUIRE_BROWSER"):
+            pytest.fail("ECGLLM_REQUIRE_BROWSER is set but no Chromium is installed")
+        pytest.skip("no Chromium here (CI installs it: .ci/run)")
+    png = screenshot(out / "report.html", tmp_path / "report.png", height=2400)
+    from PIL import Image
+
+    im = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert im.shape == (2400, 1200)
+    ink = (im < 200).mean()
+    assert 0.01 < ink < 0.6, ink  # text, tables and plots drawn: neither blank nor a black page
+
+
+def test_loglik_is_the_training_loss(tiny_dir, instruct):
+    """The likelihood scorer uses exactly the tokens and positions the training loss uses."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import ecgllm.model  # noqa: F401
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation import loglik_batch
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
+    proc = AutoProcessor.from_pretrained(tiny_dir)
+    ds = EcgInstructionDataset(instruct, "test")
+    rows = [ds[i] for i in range(3)]
+    col = EcgCollator(proc)
+    ll = loglik_batch(model, col, rows, batch_size=2)
+    for r, v in zip(rows, ll, strict=True):
+        b = col([r])
+        with torch.no_grad():
+            loss = model(**b).loss
+        n = int((b["labels"][:, 1:] != -100).sum())
+        assert v == pytest.approx(-loss.item() * n, rel=1e-4)
+
+
+def test_registry_and_chance():
+    from ecgllm.benchmarks import available, load_benchmark
+    from ecgllm.evaluation import chance_level, score_detect
+
+    assert {"ecgqa", "detect", "mcq", "rhythm", "report", "measure", "ground"} <= set(available())
+    b = load_benchmark("rhythm")
+    rows = [{"task": "mcq", "attribute_type": "rhythm"}, {"task": "mcq", "attribute_type": "finding"},
+            {"task": "ecgqa", "attribute_type": "rhythm"}]  # fmt: skip
+    assert b.select(rows) == [0] and b.methods == ("generate", "loglik")
+    recs = [{"options": ["a", "b", "c"], "answer": ["a"]}, {"options": ["a", "b"], "answer": ["a", "b"]},
+            {"options": ["a", "b", "c", "d"], "answer": ["d"]}]  # fmt: skip
+    assert chance_level(load_benchmark("ecgqa"), recs, None)[0] == pytest.approx(
+        (1 / 3 + 0 + 1 / 4) / 3
+    )
+    # detect AUC from P(yes) equals scikit-learn's per label
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    opts = ["x", "y", "none"]
+    recs = []
+    for _ in range(30):
+        ans = [lab for lab in ("x", "y") if rng.random() < 0.5] or ["none"]
+        recs.append({"options": opts, "answer": ans, "attribute_type": "s", "prediction": ", ".join(ans),
+                     "label_scores": {"x": float(rng.random()), "y": float(rng.random())}})  # fmt: skip
+    res = score_detect(load_benchmark("detect"), recs)
+    want = np.mean([roc_auc_score([lab in r["answer"] for r in recs], [r["label_scores"][lab] for r in recs])
+                    for lab in ("x", "y")])  # fmt: skip
+    assert res["macro_auc"] == pytest.approx(want) and res["exact_match_generate"] == 1.0
+
+
+def test_registry_rejects_bad_files(tmp_path):
+    from ecgllm.benchmarks import load_benchmark
+
+    p = tmp_path / "b.yaml"
+    p.write_text("name: b\ntask: mcq\nscorer: mcq\nmetric: accuracy\nshots: 5\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['shots'\]"):
+        load_benchmark(p)
+    p.write_text("name: b\ntask: mcq\nscorer: mcq\nmetric: accuracy\nmethods: [beam]\n")
+    with pytest.raises(ValueError, match="methods must be"):
+        load_benchmark(p)
+    with pytest.raises(ValueError, match="unknown benchmark 'arena'"):
+        load_benchmark("arena")

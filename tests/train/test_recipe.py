@@ -20,9 +20,18 @@ from tests.conftest import ROOT
 CONFIGS = sorted((ROOT / "recipes/configs").glob("*.yaml"))
 SFT = str(ROOT / "recipes/sft.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-BASE = [
+MODEL_ARGS = [  # the tiny_cpu.yaml chain without its stage-0/1 inputs, LoRA on the linears only
+    "model.ecg_weights=null",
+    "model.init_from=null",
+    "lora.train_modules=[]",
+    "lora.train_ecg_encoder=true",
+    "lora.r=16",
+    "lora.alpha=32",
     "lora.mode=lora",
     "lora.dropout=0",
+]
+BASE = [
+    *MODEL_ARGS,
     "train.per_device_train_batch_size=4",
     "train.logging_steps=1",
     "data.limit_eval=16",
@@ -59,11 +68,24 @@ def test_every_shipped_config_loads_and_starts_with_its_command():
         ), path
 
 
+def _encoder_file(d: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from ecgllm.model.configuration_ecgllm import EcgEncoderConfig
+    from ecgllm.model.ecg_encoder import EcgEncoder
+    from ecgllm.model.factory import TINY_ECG
+
+    torch.manual_seed(1)
+    f = d / "ecg_encoder.safetensors"
+    save_file(EcgEncoder(EcgEncoderConfig(**TINY_ECG)).state_dict(), str(f))
+    return f
+
+
 STAND_INS = {"meta-llama/": "llama", "google/gemma-2": "gemma2", "Qwen/": "qwen2"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_configs_build_with_tiny_stand_ins(path, instruct):
+def test_configs_build_with_tiny_stand_ins(path, instruct, tmp_path):
     """Hub backbones are replaced by tiny configs of the same architecture (nothing downloads)."""
     from ecgllm.model.factory import TINY_GEMMA2, TINY_LLAMA, TINY_QWEN2
     from ecgllm.train.setup import setup_model
@@ -79,6 +101,9 @@ def test_configs_build_with_tiny_stand_ins(path, instruct):
         cfg.model.vision = "tiny"
         cfg.model.ecg = "tiny"
     cfg.lora.quantize = None  # bitsandbytes 4-bit is tested in tests/model
+    if cfg.model.ecg_weights:  # the embedded default's stage-0 output: a stand-in encoder file
+        cfg.model.ecg_weights = str(_encoder_file(tmp_path))
+    cfg.model.init_from = None
     model, proc, _ = setup_model(cfg)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
 
@@ -146,7 +171,7 @@ def _data(out: Path) -> str:
 def reference(instruct, tmp_path_factory):
     """One process, batch 8: the reference losses for the distributed runs (global batch 8)."""
     out = tmp_path_factory.mktemp("ref")
-    _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=3", *BASE[:2],
+    _run([f"data.path={instruct}", f"output.dir={out}", "train.max_steps=3", *MODEL_ARGS,
           "train.per_device_train_batch_size=8", "data.limit_eval=16"])  # fmt: skip
     return out
 
@@ -211,18 +236,43 @@ def test_sigterm_saves_and_resume_finishes(instruct, tmp_path):
 def test_align_then_sft_and_dry_run(instruct, tmp_path):
     align = tmp_path / "align"
     cfg = str(ROOT / "recipes/configs/tiny_cpu_align.yaml")
+    from ecgllm.train.encoder_pretrain import pretrain_encoder
+
+    enc = pretrain_encoder(instruct, tmp_path / "enc", steps=3, batch_size=8, progress=False)
+    assert enc["codes"] and enc["loss_first"] > 0 and "val_macro_auc_one_token" in enc
+    again = pretrain_encoder(instruct, tmp_path / "enc", steps=3, batch_size=8, progress=False)
+    assert again["reused"]
+    w = enc["weights"]
     r = subprocess.run([sys.executable, SFT, "--config", cfg, f"data.path={instruct}", f"output.dir={align}",
-                        "train.max_steps=3", *BASE[1:]], capture_output=True, text=True, env=ENV)  # fmt: skip
+                        "train.max_steps=3", f"model.ecg_weights={w}", "train.logging_steps=1"],
+                       capture_output=True, text=True, env=ENV)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert (align / "final" / "trainable.safetensors").exists()
     from safetensors.torch import load_file
 
+    # align: projectors + the random LLM's vocabulary layers; the pretrained encoder stays frozen
     trained = load_file(str(align / "final/trainable.safetensors"))
-    assert trained and all(
-        k.startswith(("ecg_projector", "image_projector", "ecg_encoder")) for k in trained
+    assert {k.split(".")[0] for k in trained} == {
+        "ecg_projector",
+        "image_projector",
+        "language_model",
+    }
+    assert {"language_model.model.embed_tokens.weight", "language_model.lm_head.weight"} <= set(
+        trained
     )
+    # stage 2 as shipped (LoRA r64 + embeddings/LM head as modules_to_save), then its adapter
+    sft = tmp_path / "sft2"
+    r = subprocess.run([sys.executable, SFT, "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"),
+                        f"data.path={instruct}", f"output.dir={sft}", f"model.init_from={align / 'final'}",
+                        f"model.ecg_weights={w}", "train.max_steps=2", "data.limit_eval=4"],
+                       capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    adapter = load_file(str(sft / "final/adapter/adapter_model.safetensors"))
+    assert "base_model.model.language_model.model.embed_tokens.weight" in adapter
+    assert (sft / "base/config.json").exists()
+    assert (sft / "final/recipe.yaml").exists()
     r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", f"model.init_from={align / 'final'}",
-              "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora"])  # fmt: skip
+              f"model.ecg_weights={w}", "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora"])  # fmt: skip
     d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
     assert d["world_size"] == 1 and d["effective_batch"] == 16 and d["zero_stage"] == 0
     assert (

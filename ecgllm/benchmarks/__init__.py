@@ -1,0 +1,94 @@
+"""The benchmark registry: one YAML file per benchmark in this folder (lm-eval style).
+
+    from ecgllm.benchmarks import load_benchmark, available
+    b = load_benchmark("ecgqa")                # or a path to your own YAML
+    b.select(samples)                          # indices of the samples it scores
+
+A file says which samples a benchmark takes (`task`, optional `filter` on sample fields), how the
+model answers (`methods`: generate = greedy text; loglik = the most likely option; yes_prob =
+P(yes) per label), how answers are scored (`scorer`, a name in ecgllm.evaluation.SCORERS), the
+headline metric and whether higher is better, how results are grouped, and how the chance level
+is computed (`chance`: uniform_option, auc, train_majority). Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+METHODS = ("generate", "loglik", "yes_prob")
+CHANCE = ("uniform_option", "auc", "train_majority")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    task: str
+    scorer: str
+    metric: str
+    description: str = ""
+    methods: tuple[str, ...] = ("generate",)
+    filter: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool = True
+    groups: tuple[str, ...] = ()
+    chance: str = "uniform_option"
+    confusion: bool = False
+    max_new_tokens: int = 48
+    source: str = ""
+
+    def matches(self, sample: dict) -> bool:
+        if sample.get("task") != self.task:
+            return False
+        for k, v in self.filter.items():
+            allowed = v if isinstance(v, list) else [v]
+            if sample.get(k) not in allowed:
+                return False
+        return True
+
+    def select(self, samples) -> list[int]:
+        """Indices of the rows of a samples Dataset (or list of dicts) this benchmark scores."""
+        cols = ["task", *self.filter]
+        if hasattr(samples, "select_columns"):
+            rows = samples.select_columns(cols).to_list()
+        else:
+            rows = [{c: s.get(c) for c in cols} for s in samples]
+        return [i for i, r in enumerate(rows) if self.matches(r)]
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.yaml"))
+
+
+def load_benchmark(name_or_path: str | Path) -> Benchmark:
+    """A shipped benchmark by name, or any YAML file of the same shape."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = HERE / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise ValueError(f"unknown benchmark {name_or_path!r}; choose from {available()}")
+    if not p.exists():
+        raise FileNotFoundError(f"benchmark file {p} not found")
+    raw = yaml.safe_load(p.read_text()) or {}
+    known = {f.name for f in fields(Benchmark)} - {"source"}
+    bad = sorted(set(raw) - known)
+    if bad:
+        raise ValueError(f"{p}: unknown key(s) {bad}; allowed: {sorted(known)}")
+    missing = [k for k in ("name", "task", "scorer", "metric") if k not in raw]
+    if missing:
+        raise ValueError(f"{p}: missing key(s) {missing}")
+    methods = tuple(raw.pop("methods", ["generate"]))
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"{p}: methods must be a non-empty subset of {METHODS}, not {methods}")
+    if raw.get("chance", "uniform_option") not in CHANCE:
+        raise ValueError(f"{p}: chance must be one of {CHANCE}, not {raw['chance']!r}")
+    return Benchmark(
+        methods=methods,
+        groups=tuple(raw.pop("groups", ())),
+        filter=dict(raw.pop("filter", None) or {}),
+        source=str(p),
+        **raw,
+    )
