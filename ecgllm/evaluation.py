@@ -108,14 +108,27 @@ def _with_turns(row: dict, question: str | None, answer: str) -> dict:
 @torch.no_grad()
 def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: int) -> list[float]:
     """Sum of log p(assistant tokens | prompt) for rows whose messages are [user, assistant]:
-    exactly the tokens the training loss supervises (the chat template's assistant span)."""
+    exactly the tokens the training loss supervises (the chat template's assistant span).
+    Candidates of one sample (same id) share its ECG and page: those are processed once."""
+    cache: dict[str, dict[str, torch.Tensor]] = {}
     out: list[float] = []
     for s in range(0, len(items), batch_size):
         chunk = items[s : s + batch_size]
-        batch = collator(chunk)
-        if batch["input_ids"].shape[0] != len(chunk):
-            raise ValueError(f"{len(chunk) - batch['input_ids'].shape[0]} candidate(s) were dropped "
-                             f"by the collator ({dict(collator.dropped)}): raise max_length")  # fmt: skip
+        seqs, feats = [], []
+        for it in chunk:
+            enc = collator._truncate(*collator.encode(it["messages"]), it.get("id", "?"))
+            if enc is None:
+                raise ValueError(
+                    f"candidate answer of {it.get('id')} dropped ({dict(collator.dropped)}): raise max_length"
+                )
+            seqs.append(enc)
+            key = str(it.get("id", id(it)))
+            if key not in cache:
+                cache[key] = collator.features(*collator.row_inputs(it))
+            feats.append(cache[key])
+        batch = collator.pad(seqs)
+        for k in feats[0]:
+            batch[k] = torch.cat([f[k] for f in feats])
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1]
         target = labels[:, 1:]
@@ -156,7 +169,7 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
             for j, o in enumerate(r["options"]):
                 items.append(_with_turns(r, None, f"{LETTERS[j]}. {o}"))
                 owner.append(i)
-        ll = loglik_batch(model, collator, items, batch_size)
+        ll = loglik_batch(model, collator, items, 4 * batch_size)
         for rec in recs:
             rec["loglik"] = []
         for i, v in zip(owner, ll, strict=True):
@@ -168,7 +181,7 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
                 for ans in ("yes", "no"):
                     items.append(_with_turns(r, VERIFY.format(label=label), ans))
                     owner.append((i, label, ans))
-        ll = loglik_batch(model, collator, items, batch_size)
+        ll = loglik_batch(model, collator, items, 4 * batch_size)
         pairs: dict[tuple[int, str], dict[str, float]] = {}
         for (i, label, ans), v in zip(owner, ll, strict=True):
             pairs.setdefault((i, label), {})[ans] = v

@@ -195,12 +195,34 @@ def main(argv: list[str] | None = None) -> None:
     common = [f"data.path={data}", f"model.ecg_weights={weights}"]
     if args.max_steps:
         common.append(f"train.max_steps={args.max_steps}")
+    sft_extra: list[str] = []
     if args.backbone != "tiny":
-        common += [f"model.backbone={args.backbone}", "lora.train_modules=[]"]
+        # a pretrained LLM: LoRA only (no vocabulary layers to train), its own chat family, a
+        # LoRA learning rate; capped steps and eval size keep it to about an hour on 2 cores
+        common += [
+            f"model.backbone={args.backbone}",
+            "lora.train_modules=[]",
+            "train.per_device_train_batch_size=4",
+        ]
+        if args.backbone.startswith("offline:gemma"):
+            common.append("model.chat_family=gemma")
+        if not args.max_steps:
+            common.append("train.max_steps=300")
+        sft_extra = [
+            "lora.r=16",
+            "lora.alpha=32",
+            "train.learning_rate=5e-4",
+            "train.eval_steps=100",
+            "train.save_steps=100",
+        ]
+        args.eval_limit = args.eval_limit or 40
     print("[5/7] training, stage 1 (align: LLM frozen, projectors learn) and stage 2 (LoRA SFT):")
     a = train_stage("align", "tiny_cpu_align.yaml", out, common)
     s = train_stage(
-        "sft", "tiny_cpu.yaml", out, [*common, f"model.init_from={out / 'align' / 'final'}"]
+        "sft",
+        "tiny_cpu.yaml",
+        out,
+        [*common, *sft_extra, f"model.init_from={out / 'align' / 'final'}"],
     )
     print(f"      align loss {a['first_loss']:.2f} -> {a['last_loss']:.2f}; SFT loss {s['first_loss']:.2f} -> "
           f"{s['last_loss']:.2f}, eval loss {s['eval_loss']:.3f}")  # fmt: skip

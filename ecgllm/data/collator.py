@@ -125,6 +125,13 @@ class EcgCollator:
                 f"only {supervised} of {len(seqs)} samples have supervised tokens: the chat template's "
                 "assistant spans are missing (does it have {% generation %} markers?)"
             )
+        batch = self.pad(seqs)
+        batch.update(self.features(ecgs, masks, images))
+        return batch
+
+    def pad(self, seqs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """(ids, assistant mask) pairs -> right-padded input_ids, attention_mask, labels (-100
+        outside the assistant spans)."""
         width = max(len(i) for i, _ in seqs)
         pad = self.tok.pad_token_id
         input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -136,18 +143,18 @@ class EcgCollator:
             attention[r, : len(ids)] = 1
             keep = torch.tensor(m, dtype=torch.bool)
             labels[r, : len(ids)] = torch.where(keep, t, torch.full_like(t, -100))
-        batch: dict[str, torch.Tensor] = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "labels": labels,
-        }
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+    def features(self, ecgs: list, masks: list, images: list) -> dict[str, torch.Tensor]:
+        """The model inputs of the ECGs (with the records' lead masks) and the page images."""
+        out: dict[str, torch.Tensor] = {}
         if ecgs:
             values, lead_mask = self.proc.process_ecgs(ecgs)
             lead_mask = torch.from_numpy(np.stack(masks)) & lead_mask
-            batch.update(ecg_values=values, lead_mask=lead_mask)
+            out.update(ecg_values=values, lead_mask=lead_mask)
         if images:
-            batch["pixel_values"] = self.proc.process_images(images)
-        return batch
+            out["pixel_values"] = self.proc.process_images(images)
+        return out
 
 
 def length_grouped_order(

@@ -185,3 +185,23 @@ def test_registry_rejects_bad_files(tmp_path):
         load_benchmark(p)
     with pytest.raises(ValueError, match="unknown benchmark 'arena'"):
         load_benchmark("arena")
+
+
+def test_official_ecgqa_json_is_read_as_is(tiny_dir, instruct, sim_db, real, tmp_path):
+    """--ecgqa-json: official ECG-QA files (here written by our exporter in the official format)
+    plus the PTB-XL folder they refer to; converted once, then scored."""
+    import shutil
+
+    from ecgllm.data.interop import export_ecgqa
+
+    export_ecgqa(instruct, tmp_path / "ecgqa" / "test" / "00000.json", split="test")
+    shutil.copy(real / "ecgqa/ptbxl/answers_for_each_template.csv", tmp_path / "ecgqa")
+    cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--ecgqa-json",
+           str(tmp_path / "ecgqa" / "test" / "00000.json"), "--ptbxl-root", str(sim_db), "--out", str(tmp_path / "o"),
+           "--benchmarks", "ecgqa", "--limit", "4", "--max-new-tokens", "4", "--no-report"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "o/results.json").read_text())["results"]["ecgqa"]
+    assert res["n"] == 4 and (tmp_path / "o/ecgqa_data/samples").exists()
+    r = subprocess.run(cmd[:-1] + ["--data", str(instruct)], capture_output=True, text=True)
+    assert r.returncode == 2 and "exactly one of --data and --ecgqa-json" in r.stderr
