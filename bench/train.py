@@ -1,6 +1,7 @@
 """Training-step throughput and peak memory: our recipe's step against a plain transformers
 LlavaForConditionalGeneration + Trainer of the same size on the same samples, each in its own
-process (peak RSS is per process), plus the padding fraction with and without length grouping.
+process (peak RSS is per process), plus the padding fraction with and without length grouping
+and packing (data.packing), and our step with packed micro-batches.
 
     python bench/train.py --data runs/default/instruct --steps 30
 
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def run_ours(data: str, steps: int, bs: int) -> dict:
+def run_ours(data: str, steps: int, bs: int, packing: bool = False) -> dict:
     import torch
 
     from ecgllm.data.collator import EcgCollator
@@ -34,16 +35,18 @@ def run_ours(data: str, steps: int, bs: int) -> dict:
     model = prepare_for_training(model, mode="lora", r=16, alpha=32)
     model.train()
     ds = EcgInstructionDataset(data, "train")
-    col = EcgCollator(proc, max_length=512)
+    col = EcgCollator(proc, max_length=512, packing=packing)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     tokens = 0
     t = time.perf_counter()  # like the Trainer's: loading, collating (images, ECGs) and the step
     for s in range(steps):
         b = col([ds[i] for i in range(s * bs, (s + 1) * bs)])
-        model(**b).loss.backward()
+        model(**b, supervised_logits_only=True).loss.backward()  # as recipes/sft.py does
         opt.step()
         opt.zero_grad()
-        tokens += int(b["attention_mask"].sum())
+        tokens += int(
+            (b["input_ids"] != proc.tokenizer.pad_token_id).sum()
+        )  # same count packed or not
     return {"tokens_per_s": tokens / (time.perf_counter() - t)}
 
 
@@ -140,7 +143,7 @@ def child(which: str, data: str, steps: int, bs: int) -> dict:
     return result
 
 
-def padding(data: str, bs: int) -> tuple[float, float]:
+def padding(data: str, bs: int) -> tuple[float, float, float, float]:
     from ecgllm.data.collator import length_grouped_order, padding_fraction
     from ecgllm.data.dataset import EcgInstructionDataset
     from ecgllm.model import build_model
@@ -154,9 +157,9 @@ def padding(data: str, bs: int) -> tuple[float, float]:
     import numpy as np
 
     plain = np.random.default_rng(0).permutation(len(lengths)).tolist()
-    return padding_fraction(lengths, plain, bs), padding_fraction(
-        lengths, length_grouped_order(lengths, bs, 0), bs
-    )
+    grouped = length_grouped_order(lengths, bs, 0)
+    return (padding_fraction(lengths, plain, bs), padding_fraction(lengths, grouped, bs),
+            padding_fraction(lengths, plain, bs, pack_to=512), padding_fraction(lengths, grouped, bs, pack_to=512))  # fmt: skip
 
 
 def main() -> None:
@@ -166,13 +169,16 @@ def main() -> None:
     ap.add_argument("--data", default="runs/default/instruct")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--child", choices=["ours", "llava"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["ours", "ours_packed", "llava"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        fn = run_ours if a.child == "ours" else run_llava
-        print(json.dumps(fn(a.data, a.steps, a.batch)))
+        if a.child == "llava":
+            print(json.dumps(run_llava(a.data, a.steps, a.batch)))
+        else:
+            print(json.dumps(run_ours(a.data, a.steps, a.batch, packing=a.child == "ours_packed")))
         return
     ours, llava = child("ours", a.data, a.steps, a.batch), child("llava", a.data, a.steps, a.batch)
+    ours_packed = child("ours_packed", a.data, a.steps, a.batch)
     print(f"{'':28s} {'tokens/s':>10s} {'peak RSS MiB':>13s}")
     print(
         f"{'ecgllm step (ECG + image)':28s} {ours['tokens_per_s']:10.0f} {ours['peak_rss_mib']:13.0f}"
@@ -182,10 +188,10 @@ def main() -> None:
     )
     print(f"ratio ours/baseline: {ours['tokens_per_s'] / llava['tokens_per_s']:.2f}x tokens/s, "
           f"{ours['peak_rss_mib'] / llava['peak_rss_mib']:.2f}x memory")  # fmt: skip
-    plain, grouped = padding(a.data, a.batch)
-    print(
-        f"padding fraction, batch {a.batch}: random order {plain:.1%}, length-grouped {grouped:.1%}"
-    )
+    plain, grouped, packed, both = padding(a.data, a.batch)
+    print(f"padding fraction, batch {a.batch}: random order {plain:.1%}, length-grouped {grouped:.1%}; "
+          f"packed into rows of 512: random order {packed:.1%}, length-grouped {both:.1%}")  # fmt: skip
+    print(f"{'ecgllm step, packed':28s} {ours_packed['tokens_per_s']:10.0f} {ours_packed['peak_rss_mib']:13.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -130,10 +130,12 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
         for k in feats[0]:
             batch[k] = torch.cat([f[k] for f in feats])
         labels = batch.pop("labels")
-        logits = model(**batch).logits[:, :-1]
-        target = labels[:, 1:]
+        # the LM head and log-softmax only at positions that predict a supervised token (the
+        # union over the batch): a real vocabulary (262k for Gemma) makes the full logits large
+        pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
+        logits = model(**batch, logits_to_keep=pos).logits
+        target = labels[:, pos + 1]
         keep = target != -100
-        # log-softmax only at supervised positions: a real vocabulary makes the full tensor large
         lp = torch.log_softmax(logits[keep].float(), dim=-1)
         tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1)
         row = keep.nonzero()[:, 0]

@@ -33,16 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ecgllm.data import BuildConfig, build_dataset  # noqa: E402
 from ecgllm.signal import PTBXL, measure, standardize  # noqa: E402
+from ecgllm.signal.simulate import rhythm_mix  # noqa: E402
 from ecgllm.signal.synthetic_db import build_database  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TOL = {"hr_bpm": 2.0, "pr_ms": 20.0, "qrs_ms": 12.0, "qt_ms": 25.0}
 
 
-def simulate_step(out: Path, n: int, seed: int, workers: int) -> Path:
+# everything made from the simulated database, in pipeline order
+DERIVED = ("instruct", "ecg_encoder", "align", "sft", "eval", "export")
+
+
+def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> Path:
     root = out / "sim"
     stamp = root / "simulation.json"
-    want = {"n": n, "seed": seed}
+    want = {"n": n, "seed": seed, "rhythms": rhythms}
     if (
         stamp.exists()
         and json.loads(stamp.read_text()) == want
@@ -50,7 +55,15 @@ def simulate_step(out: Path, n: int, seed: int, workers: int) -> Path:
     ):
         print(f"[1/7] simulated database: reusing {root}")
         return root
-    s = build_database(root, n=n, seed=seed, workers=workers)
+    stale = [out / d for d in DERIVED if (out / d).exists()]
+    if stale:  # built from another database: none of it may be reused
+        print(f"[1/7] the simulation settings changed ({want}); removing what was built from the old database: "
+              + ", ".join(str(p) for p in stale))  # fmt: skip
+        for p in stale:
+            shutil.rmtree(p)
+    if root.exists():
+        shutil.rmtree(root)
+    s = build_database(root, n=n, seed=seed, workers=workers, rhythms=rhythms)
     stamp.write_text(json.dumps(want))
     print(
         f"[1/7] simulated {s['records']} records of {s['patients']} patients in {s['seconds']:.1f} s -> {root}"
@@ -132,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/default", help="working folder (default runs/default)")
     ap.add_argument("--n", type=int, default=600, help="records to simulate (default 600)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--rhythms", default="balanced",
+        help='simulated rhythm mix: "balanced" (default: each rhythm equally often, so rhythm '
+        'questions cannot be answered by always saying sinus rhythm), "ptbxl" (SR-dominant) or "SR=0.4,AFIB=0.3,..."',
+    )  # fmt: skip
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--backbone", default="tiny", help='"tiny" (default) or offline:gemma3-270m')
     ap.add_argument(
@@ -148,7 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = Path(args.out)
-    root = simulate_step(out, args.n, args.seed, args.workers)
+    try:
+        rhythm_mix(args.rhythms)
+    except ValueError as e:
+        ap.error(f"--rhythms: {e}")
+    root = simulate_step(out, args.n, args.seed, args.workers, args.rhythms)
     r = measure_step(root)
     db = r["db"]
     counts = Counter(e.split for e in db.entries)

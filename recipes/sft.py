@@ -9,7 +9,8 @@
 Features (config key: what it does):
 - lora.mode align | lora | full: what trains (align: projectors + ECG encoder; lora: + LoRA on the
   LLM's linears; full: everything); model.init_from: start from a previous stage's output.
-- data.group_by_length: batches of similar length (less padding); data.max_length: longer samples
+- data.group_by_length: batches of similar length (less padding); data.packing: each micro-batch
+  packed into as few rows as fit (same loss, less padding); data.max_length: longer samples
   are cut at the end (never inside a placeholder run) or dropped and counted.
 - train.*: HF TrainingArguments names; the loss is averaged over all supervised tokens of the
   global batch (every process, every accumulation step), so 1 process and N processes at the same
@@ -139,7 +140,12 @@ class SFTRecipe:
             self.processor.num_ecg_tokens,
             self.processor.num_image_tokens,
         )
-        self.collator = EcgCollator(self.processor, max_length=c.max_length)
+        if c.packing and getattr(self.processor, "native", None) is not None:
+            raise ConfigError(
+                "data.packing: not supported with a native VLM backbone (its image attention masks); set data.packing=false"
+            )
+        self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing)
+        self.eval_collator = EcgCollator(self.processor, max_length=c.max_length)
 
     def setup_optimizer(self) -> None:
         t = self.cfg.train
@@ -205,7 +211,7 @@ class SFTRecipe:
         total = torch.zeros((), device=self.acc.device)
         for b in batches:
             with self.acc.accumulate(self.model):
-                out = self.model(**b, num_items_in_batch=n_items)
+                out = self.model(**b, num_items_in_batch=n_items, supervised_logits_only=True)
                 self.acc.backward(out.loss * scale)
                 total += out.loss.detach()
                 if self.acc.sync_gradients and self.cfg.train.max_grad_norm > 0:
@@ -225,12 +231,12 @@ class SFTRecipe:
         self.model.eval()
         ds = Subset(self.eval_ds, self.eval_idx)
         dl = self.acc.prepare(DataLoader(ds, batch_size=self.cfg.train.per_device_eval_batch_size,
-                                         collate_fn=self.collator))  # fmt: skip
+                                         collate_fn=self.eval_collator))  # fmt: skip
         loss_sum = torch.zeros((), device=self.acc.device)
         count = torch.zeros((), device=self.acc.device)
         for b in dl:
             n = (b["labels"][:, 1:] != -100).sum()
-            out = self.model(**b, num_items_in_batch=n.clamp(min=1))
+            out = self.model(**b, num_items_in_batch=n.clamp(min=1), supervised_logits_only=True)
             loss_sum += out.loss * n
             count += n
         self.model.train()

@@ -61,3 +61,18 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("reusing") >= 3 and "ECG encoder reused" in again.stdout
     assert time.perf_counter() - t < 120
+
+
+def test_changed_simulation_settings_remove_what_was_built_from_the_old_database(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from quickstart import simulate_step
+
+    simulate_step(tmp_path, 4, 0, 1, "balanced")
+    (tmp_path / "instruct").mkdir()
+    (tmp_path / "sft" / "final").mkdir(parents=True)
+    simulate_step(tmp_path, 4, 0, 1, "balanced")
+    assert "reusing" in capsys.readouterr().out and (tmp_path / "sft").exists()
+    simulate_step(tmp_path, 4, 0, 1, "ptbxl")
+    assert "removing what was built from the old database" in capsys.readouterr().out
+    assert not (tmp_path / "instruct").exists() and not (tmp_path / "sft").exists()
+    assert json.loads((tmp_path / "sim/simulation.json").read_text())["rhythms"] == "ptbxl"

@@ -26,14 +26,17 @@ log = logging.getLogger(__name__)
 
 class EcgCollator:
     def __init__(
-        self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False
-    ):
+        self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False,
+        packing: bool = False,
+    ):  # fmt: skip
         self.proc = processor
+        self.packing = packing
         self.tok = processor.tokenizer
         self.max_length = max_length
         self.blank_ecg, self.blank_image = blank_ecg, blank_image
         self.ecg_id = self.tok.convert_tokens_to_ids(processor.ecg_token)
         self.img_id = self.tok.convert_tokens_to_ids(processor.image_token)
+        self.native = getattr(processor, "native", None)
         self.dropped: Counter = Counter()
 
     def encode(
@@ -53,8 +56,8 @@ class EcgCollator:
                 self.proc.num_ecg_tokens
                 if t == self.ecg_id
                 else self.proc.num_image_tokens
-                if t == self.img_id
-                else 1
+                if t == self.img_id and self.native is None
+                else 1  # a native VLM's processor expands its image placeholders itself
             )
             exp_ids += [t] * k
             exp_mask += [m if k == 1 else 0] * k
@@ -109,24 +112,125 @@ class EcgCollator:
         return ids[:cut], mask[:cut]
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        seqs, ecgs, masks, images = [], [], [], []
+        if self.native is not None and any(
+            "image" in (r.get("modalities") or []) and r.get("record_ids") for r in rows
+        ):
+            return self._native_batch(rows)
+        seqs, inputs = [], []
         for row in rows:
             enc = self._truncate(*self.encode(row["messages"]), row.get("id", "?"))
             if enc is None:
                 continue
             seqs.append(enc)
-            e, m, i = self.row_inputs(row)
+            inputs.append(self.row_inputs(row))
+        self._check_supervised(sum(1 for _, m in seqs if any(m)), len(seqs))
+        if self.packing:
+            return self.pack(seqs, inputs)
+        batch = self.pad(seqs)
+        batch.update(self.features(*self._concat(inputs)))
+        return batch
+
+    @staticmethod
+    def _concat(inputs: list[tuple[list, list, list]]) -> tuple[list, list, list]:
+        ecgs, masks, images = [], [], []
+        for e, m, i in inputs:
             ecgs, masks, images = ecgs + e, masks + m, images + i
-        if not seqs:
+        return ecgs, masks, images
+
+    def pack(
+        self, seqs: list[tuple[list[int], list[int]]], inputs: list
+    ) -> dict[str, torch.Tensor]:
+        """The micro-batch's samples packed first-fit-decreasing into as few rows of at most
+        `max_length` tokens as they fit in. Each sample keeps its own position ids (0, 1, ...)
+        and there is no attention_mask: transformers then builds a block-diagonal causal mask
+        from the position-id restarts (masking_utils.find_packed_sequence_indices), so no sample
+        attends to another and the loss equals the unpacked batch's. The padded tail of a row is
+        its own block, with no labels. Not for native VLM backbones (their image masks)."""
+        if self.native is not None:
+            raise ValueError("data.packing is not supported with a native VLM backbone (Gemma 3 / Mllama / Qwen2.5-VL image masks)")  # fmt: skip
+        rows = pack_rows([len(ids) for ids, _ in seqs], self.max_length)
+        width = max(sum(len(seqs[i][0]) for i in members) for members in rows)
+        input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        ordered = []
+        for r, members in enumerate(rows):
+            off = 0
+            for i in members:
+                ids, m = seqs[i]
+                t = torch.tensor(ids)
+                input_ids[r, off : off + len(ids)] = t
+                positions[r, off : off + len(ids)] = torch.arange(len(ids))
+                labels[r, off : off + len(ids)] = torch.where(
+                    torch.tensor(m, dtype=torch.bool), t, -100
+                )
+                off += len(ids)
+                ordered.append(inputs[i])  # ECGs/images in the order their placeholders appear
+            positions[r, off:] = torch.arange(width - off)
+        batch = {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+        batch.update(self.features(*self._concat(ordered)))
+        return batch
+
+    def _check_supervised(self, n_supervised: int, n: int) -> None:
+        if n == 0:
             raise ValueError(f"every sample of the batch was dropped ({dict(self.dropped)})")
-        supervised = sum(1 for _, m in seqs if any(m))
-        if supervised * 2 < len(seqs):
+        if n_supervised * 2 < n:
             raise ValueError(
-                f"only {supervised} of {len(seqs)} samples have supervised tokens: the chat template's "
+                f"only {n_supervised} of {n} samples have supervised tokens: the chat template's "
                 "assistant spans are missing (does it have {% generation %} markers?)"
             )
-        batch = self.pad(seqs)
-        batch.update(self.features(ecgs, masks, images))
+
+    def _native_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Rows with page images for a native VLM backbone (Gemma 3, Llama 3.2 Vision, Qwen2.5-VL):
+        its own processor expands each image placeholder in text (boi/soft tokens/eoi, or one
+        cross-attention token) and makes pixel_values and its extra inputs (token_type_ids,
+        cross_attention_mask, image_grid_thw, ...), all padded together. The labels are still the
+        chat template's assistant spans: every supervised token comes after the row's last image,
+        so the span is the tail of the row in both tokenizations, and each supervised token id is
+        checked against the processor's output (a mismatch raises: nothing is masked silently)."""
+        keep, tails, texts, ecgs, masks, images = [], [], [], [], [], []
+        for row in rows:
+            rid = row.get("id", "?")
+            ids, mask = self.encode(row["messages"])
+            last = max((i for i, t in enumerate(ids) if t == self.img_id), default=-1)
+            if any(mask[: last + 1]):
+                raise ValueError(
+                    f"sample {rid}: an assistant turn comes before an image; with a native VLM backbone "
+                    "every image must precede the supervised turns (put the pages in the first user turn)"
+                )
+            keep.append(row)
+            tails.append((ids[last + 1 :], mask[last + 1 :]))
+            texts.append(self.proc.apply_chat_template(row["messages"]))
+            e, m, i = self.row_inputs(row)
+            ecgs, masks, images = ecgs + e, masks + m, images + i
+        enc = self.proc(text=texts, ecgs=ecgs or None, images=images or None, padding=True)
+        lengths = enc["attention_mask"].sum(1)
+        too_long = [r for r, n in enumerate(lengths.tolist()) if n > self.max_length]
+        if too_long:  # cutting inside a native image sequence is never safe: drop, count, redo
+            for r in too_long:
+                self.dropped["too_long_native_vlm"] += 1
+                log.warning("dropping %s: %d tokens > max_length %d", keep[r].get("id", "?"), int(lengths[r]), self.max_length)  # fmt: skip
+            rest = [row for r, row in enumerate(keep) if r not in too_long]
+            self._check_supervised(len(rest), len(rest))
+            return self._native_batch(rest)
+        labels = torch.full_like(enc["input_ids"], -100)
+        for r, (tail, tmask) in enumerate(tails):
+            real = enc["attention_mask"][r].nonzero().squeeze(-1)  # either padding side
+            pos = real[len(real) - len(tail) :]
+            got = enc["input_ids"][r, pos]
+            want = torch.tensor(tail, dtype=got.dtype)
+            sup = torch.tensor(tmask, dtype=torch.bool)
+            if len(pos) != len(tail) or not torch.equal(got[sup], want[sup]):
+                raise ValueError(
+                    f"sample {keep[r].get('id', '?')}: the native processor's tokens differ from the chat "
+                    "template's in the assistant turns (tokenization mismatch); labels would be misaligned"
+                )
+            labels[r, pos] = torch.where(sup, want, torch.full_like(want, -100))
+        self._check_supervised(sum(1 for _, m in tails if any(m)), len(tails))
+        batch = dict(enc)
+        batch["labels"] = labels
+        if ecgs:  # the records' own lead masks (absent leads), as in the plain path
+            batch["lead_mask"] = batch["lead_mask"] & torch.from_numpy(np.stack(masks))
         return batch
 
     def pad(self, seqs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
@@ -157,6 +261,21 @@ class EcgCollator:
         return out
 
 
+def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
+    """First-fit decreasing: sample indices grouped into rows of at most `max_length` tokens."""
+    rows: list[list[int]] = []
+    loads: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, load in enumerate(loads) if load + lengths[i] <= max_length), None)
+        if r is None:
+            rows.append([i])
+            loads.append(lengths[i])
+        else:
+            rows[r].append(i)
+            loads[r] += lengths[i]
+    return rows
+
+
 def length_grouped_order(
     lengths: list[int], batch_size: int, seed: int, mega: int = 50
 ) -> list[int]:
@@ -174,11 +293,16 @@ def length_grouped_order(
     return [i for b in order for i in batches[b]]
 
 
-def padding_fraction(lengths: list[int], order: list[int], batch_size: int) -> float:
-    """Share of padded positions when batches are taken in `order`."""
+def padding_fraction(
+    lengths: list[int], order: list[int], batch_size: int, pack_to: int | None = None
+) -> float:
+    """Share of padded positions when batches are taken in `order` (each batch packed into rows
+    of `pack_to` tokens when given, as EcgCollator(packing=True) does)."""
     total = padded = 0
     for s in range(0, len(order), batch_size):
         b = [lengths[i] for i in order[s : s + batch_size]]
-        total += max(b) * len(b)
-        padded += max(b) * len(b) - sum(b)
+        rows = [[b[i] for i in r] for r in pack_rows(b, pack_to)] if pack_to else [[x] for x in b]
+        width = max(sum(r) for r in rows)
+        total += width * len(rows)
+        padded += width * len(rows) - sum(b)
     return padded / max(1, total)

@@ -219,12 +219,23 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         past_key_values=None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        supervised_logits_only: bool = False,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """input_ids [B, L] with expanded placeholders; ecg_values [N_ecg, 12, n] mV over the whole
         batch in order of appearance; lead_mask [N_ecg, 12]; pixel_values [N_img, 3, H, W];
         labels [B, L] with -100 where not supervised. Returns the language model's output
-        (loss, logits [B, L, vocab], past_key_values)."""
+        (loss, logits [B, L, vocab], past_key_values).
+
+        supervised_logits_only (training, with labels): the LM head runs only at the positions
+        that predict a supervised token, and `logits` is [B, K, vocab] for those K positions
+        (the union over the batch). The loss is the same; with a 262k vocabulary (Gemma 3) the
+        full [B, L, vocab] logits are most of a step's time and memory."""
+        if supervised_logits_only and labels is not None:
+            return self._supervised_forward(
+                input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels, inputs_embeds,
+                position_ids, kwargs.pop("num_items_in_batch", None), **kwargs,
+            )  # fmt: skip
         if self.config.native_vision:
             return self._native_forward(input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
                                         position_ids, past_key_values, use_cache, logits_to_keep, **kwargs)  # fmt: skip
@@ -245,6 +256,35 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def _supervised_forward(self, input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
+                            inputs_embeds, position_ids, num_items_in_batch, **kwargs) -> CausalLMOutputWithPast:  # fmt: skip
+        # written out because the backbones' own loss needs [B, L, vocab] logits: we keep the
+        # positions p whose next label is supervised (`logits_to_keep` as a 1-D index tensor, the
+        # form every transformers 5 causal LM accepts) and apply the same shifted cross-entropy
+        # (sum / num_items_in_batch, else the mean over supervised tokens) as ForCausalLMLoss
+        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
+        if keep.numel() == 0:
+            keep = torch.zeros(1, dtype=torch.long, device=labels.device)
+        out = self.forward(
+            input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels=None,
+            inputs_embeds=inputs_embeds, position_ids=position_ids, use_cache=False, logits_to_keep=keep,
+            **kwargs,
+        )  # fmt: skip
+        logits = out.logits.float()
+        target = labels[:, keep + 1].to(logits.device)
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+        if num_items_in_batch is None:
+            num_items_in_batch = (target != -100).sum().clamp(min=1)
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(loss.device)
+        out.loss = loss / num_items_in_batch
+        return out
 
     @contextmanager
     def _inject_ecg(self, feats: torch.Tensor | None, zero: torch.Tensor | None):

@@ -189,7 +189,11 @@ class EcgLlmProcessor(ProcessorMixin):
             )
         expanded = [self.expand(t) for t in texts]
         if self.native is not None and images:
-            enc = self.native(text=expanded, images=list(images), padding=padding, truncation=truncation,
+            # the native processors match images to prompts by nesting: one list per text (a
+            # batch may mix rows with and without a page)
+            it = iter(images)
+            nested = [[next(it) for _ in range(t.count(self.image_token))] for t in expanded]
+            enc = self.native(text=expanded, images=nested, padding=padding, truncation=truncation,
                               max_length=max_length, return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
             data = dict(enc)
         else:

@@ -101,6 +101,40 @@ class Simulated:
 # --- condition sampling ---------------------------------------------------------------------
 
 RHYTHMS = {"SR": 0.58, "SBRAD": 0.09, "STACH": 0.09, "SARRH": 0.07, "AFIB": 0.12, "AFLT": 0.05}
+# named rhythm mixes: "ptbxl" is SR-dominant like a clinical database (the default); "balanced"
+# draws each rhythm equally often, so a model cannot score on rhythm questions by always saying
+# "sinus rhythm" (the embedded default uses it to show the model reads the signal)
+RHYTHM_MIXES = {"ptbxl": RHYTHMS, "balanced": {k: 1 / len(RHYTHMS) for k in RHYTHMS}}
+
+
+def rhythm_mix(spec: str | dict[str, float] | None) -> dict[str, float]:
+    """A rhythm distribution from a name in RHYTHM_MIXES, "SR=0.4,AFIB=0.3,..." (rhythms not
+    named get 0; weights are normalised), or a dict."""
+    if spec is None:
+        return dict(RHYTHMS)
+    if isinstance(spec, str):
+        if spec in RHYTHM_MIXES:
+            return dict(RHYTHM_MIXES[spec])
+        try:
+            spec = {
+                k.strip(): float(v) for k, v in (p.split("=") for p in spec.split(",") if p.strip())
+            }
+        except ValueError:
+            raise ValueError(
+                f"rhythm mix {spec!r}: give one of {sorted(RHYTHM_MIXES)} or CODE=weight pairs "
+                f"like 'SR=0.4,AFIB=0.3' (codes: {', '.join(RHYTHMS)})"
+            ) from None
+    bad = sorted(set(spec) - set(RHYTHMS))
+    if bad:
+        raise ValueError(
+            f"rhythm mix: unknown rhythm code(s) {bad}; the simulator has {list(RHYTHMS)}"
+        )
+    if any(v < 0 for v in spec.values()) or sum(spec.values()) <= 0:
+        raise ValueError(f"rhythm mix {spec}: weights must be >= 0 and not all zero")
+    total = sum(spec.values())
+    return {k: spec.get(k, 0.0) / total for k in RHYTHMS}
+
+
 # morphology/diagnosis codes, their probability, and codes they exclude
 MORPHOLOGY: dict[str, tuple[float, set[str]]] = {
     "1AVB": (0.07, set()),
@@ -120,9 +154,13 @@ MORPHOLOGY: dict[str, tuple[float, set[str]]] = {
 }
 
 
-def sample_condition(rng: np.random.Generator, sex: str = "M") -> Condition:
-    """Draw a rhythm, 0-2 morphology findings, extra beats and noise, with their parameters."""
-    rhythm = rng.choice(list(RHYTHMS), p=np.array(list(RHYTHMS.values())))
+def sample_condition(
+    rng: np.random.Generator, sex: str = "M", rhythms: dict[str, float] | None = None
+) -> Condition:
+    """Draw a rhythm (from `rhythms`, default RHYTHMS), 0-2 morphology findings, extra beats and
+    noise, with their parameters."""
+    mix = rhythms or RHYTHMS
+    rhythm = rng.choice(list(mix), p=np.array(list(mix.values())))
     mods: set[str] = set()
     for code, (p, excl) in MORPHOLOGY.items():
         if (

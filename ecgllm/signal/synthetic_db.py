@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.signal import firwin, resample_poly
 from tqdm.auto import tqdm
 
-from .simulate import sample_condition, simulate
+from .simulate import rhythm_mix, sample_condition, simulate
 from .wfdb_write import write_record16
 
 PTBXL_COLUMNS = [
@@ -104,6 +104,7 @@ class _Job:
     sex: int
     strat_fold: int
     date: str
+    rhythms: tuple[tuple[str, float], ...] | None = None
 
 
 # resample_poly's own design for 500 -> 100 Hz (Kaiser 5.0, 101 taps), made once instead of per
@@ -117,7 +118,9 @@ def _folder(ecg_id: int) -> str:
 
 def _one(job: _Job) -> dict[str, Any]:
     rng = np.random.default_rng([job.seed, job.ecg_id])
-    cond = sample_condition(rng, sex="F" if job.sex else "M")
+    cond = sample_condition(
+        rng, sex="F" if job.sex else "M", rhythms=dict(job.rhythms) if job.rhythms else None
+    )
     sim = simulate(cond, rng, fs=500.0, seconds=10.0)
     lr = resample_poly(sim.signal, 1, 5, axis=1, window=_DECIMATE_FIR).astype(np.float32)
     fname_hr = f"records500/{_folder(job.ecg_id)}/{job.ecg_id:05d}_hr"
@@ -192,16 +195,23 @@ def scp_statements_path() -> Path:
 
 
 def build_database(
-    out: str | os.PathLike, n: int, seed: int = 0, workers: int = 1, progress: bool = True
+    out: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+    rhythms: str | dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Simulate `n` records into `out` (PTB-XL layout). Returns a summary with counts/timings."""
+    """Simulate `n` records into `out` (PTB-XL layout). `rhythms`: the rhythm mix (see
+    simulate.rhythm_mix; default "ptbxl", SR-dominant). Returns a summary with counts/timings."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    mix = None if rhythms in (None, "ptbxl") else tuple(rhythm_mix(rhythms).items())
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_patients(n, seed)
-    jobs = [_Job(str(out), i + 1, seed, *plan[i]) for i in range(n)]
+    jobs = [_Job(str(out), i + 1, seed, *plan[i], rhythms=mix) for i in range(n)]
     bar = tqdm(total=n, desc="simulate", unit="rec", disable=not progress)
     results: list[dict[str, Any]] = []
     if workers > 1:

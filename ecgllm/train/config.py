@@ -41,6 +41,9 @@ class DataCfg:
     tasks: list[str] | None = None  # keep only these task families (None: all)
     max_length: int = 1024
     group_by_length: bool = True
+    # pack each micro-batch's samples into as few rows of max_length as they fit in (block-diagonal
+    # attention through position ids; same loss, less padding); not for native VLM backbones
+    packing: bool = False
     limit_train: int | None = None
     limit_eval: int | None = 64
 

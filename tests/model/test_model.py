@@ -472,3 +472,38 @@ def test_native_vlm_processor_round_trip(parts, tmp_path):
     m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(m2(**b2).logits, ref)
+
+
+@pytest.mark.parametrize("backbone", [TINY_LLAMA, TINY_GEMMA3], ids=lambda b: b["model_type"])
+def test_supervised_logits_only_gives_the_same_loss_and_gradients(backbone):
+    """The recipe's training forward runs the LM head only where a supervised token is
+    predicted: same loss (summed / num_items_in_batch, or the mean) and the same gradients."""
+    torch.manual_seed(0)
+    model, proc = build_model(backbone=backbone)
+    model = prepare_for_training(model, mode="lora", r=4, alpha=8, dropout=0.0)
+    model.train()
+    convs = [
+        _msgs(["ecg", "image"]),
+        _msgs(["ecg"], answer="sinus rhythm, a longer answer", q="Rhythm?"),
+    ]
+    b = _batch(proc, convs, [_ecg(), _ecg(1)], [_page()])
+    labels = b["input_ids"].clone()
+    labels[b["attention_mask"] == 0] = -100
+    labels[:, :-6] = -100
+    b["labels"] = labels
+    n = (labels[:, 1:] != -100).sum()
+    runs = []
+    for sup in (False, True):
+        model.zero_grad()
+        out = model(**b, num_items_in_batch=n, supervised_logits_only=sup)
+        out.loss.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        runs.append((out, grads))
+    (full, g_full), (sup, g_sup) = runs
+    assert torch.allclose(full.loss, sup.loss, atol=1e-6)
+    assert sup.logits.shape[1] < full.logits.shape[1]
+    assert g_full.keys() == g_sup.keys() and g_full
+    for k in g_full:
+        assert torch.allclose(g_full[k], g_sup[k], atol=1e-6), k
+    mean = model(**b, supervised_logits_only=True).loss
+    assert torch.allclose(mean, model(**b).loss, atol=1e-6)

@@ -77,6 +77,33 @@ def test_cli_rejects_bad_arguments(tmp_path):
     assert r.returncode != 0 and "--n must be >= 1" in r.stderr
 
 
+def test_rhythm_mix(tmp_path):
+    from collections import Counter
+
+    from ecgllm.signal.simulate import RHYTHMS, rhythm_mix, sample_condition
+
+    assert rhythm_mix(None) == RHYTHMS and rhythm_mix("ptbxl") == RHYTHMS
+    assert set(rhythm_mix("balanced").values()) == {1 / 6}
+    assert rhythm_mix("SR=1,AFIB=3") == {**dict.fromkeys(RHYTHMS, 0.0), "SR": 0.25, "AFIB": 0.75}
+    for bad, msg in (
+        ("SR=1,VTAC=1", "unknown rhythm code"),
+        ("SR", "CODE=weight"),
+        ("SR=0", "not all zero"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            rhythm_mix(bad)
+    rng = np.random.default_rng(0)
+    counts = Counter(
+        sample_condition(rng, rhythms=rhythm_mix("balanced")).rhythm for _ in range(1200)
+    )
+    assert set(counts) == set(RHYTHMS) and min(counts.values()) > 150
+    counts = Counter(sample_condition(rng, rhythms=rhythm_mix("AFLT=1")).rhythm for _ in range(20))
+    assert counts == {"AFLT": 20}
+    r = subprocess.run([sys.executable, str(ROOT / "data_builders/synthetic.py"), "--out", str(tmp_path), "--n", "3",
+                        "--rhythms", "SR=1,XX=2"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "--rhythms: rhythm mix: unknown rhythm code(s) ['XX']" in r.stderr
+
+
 def test_einthoven_and_goldberger_hold():
     rng = np.random.default_rng(0)
     for _ in range(5):

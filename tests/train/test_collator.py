@@ -64,3 +64,107 @@ def test_length_grouping_cuts_padding():
     grouped = length_grouped_order(lengths, 8, seed=1)
     assert sorted(grouped) == plain and grouped == length_grouped_order(lengths, 8, seed=1)
     assert padding_fraction(lengths, grouped, 8) < 0.25 * padding_fraction(lengths, plain, 8)
+
+
+def _native_proc(parts):
+    from transformers import PreTrainedTokenizerFast
+
+    from ecgllm.model import EcgLlmProcessor
+    from ecgllm.model.chat_templates import CHAT_TEMPLATES
+    from ecgllm.model.tokenizer import TINY_DIR
+    from tests.model.test_model import _native
+
+    tok, spec, image_processor, cls, kwargs, family, _ = parts(PreTrainedTokenizerFast, TINY_DIR)
+    torch.manual_seed(0)
+    model = _native(spec)
+    model.config.ecg_token_id = tok.convert_tokens_to_ids("<ecg>")
+    proc = EcgLlmProcessor(image_processor, tok, chat_template=CHAT_TEMPLATES[family], num_ecg_tokens=model.config.num_ecg_tokens,
+                           native_processor_class=cls, native_kwargs=kwargs)  # fmt: skip
+    return model, proc
+
+
+@pytest.mark.parametrize("which", ["gemma3", "mllama"])
+def test_native_vlm_batches_use_the_backbones_processor(instruct, which):
+    """Gemma 3 / Llama 3.2 Vision: pages go through the backbone's own processor (its image
+    token expansion and extra inputs), mixed with signal-only rows; labels are exactly the
+    assistant replies and the model trains on the batch."""
+    from tests.model.test_model import _gemma3_parts, _mllama_parts
+
+    model, proc = _native_proc(_gemma3_parts if which == "gemma3" else _mllama_parts)
+    ds = EcgInstructionDataset(instruct, "train")
+    multi = next(i for i in range(len(ds)) if ds.samples[i]["task"] == "multiturn")
+    signal_only = dict(ds[1], modalities=["signal"])
+    signal_only["messages"] = [{**m, "content": [c for c in m["content"] if c["type"] != "image"]}
+                               for m in signal_only["messages"]]  # fmt: skip
+    rows = [ds[0], ds[multi], signal_only]
+    batch = EcgCollator(proc, max_length=4096)(rows)
+    extra = {"gemma3": "token_type_ids", "mllama": "cross_attention_mask"}[which]
+    assert extra in batch and "pixel_values" in batch
+    tok = proc.tokenizer
+    end = {"gemma3": "<end_of_turn>", "mllama": "<|eot_id|>"}[which]
+    for r, row in enumerate(rows):
+        lab = batch["labels"][r]
+        replies = [m["content"][0]["text"] for m in row["messages"] if m["role"] == "assistant"]
+        got = tok.decode(lab[lab != -100])
+        assert got.replace("\n", "") == "".join(f"{t}{end}" for t in replies).replace("\n", "")
+        n_ecg = int((batch["input_ids"][r] == tok.convert_tokens_to_ids("<ecg>")).sum())
+        assert n_ecg == len(row["record_ids"]) * proc.num_ecg_tokens
+    assert batch["ecg_values"].shape[0] == sum(len(r["record_ids"]) for r in rows)
+    model.train()
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.ecg_projector.net[0].weight.grad is not None
+    # an image after an answer cannot be aligned through the native expansion: a clear error
+    late = dict(ds[0])
+    late["messages"] = [*ds[multi]["messages"][:2], *ds[0]["messages"]]
+    with pytest.raises(ValueError, match="an assistant turn comes before an image"):
+        EcgCollator(proc)([late])
+    col = EcgCollator(proc, max_length=30)
+    with pytest.raises(ValueError, match="every sample of the batch was dropped"):
+        col([ds[0]])
+    assert col.dropped["too_long_native_vlm"] == 1
+
+
+@pytest.mark.parametrize("backbone", ["llama", "gemma3"])
+def test_packing_gives_the_unpacked_loss_in_fewer_rows(instruct, backbone):
+    """Packed rows (position ids restart per sample, block-diagonal attention, no attention
+    mask) give the same loss and gradients as the padded batch; ECGs/images follow their
+    placeholders' new order."""
+    from ecgllm.model.factory import TINY_GEMMA3, TINY_LLAMA
+    from ecgllm.model.lora import prepare_for_training
+
+    torch.manual_seed(0)
+    model, proc = build_model(backbone=TINY_LLAMA if backbone == "llama" else TINY_GEMMA3)
+    model = prepare_for_training(model, mode="lora", r=4, alpha=8, dropout=0.0)
+    model.train()
+    ds = EcgInstructionDataset(instruct, "train")
+    rows = [ds[i] for i in range(8)]
+    plain = EcgCollator(proc, max_length=1024)(rows)
+    packed = EcgCollator(proc, max_length=1024, packing=True)(rows)
+    assert packed["input_ids"].shape[0] < plain["input_ids"].shape[0]
+    assert (
+        "attention_mask" not in packed and packed["position_ids"].shape == packed["input_ids"].shape
+    )
+    assert (packed["labels"] != -100).sum() == (plain["labels"] != -100).sum()
+    assert packed["ecg_values"].shape == plain["ecg_values"].shape
+    n = (plain["labels"][:, 1:] != -100).sum()
+    runs = []
+    for b in (plain, packed):
+        model.zero_grad()
+        loss = model(**b, num_items_in_batch=n, supervised_logits_only=True).loss
+        loss.backward()
+        runs.append(
+            (
+                loss.detach(),
+                {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+            )
+        )
+    (l1, g1), (l2, g2) = runs
+    torch.testing.assert_close(l1, l2, atol=1e-5, rtol=0)
+    assert g1.keys() == g2.keys()
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], atol=1e-5, rtol=1e-4, msg=k)
+    # the samples' ECGs are really reordered with them: a packed batch with the ECGs left in
+    # the original order gives a different loss
+    wrong = dict(packed, ecg_values=plain["ecg_values"], lead_mask=plain["lead_mask"])
+    assert not torch.allclose(model(**wrong, num_items_in_batch=n).loss, l2)

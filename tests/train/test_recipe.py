@@ -176,6 +176,14 @@ def reference(instruct, tmp_path_factory):
     return out
 
 
+def test_packing_trains_with_the_same_losses(instruct, reference, tmp_path):
+    _run([f"data.path={instruct}", f"output.dir={tmp_path}", "train.max_steps=3", *MODEL_ARGS,
+          "train.per_device_train_batch_size=8", "data.limit_eval=16", "data.packing=true"])  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor(_losses(tmp_path, 3)), torch.tensor(_losses(reference, 3)), atol=1e-5, rtol=0
+    )
+
+
 LAUNCH = [str(Path(sys.executable).parent / "accelerate"), "launch"]
 
 
@@ -280,3 +288,40 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
         and d["memory_per_device_gib"]["total_gib"] > 0
     )
     assert "dry run: 1 process(es), effective batch 16" in r.stdout
+
+
+def test_native_vlm_backbone_trains_through_its_own_processor(instruct, tmp_path):
+    """A Gemma 3 vision-language backbone from a local folder (as from the Hub): the recipe's
+    collator sends pages through Gemma3Processor (its image expansion and token_type_ids), the
+    SigLIP tower stays the backbone's own, and LoRA + the ECG path train."""
+    from transformers import (
+        AutoConfig,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        PreTrainedTokenizerFast,
+    )
+
+    from ecgllm.model.chat_templates import CHAT_TEMPLATES
+    from ecgllm.model.tokenizer import TINY_DIR
+    from tests.model.test_model import _gemma3_parts
+
+    tok, spec, image_processor, _, kwargs, family, _ = _gemma3_parts(
+        PreTrainedTokenizerFast, TINY_DIR
+    )
+    backbone = tmp_path / "gemma3-vlm"
+    torch.manual_seed(0)
+    Gemma3ForConditionalGeneration(
+        AutoConfig.for_model(spec.pop("model_type"), **spec)
+    ).save_pretrained(backbone)
+    Gemma3Processor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATES[family],
+                    **kwargs).save_pretrained(backbone)  # fmt: skip
+    out = tmp_path / "run"
+    r = _run([*BASE, f"model.backbone={backbone}", f"data.path={instruct}", f"output.dir={out}",
+              "train.max_steps=3", "data.limit_eval=4", "data.tasks=[report,mcq]"])  # fmt: skip
+    res = json.loads((out / "train_result.json").read_text())
+    assert res["steps"] == 3 and res["last_loss"] < 20 and res["eval_loss"] is not None
+    assert "trained 3 steps" in r.stdout and res["dropped"] == {}
+    final = out / "final"
+    assert (final / "adapter" / "adapter_model.safetensors").exists()
+    proc = json.loads((final / "processor_config.json").read_text())
+    assert proc["native_processor_class"] == "Gemma3Processor"
