@@ -114,6 +114,14 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
     out: list[float] = []
     for s in range(0, len(items), batch_size):
         chunk = items[s : s + batch_size]
+        if collator.native is not None:  # the backbone's own processor expands the pages
+            batch = collator(chunk)
+            if batch["labels"].shape[0] != len(chunk):
+                raise ValueError(
+                    f"candidate answers dropped ({dict(collator.dropped)}): raise max_length"
+                )
+            out += _sum_logprobs(model, batch)
+            continue
         seqs, feats = [], []
         for it in chunk:
             enc = collator._truncate(*collator.encode(it["messages"]), it.get("id", "?"))
@@ -129,19 +137,23 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
         batch = collator.pad(seqs)
         for k in feats[0]:
             batch[k] = torch.cat([f[k] for f in feats])
-        labels = batch.pop("labels")
-        # the LM head and log-softmax only at positions that predict a supervised token (the
-        # union over the batch): a real vocabulary (262k for Gemma) makes the full logits large
-        pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
-        logits = model(**batch, logits_to_keep=pos).logits
-        target = labels[:, pos + 1]
-        keep = target != -100
-        lp = torch.log_softmax(logits[keep].float(), dim=-1)
-        tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1)
-        row = keep.nonzero()[:, 0]
-        sums = torch.zeros(len(chunk)).index_add_(0, row, tok_lp)
-        out += sums.tolist()
+        out += _sum_logprobs(model, batch)
     return out
+
+
+def _sum_logprobs(model, batch: dict) -> list[float]:
+    """Per row, the sum of log p over the tokens that have labels. The LM head and log-softmax
+    run only at positions that predict a labelled token (the union over the batch): a real
+    vocabulary (262k for Gemma) makes the full logits large."""
+    labels = batch.pop("labels")
+    pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
+    logits = model(**batch, logits_to_keep=pos).logits
+    target = labels[:, pos + 1]
+    keep = target != -100
+    lp = torch.log_softmax(logits[keep].float(), dim=-1)
+    tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1)
+    row = keep.nonzero()[:, 0]
+    return torch.zeros(labels.shape[0]).index_add_(0, row, tok_lp).tolist()
 
 
 def _question(row: dict) -> str:

@@ -45,6 +45,7 @@ AUTO_MAP = {
 }
 PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_ecgllm.EcgLlmProcessor"}
 TEXT_SUFFIXES = (".json", ".md", ".jinja", ".py", ".txt", ".yaml", ".yml")
+VOCAB_FILES = ("vocab.json", "merges.txt")  # BPE vocabularies: tokens, not paths
 # absolute paths of a machine (POSIX roots people train under, Windows drives, home shortcuts)
 LOCAL_PATH = re.compile(
     r"(?<![\w.:/])(?:/(?:home|tmp|work|root|Users|mnt|data|scratch|var|opt|srv|gpfs|lustre)/|[A-Za-z]:\\\\|~/)"
@@ -183,13 +184,26 @@ def load_checkpoint(ckpt: str | Path, base: str | Path | None = None, dequantize
 # --- writing -------------------------------------------------------------------------------------
 
 
+def _scannable_text(f: Path) -> str:
+    """A file's text without the tokenizer vocabulary: vocabularies are the base model's data and
+    hold tokens such as "~/" (Gemma) that look like paths but name nothing."""
+    if f.name in VOCAB_FILES:
+        return ""
+    text = f.read_text(errors="replace")
+    if f.name == "tokenizer.json":
+        data = json.loads(text)
+        data.pop("model", None)  # vocab + merges; added_tokens, normalizer, ... stay scanned
+        text = json.dumps(data, indent=1)
+    return text
+
+
 def find_local_paths(folder: str | Path, extra: list[str] = ()) -> list[str]:
     """'file: snippet' for every text file that names an absolute local path (or one of `extra`)."""
     hits = []
     extra = [e for e in extra if e and len(e) > 3]
     for f in sorted(Path(folder).rglob("*")):
         if f.is_file() and f.suffix in TEXT_SUFFIXES:
-            text = f.read_text(errors="replace")
+            text = _scannable_text(f)
             for m in LOCAL_PATH.finditer(text):
                 hits.append(f"{f.name}: ...{text[max(0, m.start() - 30) : m.end() + 30]!r}")
             hits += [f"{f.name}: contains {e!r}" for e in extra if e in text]

@@ -37,6 +37,8 @@ class EcgCollator:
         self.ecg_id = self.tok.convert_tokens_to_ids(processor.ecg_token)
         self.img_id = self.tok.convert_tokens_to_ids(processor.image_token)
         self.native = getattr(processor, "native", None)
+        if packing and self.native is not None:
+            raise ValueError("packing is not supported with a native VLM backbone (Gemma 3 / Mllama / Qwen2.5-VL image masks)")  # fmt: skip
         self.dropped: Counter = Counter()
 
     def encode(
@@ -146,8 +148,6 @@ class EcgCollator:
         from the position-id restarts (masking_utils.find_packed_sequence_indices), so no sample
         attends to another and the loss equals the unpacked batch's. The padded tail of a row is
         its own block, with no labels. Not for native VLM backbones (their image masks)."""
-        if self.native is not None:
-            raise ValueError("data.packing is not supported with a native VLM backbone (Gemma 3 / Mllama / Qwen2.5-VL image masks)")  # fmt: skip
         rows = pack_rows([len(ids) for ids, _ in seqs], self.max_length)
         width = max(sum(len(seqs[i][0]) for i in members) for members in rows)
         input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
@@ -188,7 +188,7 @@ class EcgCollator:
         chat template's assistant spans: every supervised token comes after the row's last image,
         so the span is the tail of the row in both tokenizations, and each supervised token id is
         checked against the processor's output (a mismatch raises: nothing is masked silently)."""
-        keep, tails, texts, ecgs, masks, images = [], [], [], [], [], []
+        tails, texts, inputs = [], [], []
         for row in rows:
             rid = row.get("id", "?")
             ids, mask = self.encode(row["messages"])
@@ -198,19 +198,18 @@ class EcgCollator:
                     f"sample {rid}: an assistant turn comes before an image; with a native VLM backbone "
                     "every image must precede the supervised turns (put the pages in the first user turn)"
                 )
-            keep.append(row)
             tails.append((ids[last + 1 :], mask[last + 1 :]))
             texts.append(self.proc.apply_chat_template(row["messages"]))
-            e, m, i = self.row_inputs(row)
-            ecgs, masks, images = ecgs + e, masks + m, images + i
+            inputs.append(self.row_inputs(row))
+        ecgs, masks, images = self._concat(inputs)
         enc = self.proc(text=texts, ecgs=ecgs or None, images=images or None, padding=True)
         lengths = enc["attention_mask"].sum(1)
         too_long = [r for r, n in enumerate(lengths.tolist()) if n > self.max_length]
         if too_long:  # cutting inside a native image sequence is never safe: drop, count, redo
             for r in too_long:
                 self.dropped["too_long_native_vlm"] += 1
-                log.warning("dropping %s: %d tokens > max_length %d", keep[r].get("id", "?"), int(lengths[r]), self.max_length)  # fmt: skip
-            rest = [row for r, row in enumerate(keep) if r not in too_long]
+                log.warning("dropping %s: %d tokens > max_length %d", rows[r].get("id", "?"), int(lengths[r]), self.max_length)  # fmt: skip
+            rest = [row for r, row in enumerate(rows) if r not in too_long]
             self._check_supervised(len(rest), len(rest))
             return self._native_batch(rest)
         labels = torch.full_like(enc["input_ids"], -100)
@@ -222,7 +221,7 @@ class EcgCollator:
             sup = torch.tensor(tmask, dtype=torch.bool)
             if len(pos) != len(tail) or not torch.equal(got[sup], want[sup]):
                 raise ValueError(
-                    f"sample {keep[r].get('id', '?')}: the native processor's tokens differ from the chat "
+                    f"sample {rows[r].get('id', '?')}: the native processor's tokens differ from the chat "
                     "template's in the assistant turns (tokenization mismatch); labels would be misaligned"
                 )
             labels[r, pos] = torch.where(sup, want, torch.full_like(want, -100))

@@ -246,3 +246,25 @@ def test_adapter_only(exported, tmp_path):
     batch = verify_inputs(proc)
     with torch.no_grad():
         assert torch.allclose(again(**batch).logits, model(**batch).logits, atol=1e-5)
+
+
+def test_path_scan_ignores_tokenizer_vocabularies(tmp_path):
+    """Gemma's vocabulary has the token "~/": a vocabulary is data, not a path; a path in the
+    rest of tokenizer.json (or any other file) is still found."""
+    from ecgllm.export import find_local_paths
+
+    tok = {"version": "1.0", "added_tokens": [{"content": "<ecg>"}], "normalizer": None,
+           "model": {"type": "BPE", "vocab": {"~/": 1, "/home/": 2, "(\"~/": 3}, "merges": [["~", "/"]]}}  # fmt: skip
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
+    (tmp_path / "vocab.json").write_text(json.dumps({"/home/": 0}))
+    (tmp_path / "merges.txt").write_text("~ /\n")
+    assert find_local_paths(tmp_path) == []
+    tok["name_or_path"] = "/home/me/ckpt"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
+    (tmp_path / "config.json").write_text(json.dumps({"x": "~/models/base"}))
+    hits = find_local_paths(tmp_path)
+    assert (
+        len(hits) == 2
+        and hits[0].startswith("config.json")
+        and hits[1].startswith("tokenizer.json")
+    )

@@ -119,10 +119,24 @@ def test_native_vlm_batches_use_the_backbones_processor(instruct, which):
     late["messages"] = [*ds[multi]["messages"][:2], *ds[0]["messages"]]
     with pytest.raises(ValueError, match="an assistant turn comes before an image"):
         EcgCollator(proc)([late])
+    # likelihood scoring (evaluation) goes through the same batches: log p = -loss * tokens
+    from ecgllm.evaluation import loglik_batch
+
+    model.eval()
+    pair = [dict(r, messages=r["messages"][:2]) for r in (ds[0], signal_only)]
+    col = EcgCollator(proc, max_length=4096)
+    ll = loglik_batch(model, col, pair, batch_size=2)
+    with torch.no_grad():
+        for row, value in zip(pair, ll, strict=True):
+            b = col([row])
+            n = int((b["labels"][:, 1:] != -100).sum())
+            assert value == pytest.approx(-model(**b).loss.item() * n, rel=1e-4)
     col = EcgCollator(proc, max_length=30)
     with pytest.raises(ValueError, match="every sample of the batch was dropped"):
         col([ds[0]])
     assert col.dropped["too_long_native_vlm"] == 1
+    with pytest.raises(ValueError, match="packing is not supported with a native VLM"):
+        EcgCollator(proc, packing=True)
 
 
 @pytest.mark.parametrize("backbone", ["llama", "gemma3"])
