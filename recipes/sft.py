@@ -140,11 +140,10 @@ class SFTRecipe:
             self.processor.num_ecg_tokens,
             self.processor.num_image_tokens,
         )
-        if c.packing and getattr(self.processor, "native", None) is not None:
-            raise ConfigError(
-                "data.packing: not supported with a native VLM backbone (its image attention masks); set data.packing=false"
-            )
-        self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing)
+        try:
+            self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing)
+        except ValueError as e:  # packing with a native VLM backbone
+            raise ConfigError(f"data.packing: {e}; set data.packing=false") from None
         self.eval_collator = EcgCollator(self.processor, max_length=c.max_length)
 
     def setup_optimizer(self) -> None:
@@ -384,14 +383,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    try:
+    try:  # a bad key or value, and what setup finds (no samples for the tasks, packing + VLM)
         cfg = load_config(args.config, args.overrides)
+        r = SFTRecipe(cfg, dry_run=args.dry_run)
+        r.setup_accelerator()
+        r.setup_model()
+        r.setup_data()
     except ConfigError as e:
         ap.exit(2, f"config error: {e}\n")
-    r = SFTRecipe(cfg, dry_run=args.dry_run)
-    r.setup_accelerator()
-    r.setup_model()
-    r.setup_data()
     r.setup_optimizer()
     if args.dry_run:
         d = r.describe()

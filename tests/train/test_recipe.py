@@ -325,3 +325,10 @@ def test_native_vlm_backbone_trains_through_its_own_processor(instruct, tmp_path
     assert (final / "adapter" / "adapter_model.safetensors").exists()
     proc = json.loads((final / "processor_config.json").read_text())
     assert proc["native_processor_class"] == "Gemma3Processor"
+    bad = subprocess.run([sys.executable, SFT, "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"), *BASE,
+                          f"model.backbone={backbone}", f"data.path={instruct}", f"output.dir={tmp_path / 'bad'}",
+                          "data.packing=true"], capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert (
+        bad.returncode == 2
+        and "config error: data.packing: packing is not supported with a native VLM" in bad.stderr
+    )
