@@ -10,7 +10,8 @@ log-probabilities of each candidate answer's tokens, computed on the same assist
 training loss uses) and, for detection, by P(yes) per label from the likelihoods of "yes" and
 "no" to the verify question. Every answer is appended to samples.jsonl as soon as its batch is
 done; a rerun skips what is there (a half-written last line is redone), so a crash loses at most
-one batch. results.json records every metric with a 95% bootstrap interval (resampling samples),
+one batch. Only answers of the same weights, data and settings are reused (samples.stamp.json);
+anything else starts afresh. results.json records every metric with a 95% bootstrap interval (resampling samples),
 the chance level, counts, decoding settings, seed, model and data fingerprints, package versions
 and the git commit. `perturbation=("noise", 0.1)` runs the same on perturbed signals (pages are
 redrawn from the perturbed signal), for robustness sweeps.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import time
 from collections import Counter
@@ -46,6 +48,7 @@ from .metrics.scores import (
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 VERIFY = "Does this ECG show symptoms of {label}?"  # the ECG-QA verify wording the model learns
+log = logging.getLogger(__name__)
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
         "evidence", "features", "record_ids")  # fmt: skip
 
@@ -58,6 +61,17 @@ def _fingerprint(path: str | Path) -> str:
             h.update(f.name.encode())
             h.update(str(f.stat().st_size).encode())
     return h.hexdigest()[:16]
+
+
+def model_fingerprint(model) -> str:
+    """A digest of the model's weights as loaded (base + adapter): what made the predictions.
+    Hashes every tensor's bytes (~1 s for a 270M model); meta tensors by name and shape only."""
+    h = hashlib.blake2b(digest_size=8)
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        if t.device.type != "meta":
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _git_commit() -> str | None:
@@ -464,6 +478,16 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
             train = None
     collator = EcgCollator(processor, blank_ecg=blank_ecg, blank_image=blank_image)
     path = out / "samples.jsonl"
+    # finished answers are reused on a re-run only if the same model, data and settings made them
+    weights = model_fingerprint(model)
+    stamp = {"model": weights, "data": _fingerprint(Path(data_dir) / "samples"), "split": split,
+             "max_new_tokens": max_new_tokens, "blank_ecg": blank_ecg, "blank_image": blank_image,
+             "perturbation": list(perturbation) if perturbation else None, "seed": seed}  # fmt: skip
+    stamp_path = out / "samples.stamp.json"
+    if path.exists() and (not stamp_path.exists() or json.loads(stamp_path.read_text()) != stamp):
+        log.warning("%s was written by another model, data or settings: answering afresh", path)
+        path.unlink()
+    write_text(stamp_path, json.dumps(stamp))
     done = _read_done(path)
     was_training = model.training
     model.eval()
@@ -511,7 +535,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         "config": {"split": split, "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
                    "perturbation": list(perturbation) if perturbation else None, "seed": seed},
-        "model": {"path": model_path, "fingerprint": _fingerprint(model_path) if model_path else None},
+        "model": {"path": model_path, "fingerprint": weights},
         "data": {"path": str(data_dir), "fingerprint": _fingerprint(Path(data_dir) / "samples")},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "accelerate": accelerate.__version__},

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,26 @@ class Subset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.base[self.indices[i]]
+
+
+def cap_per_task(idx: list[int], tasks: list[str], cap: int | dict | None, seed: int) -> list[int]:
+    """At most `cap` (an int, or {task: n}) samples of each task family from `idx`: a seeded random
+    subset, in the original order."""
+    if cap is None:
+        return idx
+    rng = np.random.default_rng(seed)
+    by_task: dict[str, list[int]] = {}
+    for i in idx:
+        by_task.setdefault(tasks[i], []).append(i)
+    keep: set[int] = set()
+    for task, members in by_task.items():
+        n = cap.get(task) if isinstance(cap, dict) else cap
+        keep.update(
+            members
+            if n is None or len(members) <= n
+            else rng.choice(members, n, replace=False).tolist()
+        )
+    return [i for i in idx if i in keep]
 
 
 def approx_lengths(
@@ -130,7 +151,10 @@ class SFTRecipe:
                 :limit
             ]
 
-        self.train_idx = pick(self.train_ds, c.limit_train)
+        self.train_idx = cap_per_task(
+            pick(self.train_ds, c.limit_train), self.train_ds.samples["task"], c.max_per_task,
+            self.cfg.train.seed,
+        )  # fmt: skip
         self.eval_idx = pick(self.eval_ds, c.limit_eval)
         if not self.train_idx:
             raise ConfigError(f"no training samples in {c.path} for tasks {c.tasks}")
@@ -368,6 +392,7 @@ class SFTRecipe:
         )
         return {"world_size": self.acc.num_processes, "effective_batch": eff, "zero_stage": zero,
                 "mixed_precision": self.mixed_precision, "train_samples": len(self.train_idx),
+                "train_samples_by_task": dict(Counter(self.train_ds.samples["task"][i] for i in self.train_idx)),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total,
                 "trainable_params": self.summary["trainable"], "total_params": self.summary["total"],
                 "memory_per_device_gib": {k: round(v, 3) for k, v in mem.items() if k.endswith("gib")}}  # fmt: skip

@@ -40,7 +40,7 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     names = {
         line.split()[0]
         for line in table[1:]
-        if line.strip() and not line.startswith(("report:", "loss", "exported", "done"))
+        if line.strip() and not line.startswith((" ", "report:", "loss", "exported", "done"))
     }
     assert names == {"detect", "ecgqa", "ground", "mcq", "measure", "report", "rhythm"}
     assert (tmp_path / "eval/report.html").exists() and (
@@ -53,6 +53,7 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     card = (tmp_path / "export/README.md").read_text()
     assert "| ecgqa | exact_match |" in card
     assert out.strip().splitlines()[-1].startswith("done: 60 records simulated")
+    assert "  (report: the right rhythm stated in" in out
     res = json.loads((tmp_path / "eval/results.json").read_text())["results"]
     assert all(v["n"] == 3 for v in res.values())
     # 3. run again: everything is reused
@@ -76,3 +77,28 @@ def test_changed_simulation_settings_remove_what_was_built_from_the_old_database
     assert "removing what was built from the old database" in capsys.readouterr().out
     assert not (tmp_path / "instruct").exists() and not (tmp_path / "sft").exists()
     assert json.loads((tmp_path / "sim/simulation.json").read_text())["rhythms"] == "ptbxl"
+
+
+def test_a_training_stage_is_trained_again_when_its_inputs_change(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import quickstart
+
+    calls = []
+
+    def fake_run(cmd, what):  # what recipes/sft.py leaves behind when it finishes
+        calls.append(cmd)
+        stage = tmp_path / "align"
+        (stage / "final").mkdir(parents=True, exist_ok=True)
+        (stage / "train_result.json").write_text(json.dumps({"steps": 1, "eval_loss": 0.5}))
+
+    monkeypatch.setattr(quickstart, "run", fake_run)
+    weights = tmp_path / "enc.safetensors"
+    weights.write_text("v1")
+    quickstart.train_stage("align", "tiny_cpu_align.yaml", tmp_path, [], [weights])
+    quickstart.train_stage("align", "tiny_cpu_align.yaml", tmp_path, [], [weights])
+    assert len(calls) == 1 and "reusing" in capsys.readouterr().out
+    time.sleep(0.01)
+    weights.write_text("v2")  # e.g. the encoder pretrained again
+    os.utime(weights, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    quickstart.train_stage("align", "tiny_cpu_align.yaml", tmp_path, [], [weights])
+    assert len(calls) == 2 and "training it again" in capsys.readouterr().out

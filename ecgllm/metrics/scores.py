@@ -133,8 +133,24 @@ def clinical_f1(preds: Sequence[str], refs: Sequence[str]) -> dict:
             "macro_f1": float(np.mean(f1s)) if f1s else 0.0, "codes": len(counts)}  # fmt: skip
 
 
+def rhythm_accuracy(preds: Sequence[str], refs: Sequence[str]) -> dict:
+    """Over the references that state a rhythm (PTB-XL's rhythm statements: SR, AFIB, STACH, ...),
+    the share of generated reports that state exactly the same rhythm codes: the report-level
+    counterpart of the rhythm multiple-choice benchmark."""
+    from ..text.vocab import label_set
+
+    rhythms = set(label_set("rhythm"))
+    hits = [extract_scp_codes(p) & rhythms == extract_scp_codes(r) & rhythms
+            for p, r in zip(preds, refs, strict=True) if extract_scp_codes(r) & rhythms]  # fmt: skip
+    return {
+        "rhythm_accuracy": float(np.mean(hits)) if hits else float("nan"),
+        "rhythm_n": len(hits),
+    }
+
+
 def report_scores(preds: Sequence[str | None], refs: Sequence[str]) -> dict:
-    """Corpus BLEU-1 and BLEU-4 (sacrebleu), mean ROUGE-L F (rouge-score), clinical F1. Empty
+    """Corpus BLEU-1 and BLEU-4 (sacrebleu), mean ROUGE-L F (rouge-score), clinical F1, rhythm
+    accuracy. Empty
     predictions are scored as empty strings (they count), and their rate is reported. METEOR
     needs WordNet data that cannot be fetched offline and is not reported."""
     import sacrebleu
@@ -146,7 +162,7 @@ def report_scores(preds: Sequence[str | None], refs: Sequence[str]) -> dict:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(texts, refs, strict=True)]
     return {"bleu1": bleu1.score, "bleu4": bleu4.score, "rougeL": 100 * float(np.mean(rouge)) if rouge else float("nan"),
-            **{f"clinical_{k}": v for k, v in clinical_f1(texts, refs).items()},
+            **{f"clinical_{k}": v for k, v in clinical_f1(texts, refs).items()}, **rhythm_accuracy(texts, refs),
             "empty_rate": sum(not t.strip() for t in texts) / max(1, len(texts)), "n": len(texts)}  # fmt: skip
 
 

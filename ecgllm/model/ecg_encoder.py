@@ -5,11 +5,20 @@ positions and a learned embedding of the lead mask, a pre-norm transformer encod
 average pooling to fewer tokens. Missing leads (lead_mask False) are zeroed and the present
 ones rescaled by 12 / n_present, so any subset of leads (down to one) gives inputs of the
 usual size.
+
+The output is standardized per dimension with statistics of the training split
+(`fit_output_stats`, run by the encoder pretraining and saved with its weights as the
+`feature_mean` / `feature_std` buffers; identity until fitted). Why: after the final LayerNorm,
+~99.9% of every token's norm is one direction shared by all records, so the record-specific part
+that the projector must map into the LLM is a small ripple on a large constant. A random-init
+LLM trained with it adapts to that; a frozen pretrained LLM (Gemma 3 270M, projector and LoRA
+only) learned to ignore the ECG entirely (its losses with the true and a shuffled ECG were equal).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -70,6 +79,9 @@ class EcgEncoder(nn.Module):
         self.gradient_checkpointing = False
         self.norm = nn.LayerNorm(config.hidden_size)
         nn.init.normal_(self.pos_embed, std=0.02)
+        # per-dimension output standardization (training-split statistics; identity until fitted)
+        self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
+        self.register_buffer("feature_std", torch.ones(config.hidden_size))
 
     def forward(
         self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None
@@ -105,7 +117,41 @@ class EcgEncoder(nn.Module):
                 .reshape(b, n_patches // cfg.pool, cfg.pool, -1)
                 .mean(dim=2)
             )
-        return h
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
+    @torch.no_grad()
+    def fit_output_stats(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], min_std: float = 1e-3
+    ) -> dict:
+        """Set `feature_mean` / `feature_std` to the per-dimension mean and standard deviation of
+        the (unstandardized) output tokens over `batches` of (ecg_values, lead_mask): the
+        training split's records, not augmented. Returns how much of the tokens' norm their
+        shared mean direction carried before and after."""
+        self.feature_mean.zero_()
+        self.feature_std.fill_(1.0)
+        was_training = self.training
+        self.eval()
+        d = self.config.hidden_size
+        n, s1, s2, norms = (
+            0,
+            torch.zeros(d, dtype=torch.float64),
+            torch.zeros(d, dtype=torch.float64),
+            0.0,
+        )
+        for values, mask in batches:
+            h = self(values, mask).reshape(-1, d).double().cpu()
+            n += h.shape[0]
+            s1 += h.sum(0)
+            s2 += (h * h).sum(0)
+            norms += h.norm(dim=-1).sum().item()
+        self.train(was_training)
+        if n < 2:
+            raise ValueError("fit_output_stats needs at least one record")
+        mean = s1 / n
+        std = ((s2 / n - mean * mean).clamp(min=0.0)).sqrt().clamp(min=min_std)
+        self.feature_mean.copy_(mean.to(self.feature_mean.dtype))
+        self.feature_std.copy_(std.to(self.feature_std.dtype))
+        return {"tokens": n, "mean_direction_share": float(mean.norm() / (norms / n))}
 
 
 def load_encoder_weights(
@@ -126,6 +172,17 @@ def load_encoder_weights(
         state = torch.load(path, map_location="cpu", weights_only=True)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    stats = {"feature_mean", "feature_std"}
+    if strict and stats & set(encoder.state_dict()) and not stats & set(state):
+        # weights saved before the output standardization existed: load them as they were
+        log.warning(
+            "%s has no output statistics (feature_mean/feature_std): the encoder's output is not "
+            "standardized; re-run recipes/pretrain_ecg_encoder.py to fit them",
+            path,
+        )
+        own = encoder.state_dict()
+        state = {**state, "feature_mean": torch.zeros_like(own["feature_mean"]),
+                 "feature_std": torch.ones_like(own["feature_std"])}  # fmt: skip
     result = encoder.load_state_dict(state, strict=strict)
     log.info("loaded ECG encoder weights from %s", path)
     return list(result.missing_keys)

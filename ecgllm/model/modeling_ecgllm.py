@@ -71,6 +71,9 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
                 elif isinstance(sub, nn.LayerNorm):
                     nn.init.ones_(sub.weight)
                     nn.init.zeros_(sub.bias)
+            if isinstance(module, EcgEncoder):  # output standardization: identity until fitted
+                nn.init.zeros_(module.feature_mean)
+                nn.init.ones_(module.feature_std)
 
 
 class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):

@@ -65,7 +65,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
 
     out = Path(out)
     settings = {"data": str(data_dir), "encoder": encoder_config or TINY_ECG, "steps": steps,
-                "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}  # fmt: skip
+                "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+                "output_stats": "train"}  # fmt: skip
     done = out / "pretrain_summary.json"
     if done.exists() and (out / "ecg_encoder.safetensors").exists():
         prev = json.loads(done.read_text())
@@ -141,6 +142,13 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         one = multilabel(y[va], 1 / (1 + np.exp(-tok[:, : len(codes)])), codes)
         metrics = {"val_macro_auc": ml["macro_auc"], "val_macro_auc_one_token": one["macro_auc"], "val_mae": mae,
                    "val_auc": {k: v["auc"] for k, v in ml["per_label"].items() if "auc" in v}}  # fmt: skip
+    # the LLM sees the encoder's output standardized with the training split's statistics (see
+    # EcgEncoder.fit_output_stats); fitted after validation, whose head saw the raw output
+    stats = enc.fit_output_stats(
+        (torch.from_numpy(x_all[tr[i : i + 64]]), torch.from_numpy(m_all[tr[i : i + 64]]))
+        for i in range(0, len(tr), 64)
+    )
+    metrics["output_mean_direction_share"] = stats["mean_direction_share"]
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "ecg_encoder.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(tmp))

@@ -54,10 +54,22 @@ def test_results_resume_and_ablation(tiny_dir, instruct, tmp_path):
     # a crash after 10 predictions (the 11th line half-written): the rerun completes the rest
     (tmp_path / "b").mkdir()
     (tmp_path / "b/samples.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:20])
+    (tmp_path / "b/samples.stamp.json").write_text((tmp_path / "a/samples.stamp.json").read_text())
     r = _run(tiny_dir, instruct, tmp_path / "b", "--no-report")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "answering afresh" not in r.stderr
     again = json.loads((tmp_path / "b/results.json").read_text())
     assert again["results"] == res["results"]
+    # answers made by another model (here: other weights) are never reused
+    stamp = json.loads((tmp_path / "b/samples.stamp.json").read_text())
+    (tmp_path / "b/samples.stamp.json").write_text(json.dumps(stamp | {"model": "0" * 16}))
+    r = _run(tiny_dir, instruct, tmp_path / "b", "--no-report")
+    assert (
+        r.returncode == 0
+        and "written by another model, data or settings: answering afresh" in r.stderr
+    )
+    assert len((tmp_path / "b/samples.jsonl").read_text().splitlines()) == 24
+    assert json.loads((tmp_path / "b/results.json").read_text())["results"] == res["results"]
     r = _run(tiny_dir, instruct, tmp_path / "c", "--blank-ecg", "--no-report")
     assert (
         r.returncode == 0

@@ -15,6 +15,7 @@ from ecgllm.metrics.scores import (
     multilabel,
     qa_exact_match,
     report_scores,
+    rhythm_accuracy,
 )
 from ecgllm.text.extract import extract_scp_codes
 
@@ -109,6 +110,12 @@ def test_bleu_and_rouge_agree_with_their_libraries():
         100 * np.mean([sc.score(b, a)["rougeL"].fmeasure for a, b in zip(preds, refs, strict=True)])
     )
     assert r["empty_rate"] == pytest.approx(1 / 3) and r["n"] == 3  # the empty prediction counts
+    # rhythm named: right (SR), right (AFIB), missing (empty report) -> 2 of 3
+    assert r["rhythm_accuracy"] == pytest.approx(2 / 3) and r["rhythm_n"] == 3
+    # a wrong or an extra rhythm is wrong; references without a rhythm do not count
+    r = rhythm_accuracy(["sinus tachycardia.", "sinus rhythm. atrial fibrillation.", "normal ecg."],
+                        ["sinus bradycardia.", "atrial fibrillation.", "left axis deviation."])  # fmt: skip
+    assert r == {"rhythm_accuracy": 0.0, "rhythm_n": 2}
 
 
 @pytest.mark.parametrize("text,codes", [

@@ -121,6 +121,9 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     (tmp_path / "x.yaml").write_text("model:\n  backbone: tiny\n  colour: red\n")
     with pytest.raises(ConfigError, match="model.colour"):
         load_config(tmp_path / "x.yaml")
+    for bad in ("0", "{ecgqa: many}", "[3]"):
+        with pytest.raises(ConfigError, match="data.max_per_task must be"):
+            load_config(None, [f"data.max_per_task={bad}"])
     cfg = load_config(None, ["train.learning_rate=1e-4", "data.tasks=[report,detect]"])
     assert cfg.train.learning_rate == 1e-4 and cfg.data.tasks == ["report", "detect"]
 
@@ -248,6 +251,11 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
 
     enc = pretrain_encoder(instruct, tmp_path / "enc", steps=3, batch_size=8, progress=False)
     assert enc["codes"] and enc["loss_first"] > 0 and "val_macro_auc_one_token" in enc
+    from safetensors.torch import load_file
+
+    saved = load_file(enc["weights"])  # with the training split's output statistics
+    assert not torch.equal(saved["feature_std"], torch.ones_like(saved["feature_std"]))
+    assert 0 < enc["output_mean_direction_share"] <= 1
     again = pretrain_encoder(instruct, tmp_path / "enc", steps=3, batch_size=8, progress=False)
     assert again["reused"]
     w = enc["weights"]
@@ -280,8 +288,12 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
     assert (sft / "base/config.json").exists()
     assert (sft / "final/recipe.yaml").exists()
     r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", f"model.init_from={align / 'final'}",
-              f"model.ecg_weights={w}", "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora"])  # fmt: skip
+              f"model.ecg_weights={w}", "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora",
+              "data.max_per_task={ecgqa: 3, mcq: 2}"])  # fmt: skip
     d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
+    by_task = d["train_samples_by_task"]
+    assert by_task["ecgqa"] == 3 and by_task["mcq"] == 2 and by_task["report"] > 3
+    assert d["train_samples"] == sum(by_task.values())
     assert d["world_size"] == 1 and d["effective_batch"] == 16 and d["zero_stage"] == 0
     assert (
         0 < d["trainable_params"] < d["total_params"]
