@@ -152,7 +152,7 @@ class SFTRecipe:
             ]
 
         self.train_idx = cap_per_task(
-            pick(self.train_ds, c.limit_train), self.train_ds.samples["task"], c.max_per_task,
+            pick(self.train_ds, c.limit_train), list(self.train_ds.samples["task"]), c.max_per_task,
             self.cfg.train.seed,
         )  # fmt: skip
         self.eval_idx = pick(self.eval_ds, c.limit_eval)
@@ -392,7 +392,7 @@ class SFTRecipe:
         )
         return {"world_size": self.acc.num_processes, "effective_batch": eff, "zero_stage": zero,
                 "mixed_precision": self.mixed_precision, "train_samples": len(self.train_idx),
-                "train_samples_by_task": dict(Counter(self.train_ds.samples["task"][i] for i in self.train_idx)),
+                "train_samples_by_task": dict(Counter(self.train_ds.samples.select(self.train_idx)["task"])),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total,
                 "trainable_params": self.summary["trainable"], "total_params": self.summary["total"],
                 "memory_per_device_gib": {k: round(v, 3) for k, v in mem.items() if k.endswith("gib")}}  # fmt: skip

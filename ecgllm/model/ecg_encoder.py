@@ -9,10 +9,11 @@ usual size.
 The output is standardized per dimension with statistics of the training split
 (`fit_output_stats`, run by the encoder pretraining and saved with its weights as the
 `feature_mean` / `feature_std` buffers; identity until fitted). Why: after the final LayerNorm,
-~99.9% of every token's norm is one direction shared by all records, so the record-specific part
-that the projector must map into the LLM is a small ripple on a large constant. A random-init
-LLM trained with it adapts to that; a frozen pretrained LLM (Gemma 3 270M, projector and LoRA
-only) learned to ignore the ECG entirely (its losses with the true and a shuffled ECG were equal).
+much of every token's norm is one direction shared by all records (59% for the embedded
+default's encoder), so the record-specific part that the projector must map into the LLM rides
+on a large constant. A random-init LLM trained end to end adapts to that; for a frozen
+pretrained LLM (Gemma 3 270M, projector only) standardizing nearly doubled what the align stage
+learned from the ECG (report loss with a shuffled minus the true ECG: 0.40 -> 0.74 nats).
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ class EcgEncoder(nn.Module):
     ) -> dict:
         """Set `feature_mean` / `feature_std` to the per-dimension mean and standard deviation of
         the (unstandardized) output tokens over `batches` of (ecg_values, lead_mask): the
-        training split's records, not augmented. Returns how much of the tokens' norm their
-        shared mean direction carried before and after."""
+        training split's records, not augmented. Returns the token count and the share of the
+        tokens' mean norm that their shared mean direction carried before standardizing."""
         self.feature_mean.zero_()
         self.feature_std.fill_(1.0)
         was_training = self.training
