@@ -536,7 +536,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
                    "perturbation": list(perturbation) if perturbation else None, "seed": seed},
         "model": {"path": model_path, "fingerprint": weights},
-        "data": {"path": str(data_dir), "fingerprint": _fingerprint(Path(data_dir) / "samples")},
+        "data": {"path": str(data_dir), "fingerprint": stamp["data"]},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "accelerate": accelerate.__version__},
         "git_commit": _git_commit(),

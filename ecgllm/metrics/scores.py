@@ -140,8 +140,8 @@ def rhythm_accuracy(preds: Sequence[str], refs: Sequence[str]) -> dict:
     from ..text.vocab import label_set
 
     rhythms = set(label_set("rhythm"))
-    hits = [extract_scp_codes(p) & rhythms == extract_scp_codes(r) & rhythms
-            for p, r in zip(preds, refs, strict=True) if extract_scp_codes(r) & rhythms]  # fmt: skip
+    stated = [(p, extract_scp_codes(r) & rhythms) for p, r in zip(preds, refs, strict=True)]
+    hits = [extract_scp_codes(p) & rhythms == want for p, want in stated if want]
     return {
         "rhythm_accuracy": float(np.mean(hits)) if hits else float("nan"),
         "rhythm_n": len(hits),
