@@ -1,10 +1,17 @@
-"""Measurement accuracy on simulated records with known truth, and detector agreement.
+"""Measurement accuracy: against the simulator's truth and against cardiologists (LUDB).
 
-    python bench/measure.py --n 300 --seed 7
+    python bench/measure.py --n 300 --seed 7 [--ludb ../shared/data/real/ludb] [--challenge DIR]
 
-Simulates records in memory (no files), measures them, and prints per-quantity the share of
-clean records within tolerance (HR 2 bpm, QRS 12 ms, PR 20 ms, QT 25 ms), the mean error, the
-same per rhythm/condition, and R-peak sensitivity / positive predictivity (50 ms window).
+1. Simulated records in memory (no files): per quantity the share of clean records within
+   tolerance (HR 2 bpm, QRS 12 ms, PR 20 ms, QT 25 ms), the mean error, the same per
+   rhythm/condition, and R-peak sensitivity / positive predictivity (150 ms window).
+2. LUDB: PR, QRS, QT, QTc, P duration and HR against the cardiologists' delineation (the median
+   over leads and beats, ecgllm.signal.ludb): bias, SD, MAE, missed/extra, outliers > 80 ms and
+   how many of those carry no quality flag, against the CSE-style targets (|bias| <= 5 ms and
+   SD <= 10 ms for PR and QRS, SD <= 30 ms for QT); the measured axis by LUDB's axis statement.
+3. AF detection and the rule rhythm (ecgllm.signal.rhythm) on every real record given (LUDB and
+   PhysioNet/CinC Challenge folders): AF sensitivity/specificity and recall per rhythm.
+The real sections run when their folders exist (by default the shared real records).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from ecgllm.signal.record import STANDARD_12, ECGRecord  # noqa: E402
 from ecgllm.signal.simulate import sample_condition, simulate  # noqa: E402
 
 TOL = {"hr_bpm": 2.0, "qrs_ms": 12.0, "pr_ms": 20.0, "qt_ms": 25.0}
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+TARGETS = {"pr_ms": "|bias|<=5, SD<=10", "qrs_ms": "|bias|<=5, SD<=10", "qt_ms": "SD<=30"}
 
 
 def beat_match(
@@ -100,6 +109,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--verbose", action="store_true", help="print the worst conditions")
+    ap.add_argument("--ludb", default=str(REAL / "ludb"), help="a LUDB folder ('' to skip)")
+    ap.add_argument(
+        "--challenge", default=str(REAL / "cinc2021"), help="a Challenge folder ('' to skip)"
+    )
     args = ap.parse_args()
     r = evaluate(args.n, args.seed)
     print(f"{'quantity':10s} {'clean n':>8s} {'within tol':>10s} {'mean abs err':>12s}  tolerance")
@@ -127,6 +140,70 @@ def main() -> None:
             }
             if bad:
                 print(f"  {cond:40s} n={len(next(iter(d.values())))} fail-rate {bad}")
+
+    real_sections(args.ludb, args.challenge)
+
+
+def real_sections(ludb: str, challenge: str) -> None:
+    from collections import Counter
+
+    from ecgllm.signal.databases import open_database
+    from ecgllm.signal.ludb import LUDB, compare_with_reference, measurement_agreement
+    from ecgllm.signal.rhythm import RULE_RHYTHMS, rule_rhythm
+    from ecgllm.text.vocab import RHYTHM_CLASSES as RHYTHM_CODES
+
+    rhythm_rows: list[tuple[str, str, str | None]] = []
+    if ludb and Path(ludb).is_dir():
+        t0 = time.perf_counter()
+        rows = compare_with_reference(LUDB(ludb))
+        print(f"\nLUDB, {len(rows)} records, measured vs the cardiologists' delineation "
+              f"({time.perf_counter() - t0:.0f} s):")  # fmt: skip
+        print(f"{'quantity':9s} {'n':>4s} {'bias':>7s} {'SD':>6s} {'MAE':>6s} {'missed':>6s} {'extra':>5s} "
+              f"{'>80ms':>5s} {'unflagged':>9s}  target")  # fmt: skip
+        for k in ("pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "p_ms", "hr_bpm"):
+            a = measurement_agreement(rows, k)
+            print(f"{k:9s} {a['n']:4d} {a['bias']:7.1f} {a['sd']:6.1f} {a['mae']:6.1f} {a['missed']:6d} "
+                  f"{a['extra']:5d} {a['outliers']:5d} {a['outliers_unflagged']:9d}  {TARGETS.get(k, '')}")  # fmt: skip
+        flagged = sum(bool(r["flags"]) for r in rows)
+        print(f"records with a measurement flag: {flagged}; failing the quality check: "
+              f"{sum(not r['quality_ok'] for r in rows)}")  # fmt: skip
+        by_axis: dict[str, list[float]] = {}
+        for r in rows:
+            if r["axis_code"] and r["measured"]["axis_deg"] is not None:
+                by_axis.setdefault(r["axis_code"], []).append(r["measured"]["axis_deg"])
+        print("measured frontal axis by LUDB's axis statement (median, range): " + "; ".join(
+            f"{k} {np.median(v):.0f} ({min(v):.0f}..{max(v):.0f}, n={len(v)})" for k, v in sorted(by_axis.items())))  # fmt: skip
+        for r in rows:
+            gold = [c for c in r["labels"] if c in RHYTHM_CODES]
+            if len(gold) == 1 and "PACE" not in r["labels"]:
+                rhythm_rows.append(("ludb", gold[0], rule_rhythm(r["measurement"])))
+    if challenge and Path(challenge).is_dir():
+        from ecgllm.signal import measure, standardize
+
+        for rec in open_database("challenge", challenge).records():
+            gold = [c for c in rec.labels if c in RHYTHM_CODES]
+            if len(gold) == 1 and "PACE" not in rec.labels:
+                rhythm_rows.append(("challenge", gold[0], rule_rhythm(measure(standardize(rec)))))
+    if rhythm_rows:
+        af = [(g == "AFIB", p == "AFIB") for _, g, p in rhythm_rows]
+        pos = [p for g, p in af if g]
+        neg = [p for g, p in af if not g]
+        print(f"\nAF detection by the rule baseline (no P wave + RR nRMSSD > 0.1), {len(rhythm_rows)} real "
+              f"records ({dict(Counter(s for s, _, _ in rhythm_rows))}): sensitivity "
+              f"{np.mean(pos) if pos else float('nan'):.2f} ({sum(pos)}/{len(pos)}), specificity "
+              f"{1 - np.mean(neg) if neg else float('nan'):.2f} ({len(neg) - sum(neg)}/{len(neg)})")  # fmt: skip
+        recall = []
+        for c in (*RULE_RHYTHMS, "AFLT"):
+            hits = [p == c for _, g, p in rhythm_rows if g == c]
+            if hits:
+                recall.append(f"{c} {np.mean(hits):.2f} (n={len(hits)})")
+                if c in RULE_RHYTHMS:
+                    pass
+        print(
+            "rule rhythm recall per class: "
+            + ", ".join(recall)
+            + " (AFLT is not detected by the rules)"
+        )
 
 
 if __name__ == "__main__":

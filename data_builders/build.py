@@ -3,6 +3,14 @@
     python data_builders/build.py --source synthetic --root data/sim --out data/instruct --workers 2
     python data_builders/build.py --source ptbxl --root ptb-xl --out data/ptbxl_instruct \\
         --tasks report,detect,ecgqa --modalities signal --workers 8
+    python data_builders/build.py --source ludb --root ludb --out data/ludb
+    python data_builders/build.py --source challenge --root challenge2021/training --out data/cinc \\
+        --option ptbxl_database=ptb-xl/ptbxl_database.csv      # PTB-XL's patients for its HR records
+
+Sources: ptbxl, synthetic (the simulator's PTB-XL layout), mimic, wfdb (any folder), ludb
+(labels from LUDB's statements), challenge (PhysioNet/CinC 2020/2021 folders, SNOMED-CT `#Dx`
+mapped to SCP codes; unmapped codes are kept per record and counted in the build report).
+--option KEY=VALUE passes a reader option (challenge: ptbxl_database=CSV, patients=CSV).
 
 Writes OUT/records (signal float16 [12, 5000] at 500 Hz, page image, labels, measurements),
 OUT/samples (train/validation/test; splits from the source, never one patient in two),
@@ -20,8 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ecgllm.data import TASKS, BuildConfig, build_dataset  # noqa: E402
+from ecgllm.data.tasks import CHECK_TASKS  # noqa: E402
 from ecgllm.render.augment import PRESETS  # noqa: E402
 from ecgllm.render.layout import LAYOUTS  # noqa: E402
+from ecgllm.signal.databases import SOURCES  # noqa: E402
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -32,11 +42,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--source", required=True, choices=["ptbxl", "synthetic", "mimic", "wfdb"])
+    ap.add_argument("--source", required=True, choices=SOURCES)
     ap.add_argument("--root", required=True, help="database folder")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument(
-        "--tasks", type=_list, default=TASKS, help=f"comma list of {','.join(TASKS)} (default all)"
+        "--tasks",
+        type=_list,
+        default=TASKS,
+        help=f"comma list of {','.join(TASKS)} (default all) or the check tasks {','.join(CHECK_TASKS)}",
     )
     ap.add_argument(
         "--modalities", type=_list, default=("signal", "image"), help="signal,image (default both)"
@@ -51,16 +64,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--sampling-rate", type=int, default=500, choices=[100, 500], help="PTB-XL records to read"
     )
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a reader option, e.g. ptbxl_database=PATH for --source challenge")  # fmt: skip
+    ap.add_argument("--report-text", default="normalised", choices=["normalised", "source"],
+                    help="report targets: normalised English from the labels (default) or the source's own text")  # fmt: skip
+    ap.add_argument("--single-split", default=None, choices=["train", "validation", "test"],
+                    help="put every record in this split (an external test set)")  # fmt: skip
     ap.add_argument("--strict", action="store_true", help="fail on the first bad record or sample")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error("--workers must be >= 1")
+    options = {}
+    for kv in args.option:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--option {kv!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
     try:
         cfg = BuildConfig(source=args.source, root=args.root, out=args.out, tasks=args.tasks,
                           modalities=args.modalities, workers=args.workers, limit=args.limit, seed=args.seed,
                           layout=args.layout, augment=args.augment, features=args.features,
-                          sampling_rate=args.sampling_rate, strict=args.strict)  # fmt: skip
+                          sampling_rate=args.sampling_rate, strict=args.strict, options=options,
+                          single_split=args.single_split, report_text=args.report_text)  # fmt: skip
         r = build_dataset(cfg, progress=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
         ap.exit(2, f"error: {e}\n")

@@ -39,6 +39,7 @@ from .data.dataset import EcgInstructionDataset
 from .metrics.grounding import ground_scores
 from .metrics.parsing import match_options, parse_choice
 from .metrics.scores import (
+    class_recall,
     mcq_accuracy,
     measurement_errors,
     multilabel,
@@ -101,9 +102,8 @@ def generate_batch(
             )
             e, m, i = collator.row_inputs(r)
             ecgs, masks, images = ecgs + e, masks + m, images + i
-        batch = processor(text=texts, ecgs=ecgs or None, images=images or None)
-        if masks:  # the records' own lead masks (missing leads), as in training
-            batch["lead_mask"] = batch["lead_mask"] & torch.from_numpy(np.stack(masks))
+        batch = processor(text=texts, ecgs=ecgs or None, images=images or None,
+                          lead_masks=masks or None)  # fmt: skip
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[:, batch["input_ids"].shape[1] :]
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
@@ -272,6 +272,20 @@ def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
     return res
 
 
+def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
+    """The rhythm question as a classification: the answer by option log-likelihood (or the
+    parsed generation when there is no loglik), per-class recall, balanced accuracy, AF
+    sensitivity/specificity and the confusion matrix; `score_mcq`'s figures beside them."""
+    res = score_mcq(bench, recs)
+    gold = [r["answer"][0] for r in recs]
+    if all("loglik" in r for r in recs):
+        picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
+    else:
+        picks = [parse_choice(r.get("prediction"), r["options"]) for r in recs]
+    res.update(class_recall(gold, picks, positive="atrial fibrillation"))
+    return res
+
+
 def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
     res: dict[str, Any] = {"n": len(recs)}
     if all("label_scores" in r for r in recs):
@@ -343,6 +357,7 @@ def score_ground(bench: Benchmark, recs: list[dict]) -> dict:
 SCORERS: dict[str, Callable[[Benchmark, list[dict]], dict]] = {
     "exact_match": score_exact_match,
     "mcq": score_mcq,
+    "rhythm": score_rhythm,
     "detect": score_detect,
     "measure": score_measure,
     "report": score_report,

@@ -7,6 +7,13 @@ metrics with 95% bootstrap intervals and chance levels in results.json, and repo
         --sweep "noise=0.05,0.2;wander=0.5,1;leads=6,3,1"
     python eval/run.py --model DIR --ecgqa-json ecgqa/ptbxl/paraphrased/test/*.json \\
         --ptbxl-root PTBXL --out DIR --benchmarks ecgqa          # official ECG-QA files as they are
+    python eval/run.py --model DIR --real ludb --source ludb --out DIR --ablation   # real records
+
+--real DIR --source ludb|challenge|ptbxl|wfdb|mimic: records the model never saw, built once into
+OUT/real_data (every record a test record; the rhythm question over the six rhythms and the
+simulated findings' verify questions) and scored by real_rhythm (balanced accuracy, per-class
+recall, AF sensitivity/specificity) and real_findings (AUC per label). Without --benchmarks, the
+benchmarks are those whose task the data has.
 
 --ablation also runs the same model with the ECG blanked (signal zeroed, page white) into
 OUT/blank_ecg; --sweep runs perturbed copies into OUT/sweep; both appear in OUT/report.html.
@@ -21,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ecgllm.benchmarks import available  # noqa: E402
+from ecgllm.signal.databases import SOURCES  # noqa: E402
 
 
 def load(model_dir: str, adapter: str | None, processor_dir: str | None):
@@ -44,6 +52,37 @@ def load(model_dir: str, adapter: str | None, processor_dir: str | None):
         if cand and (Path(cand) / "processor_config.json").exists():
             return model, AutoProcessor.from_pretrained(cand)
     raise FileNotFoundError(f"no processor_config.json next to {model_dir} (give --processor)")
+
+
+def build_real(root: str, source: str, out: Path) -> Path:
+    """Records of `root` as an external test set (every record in "test"), with the check tasks
+    (the six-rhythm question and the findings' verify questions). Built once, then reused."""
+    from ecgllm.data import BuildConfig, build_dataset
+    from ecgllm.data.tasks import CHECK_TASKS
+
+    r = build_dataset(BuildConfig(source=source, root=root, out=str(out), tasks=CHECK_TASKS,
+                                  single_split="test"), progress=False)  # fmt: skip
+    if r.get("resumed") != "complete":
+        print(f"real records: {r['records']} of {r['records_listed']} from {root} ({source}), "
+              f"{sum(r['rejects'].values())} rejected {r['rejects'] or ''}; "
+              f"{r['samples_by_task']}; unmapped labels: {r.get('unmapped_labels') or 'none'}")  # fmt: skip
+    return out
+
+
+def benchmarks_for(data: str | Path) -> list[str]:
+    """The shipped benchmarks whose task the built data has (from its build report)."""
+    import json
+
+    from ecgllm.benchmarks import load_benchmark
+
+    report = Path(data) / "build_report.json"
+    tasks = (
+        set(json.loads(report.read_text()).get("samples_by_task", {})) if report.exists() else None
+    )
+    names = [b for b in available() if tasks is None or load_benchmark(b).task in tasks]
+    if not names:
+        raise ValueError(f"no shipped benchmark scores the tasks of {data} ({sorted(tasks or [])})")
+    return names
 
 
 def evaluate(model, proc, data: str, out: str | Path, benchmarks: list[str], ablation: bool = False,
@@ -90,11 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ecgqa-json", nargs="+", default=None,
                     help="official ECG-QA JSON files (instead of --data); converted once into OUT/ecgqa_data")  # fmt: skip
     ap.add_argument("--ptbxl-root", default=None, help="PTB-XL folder the ECG-QA files refer to")
+    ap.add_argument("--real", default=None, help="a folder of real records to check the model on")
+    ap.add_argument("--source", default=None, choices=SOURCES, help="the reader for --real")
     ap.add_argument("--out", required=True)
     ap.add_argument(
         "--benchmarks",
-        default=",".join(available()),
-        help=f"comma list of {available()} or YAML files",
+        default=None,
+        help=f"comma list of {available()} or YAML files (default: those whose task the data has)",
     )
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None, help="first N samples per benchmark")
@@ -115,8 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    if (a.data is None) == (a.ecgqa_json is None):
-        ap.exit(2, "error: give exactly one of --data and --ecgqa-json\n")
+    if sum(x is not None for x in (a.data, a.ecgqa_json, a.real)) != 1:
+        ap.exit(2, "error: give exactly one of --data, --ecgqa-json and --real\n")
+    if (a.real is None) != (a.source is None):
+        ap.exit(2, "error: --real and --source go together\n")
     try:
         data = a.data
         if a.ecgqa_json:
@@ -125,7 +168,12 @@ def main(argv: list[str] | None = None) -> dict:
             data = str(Path(a.out) / "ecgqa_data")
             if not (Path(data) / "samples").exists():
                 import_ecgqa(a.ecgqa_json, data, ptbxl_root=a.ptbxl_root)
-        benchmarks = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
+        if a.real:
+            data = str(build_real(a.real, a.source, Path(a.out) / "real_data"))
+        if a.benchmarks is None:
+            benchmarks = benchmarks_for(data)
+        else:
+            benchmarks = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
         model, proc = load(a.model, a.adapter, a.processor)
         r = evaluate(model, proc, data, a.out, benchmarks, ablation=a.ablation, sweep=a.sweep,
                      report=not a.no_report, split=a.split, limit=a.limit, batch_size=a.batch_size,

@@ -35,10 +35,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-augment", action="store_true", help="no signal augmentation")
+    ap.add_argument("--real", action="append", default=[], metavar="SOURCE=DIR",
+                    help="real records to report the trained encoder's rhythm on (e.g. ludb=DIR)")  # fmt: skip
     a = ap.parse_args(argv)
+    real = []
+    for spec in a.real:
+        source, sep, root = spec.partition("=")
+        if not sep or not root:
+            ap.exit(
+                2,
+                f"error: --real {spec!r}: expected SOURCE=DIR (e.g. ludb=../shared/data/real/ludb)\n",
+            )
+        real.append((source.strip(), root.strip()))
     try:
         s = pretrain_encoder(a.data, a.out, json.loads(a.encoder) if a.encoder else None, steps=a.steps,
-                             batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed)  # fmt: skip
+                             batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed,
+                             augment=not a.no_augment, real=real)  # fmt: skip
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
         ap.exit(2, f"error: {e}\n")
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())
@@ -46,6 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ECG encoder {state}: loss "
           f"{s['loss_first']:.3f} -> {s['loss_last']:.3f}; validation macro AUC {s.get('val_macro_auc', float('nan')):.3f}"
           f" over {len(s['codes'])} statements, MAE {mae} -> {s['weights']}")  # fmt: skip
+    for where, r in s.get("real", {}).items():
+        recall = ", ".join(f"{k} {v['recall']:.2f} (n={v['n']})" for k, v in r["recall"].items())
+        print(f"  rhythm of the real records in {where.split(':', 1)[1]}: balanced accuracy "
+              f"{r['balanced_accuracy']:.3f}; {recall}")  # fmt: skip
     return s
 
 

@@ -164,8 +164,15 @@ class SFTRecipe:
             self.processor.num_ecg_tokens,
             self.processor.num_image_tokens,
         )
+        from ecgllm.data.augment import SignalAugment
+
         try:
-            self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing)
+            augment = SignalAugment.from_dict(c.augment)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"data.augment: {e}") from None
+        try:
+            self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing,
+                                        augment=augment, seed=self.cfg.train.seed)  # fmt: skip
         except ValueError as e:  # packing with a native VLM backbone
             raise ConfigError(f"data.packing: {e}; set data.packing=false") from None
         self.eval_collator = EcgCollator(self.processor, max_length=c.max_length)
@@ -414,7 +421,8 @@ def main(argv: list[str] | None = None) -> dict:
         r.setup_accelerator()
         r.setup_model()
         r.setup_data()
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        # a missing dataset / encoder / previous stage, weights that do not fit: one line, no traceback
         ap.exit(2, f"config error: {e}\n")
     r.setup_optimizer()
     if args.dry_run:

@@ -10,14 +10,15 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT
+from tests.conftest import REAL, ROOT
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     cmd = [sys.executable, str(ROOT / "recipes/quickstart.py"), "--out", str(tmp_path), "--n", "60", "--workers", "1",
-           "--max-steps", "4", "--encoder-steps", "5", "--eval-limit", "3"]  # fmt: skip
+           "--max-steps", "4", "--encoder-steps", "5", "--encoder-records", "40", "--eval-limit", "3",
+           "--real", f"ludb={REAL / 'ludb'}"]  # fmt: skip
     # 1. killed (SIGKILL, no chance to clean up) once stage 2 has started writing
     p = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True
@@ -33,15 +34,11 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
-    assert "[1/7] simulated database: reusing" in out and "instruction data reused" in out
-    assert "reusing" in out.split("[5/7]")[1].split("\n")[1]  # stage 1 finished before the kill
+    assert "[1/8] simulated database: reusing" in out and "instruction data reused" in out
+    assert "reusing" in out.split("[5/8]")[1].split("\n")[1]  # stage 1 finished before the kill
     assert "patients in two splits: 0; records skipped: 0" in out
-    table = out[out.index("benchmark  metric") :].splitlines()
-    names = {
-        line.split()[0]
-        for line in table[1:]
-        if line.strip() and not line.startswith((" ", "report:", "loss", "exported", "done"))
-    }
+    table = out[out.index("benchmark  metric") :].split("\n\n")[0].splitlines()
+    names = {line.split()[0] for line in table[1:] if not line.startswith(" ")}
     assert names == {"detect", "ecgqa", "ground", "mcq", "measure", "report", "rhythm"}
     assert (tmp_path / "eval/report.html").exists() and (
         tmp_path / "eval/blank_ecg/results.json"
@@ -56,6 +53,10 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert "  (report: the right rhythm stated in" in out
     res = json.loads((tmp_path / "eval/results.json").read_text())["results"]
     assert all(v["n"] == 3 for v in res.values())
+    # the real-records table: the 3 LUDB records, rhythm and findings, with the blank-ECG columns
+    real = out[out.index("real records (never seen in training") :]
+    assert real.splitlines()[2].split()[0] == "ludb" and real.splitlines()[2].split()[-1] == "3"
+    assert "  ludb: recall atrial fibrillation" in real
     # 3. run again: everything is reused
     t = time.perf_counter()
     again = subprocess.run(cmd, capture_output=True, text=True, env=ENV)

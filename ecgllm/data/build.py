@@ -67,11 +67,29 @@ class BuildConfig:
     strict: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     record_ids: tuple[str, ...] | None = None  # only these records (e.g. those ECG-QA refers to)
+    single_split: str | None = None  # every record in this split (an external test set)
+    report_text: str = (
+        "normalised"  # report targets: normalised English, or "source" (the record's own text)
+    )
 
     def __post_init__(self) -> None:
-        bad = set(self.tasks) - set(T.TASKS)
+        bad = set(self.tasks) - set(T.TASKS) - set(T.CHECK_TASKS)
         if bad:
-            raise ValueError(f"unknown task(s) {sorted(bad)}; choose from {list(T.TASKS)}")
+            raise ValueError(
+                f"unknown task(s) {sorted(bad)}; choose from {[*T.TASKS, *T.CHECK_TASKS]}"
+            )
+        if self.report_text not in T.REPORT_TEXTS:
+            raise ValueError(
+                f"report_text must be one of {T.REPORT_TEXTS}, not {self.report_text!r}"
+            )
+        if self.single_split is not None and self.single_split not in (
+            "train",
+            "validation",
+            "test",
+        ):
+            raise ValueError(
+                f"single_split must be train, validation or test, not {self.single_split!r}"
+            )
         badm = set(self.modalities) - {"signal", "image"}
         if badm or not self.modalities:
             raise ValueError(
@@ -217,7 +235,7 @@ def _process_chunk(args: tuple[int, list[int]]) -> tuple[int, int, list[tuple[st
         rows["patient_id"].append(
             str(rec.patient_id) if rec.patient_id is not None else rec.record_id
         )
-        rows["split"].append(entry.split)
+        rows["split"].append(cfg.single_split or entry.split)
         rows["fs"].append(float(rec.fs))
         rows["lead_mask"].append([bool(x) for x in rec.lead_mask])
         rows["labels"].append(json.dumps(rec.labels, sort_keys=True))
@@ -250,6 +268,9 @@ def build_records(cfg: BuildConfig, progress: bool = True) -> tuple[list[Path], 
         (out / "rejects.csv").unlink()
     for reason, n in db.rejects.counts.items():  # bad table rows, counted by the reader
         rejects.counts[reason] += n
+    # source labels with no SCP statement (Challenge SNOMED codes, LUDB statements): kept in each
+    # record's meta, counted here for the build report
+    (work / "unmapped.json").write_text(json.dumps(dict(getattr(db, "unmapped", {}))))
     n = len(db.entries) if cfg.limit is None else min(cfg.limit, len(db.entries))
     chunks = [
         (k, list(range(s, min(s + cfg.chunk_size, n))))
@@ -337,7 +358,8 @@ def comparison_pairs(infos: list[T.RecordInfo], rng: np.random.Generator, per_re
 
 SINGLE_RECORD_TASKS = {
     "report": T.report_task, "detect": T.detect_task, "mcq": T.mcq_task, "ecgqa": T.ecgqa_single,
-    "measure": T.measure_task, "ground": T.ground_task,
+    "measure": T.measure_task, "ground": T.ground_task, "rhythm": T.rhythm_task,
+    "findings": T.findings_task,
 }  # fmt: skip
 
 
@@ -367,7 +389,10 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
             task,
         ) in SINGLE_RECORD_TASKS.items():  # fixed order: the rng sequence is part of the output
             if name in cfg.tasks:
-                per += task(rec, rng, mods)
+                if name == "report":
+                    per += task(rec, rng, mods, text=cfg.report_text)
+                else:
+                    per += task(rec, rng, mods)
         per = keep(per)
         if "multiturn" in cfg.tasks:
             per += keep(T.multiturn_task(rec, rng, mods, per))
@@ -411,6 +436,7 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
             prev["resumed"] = "complete"
             return prev
     dirs, rejects, n_listed = build_records(cfg, progress)
+    unmapped = json.loads((out / "_work" / "unmapped.json").read_text())
     records = concatenate_datasets([load_from_disk(str(d)) for d in dirs]) if dirs else None
     if records is None or len(records) == 0:
         raise ValueError(f"no readable records in {cfg.root} ({dict(rejects.counts)})")
@@ -440,6 +466,7 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
         ),
         "labels": dict(Counter(c for r in infos for c in r.labels).most_common()),
         "rejects": dict(rejects.counts),
+        "unmapped_labels": dict(sorted(unmapped.items(), key=lambda kv: -kv[1])),
         "invalid_samples": dict(invalid),
         "seconds": {
             "records": round(t1 - t0, 2),

@@ -27,10 +27,14 @@ log = logging.getLogger(__name__)
 class EcgCollator:
     def __init__(
         self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False,
-        packing: bool = False,
+        packing: bool = False, augment=None, seed: int = 0,
     ):  # fmt: skip
         self.proc = processor
         self.packing = packing
+        # training only: ecgllm.data.augment.SignalAugment applied to each batch's signals after
+        # their measurements are taken; its random draws are seeded by the batch's sample ids, so
+        # a resumed run sees the same augmented batches as an uninterrupted one
+        self.augment, self.seed = augment, seed
         self.tok = processor.tokenizer
         self.max_length = max_length
         self.blank_ecg, self.blank_image = blank_ecg, blank_image
@@ -118,18 +122,38 @@ class EcgCollator:
             "image" in (r.get("modalities") or []) and r.get("record_ids") for r in rows
         ):
             return self._native_batch(rows)
-        seqs, inputs = [], []
+        seqs, inputs, keys = [], [], []
         for row in rows:
             enc = self._truncate(*self.encode(row["messages"]), row.get("id", "?"))
             if enc is None:
                 continue
             seqs.append(enc)
             inputs.append(self.row_inputs(row))
+            keys.append([f"{row.get('id')}:{k}" for k in range(len(inputs[-1][0]))])
         self._check_supervised(sum(1 for _, m in seqs if any(m)), len(seqs))
         if self.packing:
-            return self.pack(seqs, inputs)
+            batch, order = self.pack(seqs, inputs)
+            return self._augmented(batch, [k for i in order for k in keys[i]])
         batch = self.pad(seqs)
         batch.update(self.features(*self._concat(inputs)))
+        return self._augmented(batch, [k for ks in keys for k in ks])
+
+    def _augmented(
+        self, batch: dict[str, torch.Tensor], keys: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """`keys`: one per ECG of the batch, in order (sample id and ECG index)."""
+        if self.augment is None or "ecg_values" not in batch:
+            return batch
+        import hashlib
+
+        values, masks = [], []
+        for i, key in enumerate(keys):
+            h = hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest()
+            g = torch.Generator().manual_seed(int.from_bytes(h, "little") & (2**63 - 1))
+            v, m = self.augment(batch["ecg_values"][i : i + 1], batch["lead_mask"][i : i + 1], g)
+            values.append(v)
+            masks.append(m)
+        batch["ecg_values"], batch["lead_mask"] = torch.cat(values), torch.cat(masks)
         return batch
 
     @staticmethod
@@ -141,19 +165,20 @@ class EcgCollator:
 
     def pack(
         self, seqs: list[tuple[list[int], list[int]]], inputs: list
-    ) -> dict[str, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
         """The micro-batch's samples packed first-fit-decreasing into as few rows of at most
         `max_length` tokens as they fit in. Each sample keeps its own position ids (0, 1, ...)
         and there is no attention_mask: transformers then builds a block-diagonal causal mask
         from the position-id restarts (masking_utils.find_packed_sequence_indices), so no sample
         attends to another and the loss equals the unpacked batch's. The padded tail of a row is
-        its own block, with no labels. Not for native VLM backbones (their image masks)."""
+        its own block, with no labels. Not for native VLM backbones (their image masks).
+        Returns the batch and the order in which the samples (indices into `seqs`) were packed."""
         rows = pack_rows([len(ids) for ids, _ in seqs], self.max_length)
         width = max(sum(len(seqs[i][0]) for i in members) for members in rows)
         input_ids = torch.full((len(rows), width), self.tok.pad_token_id, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        ordered = []
+        ordered, order = [], []
         for r, members in enumerate(rows):
             off = 0
             for i in members:
@@ -166,10 +191,11 @@ class EcgCollator:
                 )
                 off += len(ids)
                 ordered.append(inputs[i])  # ECGs/images in the order their placeholders appear
+                order.append(i)
             positions[r, off:] = torch.arange(width - off)
         batch = {"input_ids": input_ids, "position_ids": positions, "labels": labels}
         batch.update(self.features(*self._concat(ordered)))
-        return batch
+        return batch, order
 
     def _check_supervised(self, n_supervised: int, n: int) -> None:
         if n == 0:
@@ -202,7 +228,8 @@ class EcgCollator:
             texts.append(self.proc.apply_chat_template(row["messages"]))
             inputs.append(self.row_inputs(row))
         ecgs, masks, images = self._concat(inputs)
-        enc = self.proc(text=texts, ecgs=ecgs or None, images=images or None, padding=True)
+        enc = self.proc(text=texts, ecgs=ecgs or None, images=images or None, padding=True,
+                        lead_masks=masks or None)  # fmt: skip
         lengths = enc["attention_mask"].sum(1)
         too_long = [r for r, n in enumerate(lengths.tolist()) if n > self.max_length]
         if too_long:  # cutting inside a native image sequence is never safe: drop, count, redo
@@ -228,8 +255,6 @@ class EcgCollator:
         self._check_supervised(sum(1 for _, m in tails if any(m)), len(tails))
         batch = dict(enc)
         batch["labels"] = labels
-        if ecgs:  # the records' own lead masks (absent leads), as in the plain path
-            batch["lead_mask"] = batch["lead_mask"] & torch.from_numpy(np.stack(masks))
         return batch
 
     def pad(self, seqs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
@@ -252,9 +277,7 @@ class EcgCollator:
         """The model inputs of the ECGs (with the records' lead masks) and the page images."""
         out: dict[str, torch.Tensor] = {}
         if ecgs:
-            values, lead_mask = self.proc.process_ecgs(ecgs)
-            lead_mask = torch.from_numpy(np.stack(masks)) & lead_mask
-            out.update(ecg_values=values, lead_mask=lead_mask)
+            out.update(self.proc.ecg_inputs(ecgs, masks))
         if images:
             out["pixel_values"] = self.proc.process_images(images)
         return out

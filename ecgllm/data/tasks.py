@@ -17,8 +17,10 @@ import numpy as np
 
 from ..text.reports import english_report
 from ..text.vocab import (
+    FINDING_CLASSES,
     NOISE_KINDS,
     NUMERIC_FEATURES,
+    RHYTHM_CLASSES,
     codes_in_set,
     label_set,
     numeric_range,
@@ -27,6 +29,9 @@ from ..text.vocab import (
 )
 
 TASKS = ("report", "detect", "mcq", "ecgqa", "measure", "ground", "multiturn")
+# families for checking a model on records it was not trained on (real-records benchmark); not
+# built unless asked for: BuildConfig(tasks=("rhythm", "findings"))
+CHECK_TASKS = ("rhythm", "findings")
 
 
 @dataclass
@@ -117,16 +122,26 @@ REPORT_PROMPTS = (
 )
 
 
-def report_target(rec: RecordInfo) -> str | None:
-    """PTB-XL (real or simulated): normalised English from the SCP statements (the original,
-    often German, text stays in the record); MIMIC and others: the record's report."""
-    if rec.source in ("ptbxl", "synthetic"):
+REPORT_TEXTS = ("normalised", "source")
+
+
+def report_target(rec: RecordInfo, text: str = "normalised") -> str | None:
+    """The report a model learns to write. "normalised" (default): for PTB-XL (real or simulated),
+    LUDB and Challenge records, normalised English from the SCP statements (PTB-XL's own text is
+    often German and stays in the record); MIMIC and other sources: the record's report.
+    "source": the record's own report text wherever it has one (models trained on real PTB-XL then
+    learn real report language; the report benchmark reads either through the same extractor)."""
+    if text not in REPORT_TEXTS:
+        raise ValueError(f"report text must be one of {REPORT_TEXTS}, not {text!r}")
+    if text == "source" and rec.report:
+        return rec.report
+    if rec.source in ("ptbxl", "synthetic", "ludb", "challenge"):
         return english_report(rec.labels) or None
     return rec.report or (english_report(rec.labels) or None)
 
 
-def report_task(rec: RecordInfo, rng, modalities) -> list[dict]:
-    target = report_target(rec)
+def report_task(rec: RecordInfo, rng, modalities, text: str = "normalised") -> list[dict]:
+    target = report_target(rec, text)
     if not target:
         return []
     t = int(rng.integers(len(REPORT_PROMPTS)))
@@ -190,6 +205,34 @@ def mcq_task(rec: RecordInfo, rng, modalities, n_options: tuple[int, int] = (4, 
         out.append(sample([rec], "mcq", q, f"{letter}. {scp_name(correct)}", modalities, answer=[scp_name(correct)],
                           options=opts, attribute_type=kind, suffix=f"-{kind}"))  # fmt: skip
     return out
+
+
+def rhythm_task(rec: RecordInfo, rng, modalities) -> list[dict]:
+    """The rhythm multiple-choice question over all six RHYTHM_CLASSES (mcq's wording), the
+    options in their fixed order rotated by a random offset, for a record with exactly one of
+    them (paced records are left out)."""
+    have = [c for c in RHYTHM_CLASSES if c in rec.labels]
+    if len(have) != 1 or "PACE" in rec.labels:
+        return []
+    names = [scp_name(c) for c in RHYTHM_CLASSES]
+    k = int(rng.integers(len(names)))
+    opts = names[k:] + names[:k]
+    correct = scp_name(have[0])
+    lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
+    q = f"Which rhythm does this ECG show?\n{lines}\nAnswer with the letter."
+    return [sample([rec], "rhythm", q, f"{LETTERS[opts.index(correct)]}. {correct}", modalities,
+                   answer=[correct], options=opts, attribute_type="rhythm", template_id=k)]  # fmt: skip
+
+
+def findings_task(rec: RecordInfo, rng, modalities) -> list[dict]:
+    """Which of FINDING_CLASSES the record has (detect's row shape: options = the label names,
+    answer = those present or "none"); benchmarks score it from P(yes) to each label's verify
+    question."""
+    names = [scp_name(c) for c in FINDING_CLASSES]
+    present = [scp_name(c) for c in FINDING_CLASSES if c in rec.labels] or ["none"]
+    q = DETECT_PROMPTS[0].format(options="; ".join(names))
+    return [sample([rec], "findings", q, join_answer(present), modalities, answer=present,
+                   options=[*names, "none"], attribute_type="findings")]  # fmt: skip
 
 
 # --- 5. measurement -----------------------------------------------------------------------------

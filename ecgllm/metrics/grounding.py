@@ -3,7 +3,10 @@
 A grounded answer ("Sinus rhythm: P waves before every QRS, rate 72 bpm. Inferior MI:
 pathological Q waves in II, III, aVF") is scored on three things, each against the sample's
 structured evidence (ecgllm.data.tasks.evidence_for):
-- findings: SCP codes extracted from the text (ecgllm.text.extract_scp_codes) vs the gold codes;
+- findings: SCP codes stated as findings (ecgllm.text.extract_scp_codes on each sentence's head,
+  the part before its colon: "Inferior MI: pathological Q waves ..." states IMI, not also the Q
+  waves and T inversion its evidence describes; a sentence without a colon is read whole) vs
+  the gold codes;
 - measurements: every value the text cites ("rate 72 bpm", "QRS 120 ms", "PR 210 ms", "QTc 460
   ms", "axis -45 degrees", "Sokolow-Lyon ... 3.9 mV") compared with the record's measured value
   within the tolerance below; precision over cited values, recall over the evidence's values;
@@ -57,6 +60,12 @@ def cited_leads(text: str | None) -> set[str]:
     return leads & set(STANDARD_12)
 
 
+def stated_findings(text: str | None) -> set[str]:
+    """SCP codes of the findings a grounded answer states (sentence heads, see the docstring)."""
+    heads = [s.split(":", 1)[0] for s in re.split(r"(?<=\.)\s+|\n", text or "") if s.strip()]
+    return extract_scp_codes(". ".join(heads))
+
+
 def _f1(pred: set, gold: set) -> float:
     if not pred and not gold:
         return 1.0
@@ -72,7 +81,7 @@ def ground_scores(preds: Sequence[str | None], golds: Sequence[Sequence[str]],
     tp = fp = fn = 0
     cited_ok = cited_n = ev_hit = ev_n = 0
     for p, g, ev, t in zip(preds, golds, evidence, truth, strict=True):
-        got, want = extract_scp_codes(p or ""), set(g)
+        got, want = stated_findings(p), set(g)
         finding.append(_f1(got, want))
         tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
         cited = cited_measurements(p)

@@ -6,6 +6,7 @@ scikit-learn / sacrebleu on random inputs. Inputs are plain lists; nothing here 
 - multilabel: macro/micro ROC-AUC from per-label scores (labels with one class in the gold are
   skipped and counted), macro F1 and Hamming loss from thresholded scores; `hard_labels=True`
   reproduces the ECGBench way (AUC from 0/1 predictions), labelled as such in the output.
+- class_recall: per-class recall, balanced accuracy, sensitivity/specificity of one class.
 - mcq_accuracy, measurement_errors, report_scores (BLEU-1/4, ROUGE-L, clinical F1 over SCP
   codes), bootstrap_ci.
 """
@@ -49,6 +50,33 @@ def mcq_accuracy(
     n = len(correct)
     return {"accuracy": float(np.mean(correct)) if n else float("nan"), "n": n,
             "unparsed_rate": sum(c is None for c in picked) / n if n else float("nan"), "per_sample": correct}  # fmt: skip
+
+
+def class_recall(
+    golds: Sequence[str], picks: Sequence[str | None], positive: str | None = None
+) -> dict:
+    """Single-label classification scored per class: accuracy, recall of every gold class (with
+    its count), balanced accuracy (the mean recall over the classes present in `golds`: a model
+    that always answers the majority class scores 1/k), and for `positive` (e.g. atrial
+    fibrillation) sensitivity and specificity (None when the gold has no positive or no
+    negative). `picks` may hold None (unparsed): wrong for every class."""
+    n = len(golds)
+    ok = [p == g for g, p in zip(golds, picks, strict=True)]
+    recall: dict[str, dict] = {}
+    for c in sorted(set(golds)):
+        hits = [o for g, o in zip(golds, ok, strict=True) if g == c]
+        recall[c] = {"recall": float(np.mean(hits)), "n": len(hits)}
+    out = {"accuracy": float(np.mean(ok)) if n else float("nan"), "n": n,
+           "balanced_accuracy": float(np.mean([v["recall"] for v in recall.values()])) if recall else float("nan"),
+           "recall": recall}  # fmt: skip
+    if positive is not None:
+        pos = [p == positive for g, p in zip(golds, picks, strict=True) if g == positive]
+        neg = [p != positive for g, p in zip(golds, picks, strict=True) if g != positive]
+        out["positive"] = positive
+        out["sensitivity"] = float(np.mean(pos)) if pos else None
+        out["specificity"] = float(np.mean(neg)) if neg else None
+        out["n_positive"], out["n_negative"] = len(pos), len(neg)
+    return out
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -114,23 +142,52 @@ def measurement_errors(
             "unparsed_rate": sum(g is None for g in got) / n if n else float("nan"), "per_sample": within}  # fmt: skip
 
 
-def clinical_f1(preds: Sequence[str], refs: Sequence[str]) -> dict:
-    """Micro/macro F1 over the SCP codes extracted from generated vs reference reports."""
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn
-    for p, r in zip(preds, refs, strict=True):
-        a, b = extract_scp_codes(p), extract_scp_codes(r)
+def code_counts(
+    pred_sets: Sequence[set[str]], ref_sets: Sequence[set[str]]
+) -> dict[str, list[int]]:
+    """Per code [true positives, false positives, false negatives] over paired code sets."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for a, b in zip(pred_sets, ref_sets, strict=True):
         for c in a & b:
             counts[c][0] += 1
         for c in a - b:
             counts[c][1] += 1
         for c in b - a:
             counts[c][2] += 1
+    return dict(counts)
+
+
+def f1_from_counts(counts: dict[str, list[int]]) -> dict:
+    """Micro F1/precision/recall (pooled counts) and macro F1 (mean over codes) of code_counts."""
     tp = sum(v[0] for v in counts.values())
     fp = sum(v[1] for v in counts.values())
     fn = sum(v[2] for v in counts.values())
     f1s = [2 * t / (2 * t + f + n) for t, f, n in counts.values() if (2 * t + f + n)]
     return {"micro_f1": 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0,
+            "micro_precision": tp / (tp + fp) if tp + fp else 0.0, "micro_recall": tp / (tp + fn) if tp + fn else 0.0,
             "macro_f1": float(np.mean(f1s)) if f1s else 0.0, "codes": len(counts)}  # fmt: skip
+
+
+def clinical_f1(preds: Sequence[str], refs: Sequence[str]) -> dict:
+    """Micro/macro F1 over the SCP codes extracted from generated vs reference reports (every
+    stated statement counts, uncertain ones too: ecgllm.text.extract), and the micro F1 within
+    each PTB-XL diagnostic superclass (NORM, MI, STTC, CD, HYP) and the rhythm statements."""
+    from ..text.vocab import statements
+
+    pred_sets = [extract_scp_codes(p) for p in preds]
+    ref_sets = [extract_scp_codes(r) for r in refs]
+    out = f1_from_counts(code_counts(pred_sets, ref_sets))
+    table = statements().table
+    groups: dict[str, set[str]] = {"rhythm": set(table.index[table["rhythm"] == 1])}
+    for code, cls in table["diagnostic_class"].dropna().items():
+        groups.setdefault(str(cls), set()).add(code)
+    out["by_superclass"] = {}
+    for name in ("NORM", "MI", "STTC", "CD", "HYP", "rhythm"):
+        g = groups.get(name, set())
+        sub = f1_from_counts(code_counts([a & g for a in pred_sets], [b & g for b in ref_sets]))
+        n = sum(bool(b & g) for b in ref_sets)
+        out["by_superclass"][name] = {"micro_f1": sub["micro_f1"], "n_reports": n}
+    return out
 
 
 def rhythm_accuracy(preds: Sequence[str], refs: Sequence[str]) -> dict:

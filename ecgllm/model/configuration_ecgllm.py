@@ -21,7 +21,10 @@ class EcgEncoderConfig(PreTrainedConfig):
 
     n_samples / patch_size tokens (5000 / 50 = 100 for 10 s at 500 Hz), then average-pooled by
     `pool` (100 / 4 = 25 tokens). Every patch sees all leads; masked (missing) leads are zeroed
-    and a learned embedding of the lead mask tells the encoder which ones are present.
+    and a learned embedding of the lead mask tells the encoder which ones are present. With
+    `measurement_tokens` = K > 0, K more tokens embed the ECG's measurement vector (rate, RR
+    irregularity, P waves, intervals, axis, per-lead amplitudes) through an MLP of their own and
+    follow the pooled time tokens in the output.
     """
 
     model_type = "ecgllm_ecg_encoder"
@@ -39,10 +42,26 @@ class EcgEncoderConfig(PreTrainedConfig):
     pool: int = 1
     input_scale: float = 1.0  # multiply mV by this before the patch embedding
     pretrained_path: str | None = None  # local file of encoder weights (safetensors) to load
+    # tokens made from the ECG's measurements (ecgllm.signal.features.measurement_vector, computed
+    # by the processor): 0 = off; measurement_dim is that vector's length
+    measurement_tokens: int = 0
+    measurement_dim: int = 0
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.measurement_tokens and not self.measurement_dim:
+            try:  # the vector's length is ecgllm's (this file also ships alone with exported models)
+                from ecgllm.signal.features import MEASUREMENT_DIM
+
+                self.measurement_dim = MEASUREMENT_DIM
+            except ImportError:
+                raise ValueError(
+                    "measurement_tokens > 0 needs measurement_dim (the length of the measurement vector)"
+                ) from None
 
     @property
     def num_tokens(self) -> int:
-        return (self.n_samples // self.patch_size) // self.pool
+        return (self.n_samples // self.patch_size) // self.pool + self.measurement_tokens
 
 
 class EcgLlmConfig(PreTrainedConfig):

@@ -60,6 +60,22 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
+class MeasurementEmbedding(nn.Module):
+    """Measurement vectors [B, 2F] (F standardized values, then F validity flags) -> [B, out]:
+    a linear map plus a one-hidden-layer MLP (thresholds on single measurements, which rhythm
+    criteria are, and their combinations)."""
+
+    def __init__(self, n_features: int, out: int, hidden: int = 256):
+        super().__init__()
+        self.linear = nn.Linear(2 * n_features, out)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * n_features, hidden), nn.GELU(), nn.Linear(hidden, out)
+        )
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.linear(v) + self.mlp(v)
+
+
 class EcgEncoder(nn.Module):
     def __init__(self, config: EcgEncoderConfig):
         super().__init__()
@@ -79,16 +95,33 @@ class EcgEncoder(nn.Module):
         )
         self.gradient_checkpointing = False
         self.norm = nn.LayerNorm(config.hidden_size)
+        k = config.measurement_tokens
+        if k:
+            if config.measurement_dim <= 0:
+                raise ValueError(
+                    "measurement_tokens > 0 needs measurement_dim (the vector's length)"
+                )
+            h = config.hidden_size
+            self.measure_embed = MeasurementEmbedding(config.measurement_dim // 2, k * h)
+            self.measure_pos = nn.Parameter(torch.zeros(1, k, h))
+            nn.init.normal_(self.measure_pos, std=0.02)
+            # their own path, not mixed into the transformer: trained on the simulator, attention
+            # let the waveform tokens override them, and those misread real records' rates
+            self.measure_norm = nn.LayerNorm(h)
         nn.init.normal_(self.pos_embed, std=0.02)
         # per-dimension output standardization (training-split statistics; identity until fitted)
         self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
         self.register_buffer("feature_std", torch.ones(config.hidden_size))
 
     def forward(
-        self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None
+        self,
+        ecg_values: torch.Tensor,
+        lead_mask: torch.Tensor | None = None,
+        ecg_measurements: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ecg_values [B, n_leads, n_samples] in mV; lead_mask [B, n_leads] bool (None: all present).
-        Returns [B, num_tokens, hidden_size]."""
+        """ecg_values [B, n_leads, n_samples] in mV; lead_mask [B, n_leads] bool (None: all present);
+        ecg_measurements [B, measurement_dim] (the processor's measurement vectors; needed when
+        measurement_tokens > 0). Returns [B, num_tokens, hidden_size]."""
         cfg = self.config
         b, n_leads, n = ecg_values.shape
         if n_leads != cfg.n_leads or n != cfg.n_samples:
@@ -106,6 +139,19 @@ class EcgEncoder(nn.Module):
         x = x[:, :, : n_patches * cfg.patch_size].reshape(b, n_leads, n_patches, cfg.patch_size)
         x = x.permute(0, 2, 1, 3).reshape(b, n_patches, n_leads * cfg.patch_size)
         h = self.patch_embed(x) + self.pos_embed[:, :n_patches] + self.lead_embed(m)[:, None, :]
+        k = cfg.measurement_tokens
+        if k:
+            if ecg_measurements is None or tuple(ecg_measurements.shape) != (
+                b,
+                cfg.measurement_dim,
+            ):
+                got = None if ecg_measurements is None else tuple(ecg_measurements.shape)
+                raise ValueError(
+                    f"this ECG encoder takes measurement tokens: pass ecg_measurements [{b}, "
+                    f"{cfg.measurement_dim}] (the processor computes them from the signals), got {got}"
+                )
+            meas = self.measure_embed(ecg_measurements.to(h.dtype)).reshape(b, k, -1)
+            meas = self.measure_norm(meas + self.measure_pos)
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 h = torch.utils.checkpoint.checkpoint(layer, h, use_reentrant=False)
@@ -118,14 +164,15 @@ class EcgEncoder(nn.Module):
                 .reshape(b, n_patches // cfg.pool, cfg.pool, -1)
                 .mean(dim=2)
             )
+        if k:  # measurement tokens after the time tokens, on a path of their own (see __init__)
+            h = torch.cat([h, meas], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 
     @torch.no_grad()
-    def fit_output_stats(
-        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], min_std: float = 1e-3
-    ) -> dict:
+    def fit_output_stats(self, batches: Iterable[tuple], min_std: float = 1e-3) -> dict:
         """Set `feature_mean` / `feature_std` to the per-dimension mean and standard deviation of
-        the (unstandardized) output tokens over `batches` of (ecg_values, lead_mask): the
+        the (unstandardized) output tokens over `batches` of (ecg_values, lead_mask[,
+        ecg_measurements]): the
         training split's records, not augmented. Returns the token count and the share of the
         tokens' mean norm that their shared mean direction carried before standardizing."""
         self.feature_mean.zero_()
@@ -139,8 +186,8 @@ class EcgEncoder(nn.Module):
             torch.zeros(d, dtype=torch.float64),
             0.0,
         )
-        for values, mask in batches:
-            h = self(values, mask).reshape(-1, d).double().cpu()
+        for batch in batches:
+            h = self(*batch).reshape(-1, d).double().cpu()
             n += h.shape[0]
             s1 += h.sum(0)
             s2 += (h * h).sum(0)
@@ -184,6 +231,17 @@ def load_encoder_weights(
         own = encoder.state_dict()
         state = {**state, "feature_mean": torch.zeros_like(own["feature_mean"]),
                  "feature_std": torch.ones_like(own["feature_std"])}  # fmt: skip
-    result = encoder.load_state_dict(state, strict=strict)
+    try:
+        result = encoder.load_state_dict(state, strict=strict)
+    except RuntimeError as e:  # torch lists every mismatched key: say what it means
+        own = encoder.state_dict()
+        missing = sorted(set(own) - set(state))[:4]
+        extra = sorted(set(state) - set(own))[:4]
+        shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)][:4]
+        raise ValueError(
+            f"{path}: these ECG encoder weights do not fit the configured encoder (missing {missing}, "
+            f"unexpected {extra}, other shapes {shape}): they were trained with another ecg config; "
+            "pretrain the encoder again with this one (recipes/pretrain_ecg_encoder.py)"
+        ) from e
     log.info("loaded ECG encoder weights from %s", path)
     return list(result.missing_keys)

@@ -59,6 +59,7 @@ TINY_ECG = {
     "num_attention_heads": 4,
     "intermediate_size": 128,
     "pool": 4,
+    "measurement_tokens": 4,
 }
 # fmt: skip
 
@@ -147,6 +148,10 @@ def build_model(
             "n_samples": int(round(ecg_fs * ecg_seconds)),
             "sampling_rate": ecg_fs,
         }
+        if ecg_cfg.get("measurement_tokens"):
+            from ..signal.features import MEASUREMENT_DIM
+
+            ecg_cfg["measurement_dim"] = MEASUREMENT_DIM
     config = EcgLlmConfig(
         text_config=text_cfg, vision_config=vis_cfg, ecg_config=ecg_cfg, ecg_projector=ecg_projector,
         image_projector=image_projector, ecg_token_id=tokenizer.convert_tokens_to_ids(ecg_tok),
@@ -184,5 +189,6 @@ def build_model(
         ecg_token=ecg_tok, image_token=img_tok, num_ecg_tokens=config.num_ecg_tokens,
         num_image_tokens=config.num_image_tokens, ecg_fs=ecg_fs, ecg_seconds=ecg_seconds,
         ecg_normalization=ecg_normalization,
+        ecg_measurement_dim=ecg_cfg["measurement_dim"] if ecg_cfg and ecg_cfg.get("measurement_tokens") else 0,
     )  # fmt: skip
     return model, processor

@@ -125,13 +125,56 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
 
     # --- modality features ---
     def get_ecg_features(
-        self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None
+        self,
+        ecg_values: torch.Tensor,
+        lead_mask: torch.Tensor | None = None,
+        ecg_measurements: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ecg_values [N, 12, n_samples] (mV), lead_mask [N, 12] bool -> [N, num_ecg_tokens, text hidden]."""
+        """ecg_values [N, 12, n_samples] (mV), lead_mask [N, 12] bool, ecg_measurements
+        [N, measurement_dim] (when the encoder has measurement tokens) -> [N, num_ecg_tokens,
+        text hidden]."""
         if self.ecg_encoder is None:
             raise ValueError("this model has no ECG encoder (config.ecg_config is None)")
         dtype = next(self.ecg_projector.parameters()).dtype
-        return self.ecg_projector(self.ecg_encoder(ecg_values.to(dtype), lead_mask))
+        if ecg_measurements is not None:
+            ecg_measurements = ecg_measurements.to(dtype)
+        return self.ecg_projector(
+            self.ecg_encoder(ecg_values.to(dtype), lead_mask, ecg_measurements)
+        )
+
+    def _modality_features(self, ids: torch.Tensor, values: torch.Tensor | None, token_id: int,
+                           what: str, name: str, encode, dummy) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+        """(features of the given inputs, None) when there are any; (None, zero) in training when
+        there are none, `zero` being the encoder run on a dummy input times 0 (every parameter
+        gets a gradient each step, which DDP / ZeRO-3 / FSDP need); an error when `ids` hold
+        placeholders for inputs that were not given."""
+        if values is not None and values.shape[0] > 0:
+            return encode(), None
+        n_tokens = int((ids == token_id).sum()) if ids is not None else 0
+        if n_tokens:
+            raise ValueError(
+                f"input_ids hold {n_tokens} {what} placeholder tokens but no {name} were given"
+            )
+        if self.training and self.config.always_run_encoders:
+            return None, dummy().sum() * 0.0
+        return None, None
+
+    def _ecg_features(self, ids, ecg_values, lead_mask, ecg_measurements, device):
+        cfg = self.config.ecg_config
+
+        def dummy():
+            x = torch.zeros(1, cfg.n_leads, cfg.n_samples, device=device)
+            m = (
+                torch.zeros(1, cfg.measurement_dim, device=device)
+                if cfg.measurement_tokens
+                else None
+            )
+            return self.get_ecg_features(x, None, m)
+
+        return self._modality_features(
+            ids, ecg_values, self.config.ecg_token_id, "ECG", "ecg_values",
+            lambda: self.get_ecg_features(ecg_values, lead_mask, ecg_measurements), dummy,
+        )  # fmt: skip
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values [N, 3, H, W] -> [N, num_image_tokens, text hidden] (patch features of
@@ -170,43 +213,38 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             mask[..., None].to(embeds.device), feats.to(embeds.dtype).reshape(-1, feats.shape[-1])
         )
 
-    def _merge(self, input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values) -> torch.Tensor:
+    def _merge(self, input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values,
+               ecg_measurements=None) -> torch.Tensor:  # fmt: skip
         cfg = self.config
-        zero = None
+        zeros = []
         if self.ecg_encoder is not None:
-            ecg_mask = input_ids == cfg.ecg_token_id
-            if ecg_values is not None and ecg_values.shape[0] > 0:
-                feats = self.get_ecg_features(ecg_values, lead_mask)
+            feats, zero = self._ecg_features(
+                input_ids, ecg_values, lead_mask, ecg_measurements, inputs_embeds.device
+            )
+            if feats is not None:
                 inputs_embeds = self._scatter(
-                    inputs_embeds, ecg_mask, feats, "ECG", cfg.num_ecg_tokens
+                    inputs_embeds, input_ids == cfg.ecg_token_id, feats, "ECG", cfg.num_ecg_tokens
                 )
-            elif ecg_mask.any():
-                raise ValueError(
-                    f"input_ids hold {int(ecg_mask.sum())} ECG placeholder tokens but no ecg_values were given"
-                )
-            elif self.training and cfg.always_run_encoders:
-                dummy = torch.zeros(
-                    1, cfg.ecg_config.n_leads, cfg.ecg_config.n_samples, device=inputs_embeds.device
-                )
-                zero = self.get_ecg_features(dummy).sum() * 0.0
+            zeros.append(zero)
         if self.vision_tower is not None:
-            img_mask = input_ids == cfg.image_token_id
-            if pixel_values is not None and pixel_values.shape[0] > 0:
-                feats = self.get_image_features(pixel_values)
+            size = cfg.vision_config.image_size
+            feats, zero = self._modality_features(
+                input_ids, pixel_values, cfg.image_token_id, "image", "pixel_values",
+                lambda: self.get_image_features(pixel_values),
+                lambda: self.get_image_features(torch.zeros(1, 3, size, size, device=inputs_embeds.device)),
+            )  # fmt: skip
+            if feats is not None:
                 inputs_embeds = self._scatter(
-                    inputs_embeds, img_mask, feats, "image", cfg.num_image_tokens
+                    inputs_embeds,
+                    input_ids == cfg.image_token_id,
+                    feats,
+                    "image",
+                    cfg.num_image_tokens,
                 )
-            elif img_mask.any():
-                raise ValueError(
-                    f"input_ids hold {int(img_mask.sum())} image placeholder tokens but no pixel_values were given"
-                )
-            elif self.training and cfg.always_run_encoders:
-                size = cfg.vision_config.image_size
-                dummy = torch.zeros(1, 3, size, size, device=inputs_embeds.device)
-                z = self.get_image_features(dummy).sum() * 0.0
-                zero = z if zero is None else zero + z
-        if zero is not None:
-            inputs_embeds = inputs_embeds + zero.to(inputs_embeds.dtype)
+            zeros.append(zero)
+        for zero in zeros:
+            if zero is not None:
+                inputs_embeds = inputs_embeds + zero.to(inputs_embeds.dtype)
         return inputs_embeds
 
     def forward(
@@ -218,6 +256,7 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         pixel_values: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        ecg_measurements: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values=None,
         use_cache: bool | None = None,
@@ -227,6 +266,7 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         """input_ids [B, L] with expanded placeholders; ecg_values [N_ecg, 12, n] mV over the whole
         batch in order of appearance; lead_mask [N_ecg, 12]; pixel_values [N_img, 3, H, W];
+        ecg_measurements [N_ecg, measurement_dim] when the encoder has measurement tokens;
         labels [B, L] with -100 where not supervised. Returns the language model's output
         (loss, logits [B, L, vocab], past_key_values).
 
@@ -237,17 +277,19 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         if supervised_logits_only and labels is not None:
             return self._supervised_forward(
                 input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels, inputs_embeds,
-                position_ids, kwargs.pop("num_items_in_batch", None), **kwargs,
+                position_ids, kwargs.pop("num_items_in_batch", None), ecg_measurements=ecg_measurements,
+                **kwargs,
             )  # fmt: skip
         if self.config.native_vision:
             return self._native_forward(input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
-                                        position_ids, past_key_values, use_cache, logits_to_keep, **kwargs)  # fmt: skip
+                                        position_ids, past_key_values, use_cache, logits_to_keep,
+                                        ecg_measurements=ecg_measurements, **kwargs)  # fmt: skip
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("give input_ids or inputs_embeds")
             inputs_embeds = self.get_input_embeddings()(input_ids)
             inputs_embeds = self._merge(
-                input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values
+                input_ids, inputs_embeds, ecg_values, lead_mask, pixel_values, ecg_measurements
             )
         return self.language_model(
             inputs_embeds=inputs_embeds,
@@ -314,22 +356,12 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             handle.remove()
 
     def _native_forward(self, input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels, position_ids,
-                        past_key_values, use_cache, logits_to_keep, **kwargs):  # fmt: skip
-        cfg = self.config
+                        past_key_values, use_cache, logits_to_keep, ecg_measurements=None, **kwargs):  # fmt: skip
         feats = zero = None
         if input_ids is not None and self.ecg_encoder is not None:
-            n_tokens = int((input_ids == cfg.ecg_token_id).sum())
-            if ecg_values is not None and ecg_values.shape[0] > 0:
-                feats = self.get_ecg_features(ecg_values, lead_mask)
-            elif n_tokens:
-                raise ValueError(
-                    f"input_ids hold {n_tokens} ECG placeholder tokens but no ecg_values were given"
-                )
-            elif self.training and cfg.always_run_encoders:
-                dummy = torch.zeros(
-                    1, cfg.ecg_config.n_leads, cfg.ecg_config.n_samples, device=input_ids.device
-                )
-                zero = self.get_ecg_features(dummy).sum() * 0.0
+            feats, zero = self._ecg_features(
+                input_ids, ecg_values, lead_mask, ecg_measurements, input_ids.device
+            )
         if pixel_values is not None:
             kwargs["pixel_values"] = pixel_values
         with self._inject_ecg(feats, zero):
@@ -340,11 +372,16 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             )  # fmt: skip
 
     def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,
-                                      is_first_iteration: bool | None = False, **kwargs):  # fmt: skip
+                                      ecg_measurements=None, is_first_iteration: bool | None = False, **kwargs):  # fmt: skip
         inputs = super().prepare_inputs_for_generation(
             input_ids, *args, is_first_iteration=is_first_iteration, **kwargs
         )
         if is_first_iteration or not kwargs.get("use_cache", True):
             # the ECG/image features enter the KV cache at prefill; later steps only see new tokens
-            inputs.update(ecg_values=ecg_values, lead_mask=lead_mask, pixel_values=pixel_values)
+            inputs.update(
+                ecg_values=ecg_values,
+                lead_mask=lead_mask,
+                pixel_values=pixel_values,
+                ecg_measurements=ecg_measurements,
+            )
         return inputs

@@ -54,6 +54,7 @@ class EcgLlmProcessor(ProcessorMixin):
         ecg_clip_mv: float = 10.0,
         native_processor_class: str | None = None,
         native_kwargs: dict | None = None,
+        ecg_measurement_dim: int = 0,
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -65,6 +66,10 @@ class EcgLlmProcessor(ProcessorMixin):
         self.ecg_fs, self.ecg_seconds = float(ecg_fs), float(ecg_seconds)
         self.ecg_leads = list(ecg_leads)
         self.ecg_normalization, self.ecg_clip_mv = ecg_normalization, float(ecg_clip_mv)
+        # > 0: the model's ECG encoder takes measurement tokens; compute each ECG's measurement
+        # vector (ecgllm.signal.features) of this length
+        self.ecg_measurement_dim = int(ecg_measurement_dim)
+        self._measure_cache = None
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
         # a native VLM backbone (Gemma 3, ...): its own processor expands image tokens and makes
@@ -89,10 +94,55 @@ class EcgLlmProcessor(ProcessorMixin):
     def ecg_samples(self) -> int:
         return int(round(self.ecg_fs * self.ecg_seconds))
 
+    def ecg_inputs(
+        self, ecgs: Sequence[Any], masks: Sequence[Any] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The model's ECG inputs: ecg_values, lead_mask (the processor's own, AND the records'
+        `masks` when given: leads a record lacks) and, when the model takes them,
+        ecg_measurements [N, ecg_measurement_dim] measured on the mV signals before
+        normalisation. The one place where a batch's ECG inputs are made (training, evaluation
+        and generation alike)."""
+        values, lead_mask, raw = self._process(ecgs)
+        if masks is not None:
+            if len(masks) != len(ecgs):
+                raise ValueError(f"{len(masks)} lead masks for {len(ecgs)} ECGs")
+            lead_mask = lead_mask & torch.from_numpy(np.stack([np.asarray(m, bool) for m in masks]))
+        out = {"ecg_values": values, "lead_mask": lead_mask}
+        if self.ecg_measurement_dim:
+            out["ecg_measurements"] = self.measurements(raw, lead_mask.numpy())
+        return out
+
+    def measurements(self, signals: Sequence[np.ndarray], lead_masks: np.ndarray) -> torch.Tensor:
+        """Measurement vectors [N, ecg_measurement_dim] of signals [12, n] in mV (memoised)."""
+        try:  # by name: this file also ships alone with exported checkpoints (remote code)
+            features = importlib.import_module("ecgllm.signal.features")
+        except ImportError:
+            raise ImportError(
+                "this model's ECG encoder takes measurement tokens, computed by the ecgllm package "
+                "(pip install ecgllm); without it pass ecg_measurements yourself"
+            ) from None
+        if features.MEASUREMENT_DIM != self.ecg_measurement_dim:
+            raise ValueError(
+                f"the processor expects measurement vectors of {self.ecg_measurement_dim} values, the "
+                f"installed ecgllm makes {features.MEASUREMENT_DIM}: use the ecgllm version the model was trained with"
+            )
+        if self._measure_cache is None:
+            self._measure_cache = features.MeasurementCache()
+        rows = [
+            self._measure_cache(x, self.ecg_fs, m) for x, m in zip(signals, lead_masks, strict=True)
+        ]
+        return (
+            torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.ecg_measurement_dim)
+        )
+
     def process_ecgs(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """ECGRecords (standardized here) or arrays [12, n] in mV -> (ecg_values [N, 12, n] float32,
         lead_mask [N, 12] bool), normalised as configured."""
-        values, masks = [], []
+        values, masks, _ = self._process(ecgs)
+        return values, masks
+
+    def _process(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+        values, masks, raw = [], [], []
         for i, e in enumerate(ecgs):
             if hasattr(e, "signal") and hasattr(e, "fs"):
                 try:  # by name: this file also ships alone with exported checkpoints (remote code)
@@ -114,6 +164,7 @@ class EcgLlmProcessor(ProcessorMixin):
                     "ECGRecord to have it standardized"
                 )
             x = np.nan_to_num(x)
+            raw.append(x)
             if self.ecg_normalization == "clip":
                 x = np.clip(x, -self.ecg_clip_mv, self.ecg_clip_mv)
             elif self.ecg_normalization == "zscore":
@@ -121,10 +172,9 @@ class EcgLlmProcessor(ProcessorMixin):
             values.append(x)
             masks.append(m)
         if not values:
-            return torch.zeros(0, len(self.ecg_leads), self.ecg_samples), torch.zeros(
-                0, len(self.ecg_leads), dtype=torch.bool
-            )
-        return torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(masks))
+            return (torch.zeros(0, len(self.ecg_leads), self.ecg_samples),
+                    torch.zeros(0, len(self.ecg_leads), dtype=torch.bool), [])  # fmt: skip
+        return torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(masks)), raw
 
     def process_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         if self.num_image_tokens == 0:
@@ -167,6 +217,7 @@ class EcgLlmProcessor(ProcessorMixin):
         text: str | list[str] | None = None,
         ecgs: Sequence[Any] | None = None,
         images: Sequence[Image.Image] | None = None,
+        lead_masks: Sequence[Any] | None = None,
         padding: bool | str = True,
         truncation: bool = False,
         max_length: int | None = None,
@@ -174,8 +225,10 @@ class EcgLlmProcessor(ProcessorMixin):
         **kwargs,
     ) -> BatchFeature:
         """text: chat-formatted strings with one placeholder per ECG/image; ecgs/images: all of the
-        batch's inputs in order of appearance. Returns input_ids, attention_mask, ecg_values,
-        lead_mask, pixel_values (the last three only when given)."""
+        batch's inputs in order of appearance; lead_masks: the ECGs' own lead masks (leads a record
+        lacks), if known. Returns input_ids, attention_mask, ecg_values, lead_mask,
+        ecg_measurements (models with measurement tokens), pixel_values (the ECG and image
+        entries only when given)."""
         texts = [text] if isinstance(text, str) else list(text or [])
         n_ecg = sum(t.count(self.ecg_token) for t in texts)
         n_img = sum(t.count(self.image_token) for t in texts)
@@ -209,7 +262,7 @@ class EcgLlmProcessor(ProcessorMixin):
             data["input_ids"], [t.count(self.ecg_token) for t in texts], n_img_expect
         )
         if ecgs:
-            data["ecg_values"], data["lead_mask"] = self.process_ecgs(ecgs)
+            data.update(self.ecg_inputs(ecgs, lead_masks))
         if images and self.native is None:
             data["pixel_values"] = self.process_images(images)
         return BatchFeature(data=data)
@@ -237,4 +290,11 @@ class EcgLlmProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", "ecg_values", "lead_mask", "pixel_values"]
+        return [
+            "input_ids",
+            "attention_mask",
+            "ecg_values",
+            "lead_mask",
+            "ecg_measurements",
+            "pixel_values",
+        ]

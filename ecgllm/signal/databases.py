@@ -85,10 +85,19 @@ class ECGDatabase:
 
     source = "wfdb"
 
-    def __init__(self, rejects_path: str | None = None, strict: bool = False):
+    def __init__(
+        self,
+        rejects_path: str | None = None,
+        strict: bool = False,
+        root: str | os.PathLike | None = None,
+    ):
         self.entries: list[Entry] = []
         self.rejects = Rejects(rejects_path)
         self.strict = strict
+        if root is not None:  # a folder reader: the folder must exist
+            self.root = Path(root)
+            if not self.root.is_dir():
+                raise ECGReadError(self.root, "missing_file", "not a folder")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -389,10 +398,7 @@ class WFDBFolder(ECGDatabase):
     def __init__(
         self, root: str | os.PathLike, rejects_path: str | None = None, strict: bool = False
     ):
-        super().__init__(rejects_path, strict)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ECGReadError(self.root, "missing_file", "not a folder")
+        super().__init__(rejects_path, strict, root)
         for hea in sorted(self.root.rglob("*.hea")):
             rid = str(hea.relative_to(self.root).with_suffix(""))
             self.entries.append(Entry(record_id=rid, path=hea.with_suffix(""), patient_id=rid,
@@ -405,15 +411,31 @@ class WFDBFolder(ECGDatabase):
         return rec.replace(patient_id=pid, labels=labels)
 
 
+SOURCES = ("ptbxl", "synthetic", "mimic", "wfdb", "ludb", "challenge")
+
+
 def open_database(source: str, root: str | os.PathLike, **kwargs: Any) -> ECGDatabase:
-    """`source` in {"ptbxl", "synthetic", "mimic", "wfdb"} -> the matching reader."""
+    """`source` in SOURCES -> the matching reader; `kwargs` go to its constructor (an option
+    it does not take is a ValueError naming the options it does)."""
+    import inspect
+
     if source in ("ptbxl", "synthetic"):
-        db = PTBXL(root, **kwargs)
-        if source == "synthetic":
-            db.source = "synthetic"
-        return db
-    if source == "mimic":
-        return MIMICIVECG(root, **kwargs)
-    if source == "wfdb":
-        return WFDBFolder(root, **kwargs)
-    raise ValueError(f"source must be ptbxl, synthetic, mimic or wfdb, not {source!r}")
+        cls: type[ECGDatabase] = PTBXL
+    elif source == "mimic":
+        cls = MIMICIVECG
+    elif source == "wfdb":
+        cls = WFDBFolder
+    elif source == "ludb":
+        from .ludb import LUDB as cls
+    elif source == "challenge":
+        from .challenge import Challenge as cls
+    else:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "root")]
+    bad = sorted(set(kwargs) - set(takes))
+    if bad:
+        raise ValueError(f"source {source!r} has no option(s) {bad}; it takes {takes}")
+    db = cls(root, **kwargs)
+    if source == "synthetic":
+        db.source = "synthetic"
+    return db

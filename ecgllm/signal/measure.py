@@ -8,10 +8,12 @@ Method (what the classic programs do, e.g. Pan & Tompkins 1985 for detection and
 1. QRS detection: 5-15 Hz band-pass, derivative, squaring summed over leads, 150 ms moving-window
    integration, adaptive signal/noise thresholds with search-back (Pan-Tompkins).
 2. A median beat per lead from the beats that resemble each other (ectopics excluded).
-3. Global fiducials on the median beat from the spatial velocity (norm over leads of the
-   derivative) and spatial magnitude: QRS onset/offset where velocity falls to a few percent
-   of its peak (with the amplitude back near baseline, so a notch inside a wide QRS does not end
-   it); P and T from the magnitude (onset/end at a small fraction of the wave's peak).
+3. Global fiducials on the median beat: QRS onset/offset from the spatial velocity (norm over
+   leads of the derivative) falling to a few percent of its peak, with the amplitude back near
+   baseline (so a notch inside a wide QRS does not end it); T end by the tangent method per lead
+   (median over leads); P as the peak of the spatial magnitude after removing each lead's
+   TP-to-PR baseline line, accepted only when every beat has the same P wave (median
+   correlation), so the averaged fibrillatory waves of AF are not called a P wave.
 4. Intervals from those fiducials; axis from the net QRS area in I and aVF.
 Every value is None when it cannot be measured (no P waves in AF, too few beats, ...).
 """
@@ -30,10 +32,14 @@ QRS_VELOCITY_FRAC = 0.04  # QRS edges: spatial velocity below this fraction of i
 QRS_LOCAL_MIN_FRAC = 0.1  # ... or a local minimum of it below this fraction
 QRS_ONSET_MAG_FRAC = 0.05  # onset: the amplitude still below this fraction of the QRS peak
 QRS_MAG_FRAC = 0.3  # offset: the amplitude (ST level) below this fraction of the QRS peak
-WAVE_END_FRAC = 0.03  # P onset/end, T end: magnitude below this fraction of the wave's peak
+P_MIN_MV = 0.03  # a P wave needs this spatial amplitude on the median beat ...
+P_MIN_RATIO = 2.0  # ... and this ratio to the flat level before it ...
+P_MIN_CONSISTENCY = 0.7  # ... and to be there, the same, before every beat (median correlation)
+P_EDGE_FRAC = 0.13  # P onset/end: this share of the way from the flat level up to the P peak
+T_MIN_MV = 0.05  # leads whose T wave is lower do not vote on the end of T
+T_MIN_LEADS = 3  # fewer voting leads flag the QT "t_end_few_leads"
+T_MAX_SPREAD_MS = 40.0  # votes spread wider (IQR) flag it "t_end_spread"
 LOWPASS_HZ = 60.0  # delineation bandwidth: narrower smears the QRS edges, wider adds noise
-P_MIN_MV = 0.04  # a P wave needs this spatial amplitude ...
-P_MIN_RATIO = 2.5  # ... and this ratio to the residual activity before it
 
 
 def _as_2d(x: np.ndarray) -> np.ndarray:
@@ -128,21 +134,15 @@ def _median_beat(
     return template, np.asarray(ok)[keep]
 
 
-def _first_below(v: np.ndarray, start: int, stop: int, thr: float, extra=None) -> int | None:
-    step = 1 if stop > start else -1
-    for i in range(start, stop, step):
-        if v[i] < thr and (extra is None or extra(i)):
-            return i
-    return None
-
-
 def measure(record: ECGRecord) -> dict[str, Any]:
     """Intervals (ms), rate (bpm), axis (deg) and per-lead median-beat values (mV) of a record.
 
     Keys: hr_bpm, rr_ms, rr_sd_ms, pr_ms, p_ms, qrs_ms, qt_ms, qtc_ms (Bazett), qtc_fridericia_ms,
     axis_deg, n_beats, beats (per-beat fiducials in samples: r, qrs_on, qrs_off, p_on, t_end; the
     median beat's offsets placed at each beat's R), leads (per lead: q_mv, r_mv, s_mv, t_mv,
-    st_j60_mv, qrs_ms), sokolow_lyon_mv, cornell_mv. Any value that cannot be measured is None.
+    st_j60_mv, qrs_ms), sokolow_lyon_mv, cornell_mv, p_consistency (how alike the P-wave
+    segments of the beats are, when a P wave was found), and `flags`: measurements to trust less
+    ("t_end_few_leads", "t_end_spread": the QT). Any value that cannot be measured is None.
     """
     fs = float(record.fs)
     mask = np.asarray(record.lead_mask, dtype=bool)
@@ -152,7 +152,7 @@ def measure(record: ECGRecord) -> dict[str, Any]:
         ["hr_bpm", "rr_ms", "rr_sd_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_ms",
          "qtc_fridericia_ms", "axis_deg", "sokolow_lyon_mv", "cornell_mv"]
     )  # fmt: skip
-    out.update(n_beats=0, beats=[], leads={})
+    out.update(n_beats=0, beats=[], leads={}, flags=[], p_consistency=None)
     if raw.shape[0] == 0 or raw.shape[1] < 2 * fs:
         return out
     x = lowpass(highpass(raw, fs, 0.5), fs, LOWPASS_HZ).astype(np.float64)
@@ -173,6 +173,11 @@ def measure(record: ECGRecord) -> dict[str, Any]:
     fid = _delineate(tpl, fs, pre, int(round(rr_med * fs)))
     if fid is None:
         return out
+    out["flags"] = fid.pop("flags", [])
+    if fid["p_on"] is not None:
+        out["p_consistency"] = round(_p_consistency(x, used, tpl, pre, fid, fs), 3)
+        if out["p_consistency"] < P_MIN_CONSISTENCY:
+            fid["p_on"] = fid["p_end"] = None  # no P wave of its own before each QRS (AF, flutter)
     on, off = fid["qrs_on"], fid["qrs_off"]
     out["qrs_ms"] = round((off - on) / fs * 1000, 1)
     if fid.get("t_end") is not None:
@@ -243,54 +248,131 @@ def _delineate(tpl: np.ndarray, fs: float, r0: int, rr: int) -> dict[str, int | 
             break
     if off is None:
         return None
-    # residual activity between waves (noise, fibrillatory waves): wave edges stop above it
-    floor = 2.0 * float(np.percentile(mag, 10))
-    fid: dict[str, int | None] = {
-        "qrs_on": on,
-        "qrs_off": off,
-        "t_end": None,
-        "p_on": None,
-        "p_end": None,
-    }
-    # T: largest magnitude after the ST segment; its end where magnitude falls to a few percent
-    t_lo = off + int(0.06 * fs)
-    # T within physiological bounds (QTc up to ~0.65 s), not into the next beat's P wave
-    rr_s = rr / fs
-    t_hi = min(n, on + rr - int(0.05 * fs), on + int(0.7 * np.sqrt(rr_s) * fs))
-    t_peak_hi = min(t_hi, on + int(0.5 * np.sqrt(rr_s) * fs))
-    if t_lo < t_peak_hi - int(0.02 * fs):
-        t_peak = t_lo + int(np.argmax(mag[t_lo:t_peak_hi]))
-        fid["t_end"] = _t_end(mag, t_peak, t_hi, floor, fs)
-    # P: largest magnitude in the window before QRS onset, with a quiet baseline before it
-    p_hi = on - int(0.02 * fs)
+    fid: dict[str, int | None] = {"qrs_on": on, "qrs_off": off, "t_end": None, "p_on": None,
+                                  "p_end": None}  # fmt: skip
+    fid["t_end"], fid["flags"] = _t_end(tpl, fs, on, off, rr)
+    # P: in the diastolic window before the QRS, not into the previous beat's T wave
     p_lo = max(0, on - int(0.4 * fs))
-    if fid["t_end"] is not None:  # not into the previous beat's T wave
-        p_lo = max(p_lo, fid["t_end"] - rr)
-    if p_hi - p_lo > int(0.06 * fs):
-        p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
-        amp = mag[p_peak]
-        p_on = _first_below(mag, p_peak, p_lo - 1, max(WAVE_END_FRAC * amp, floor))
-        p_end = _first_below(mag, p_peak, on, max(WAVE_END_FRAC * amp, floor))
-        if p_on is not None and p_end is not None and amp >= P_MIN_MV:
-            before = mag[max(0, p_on - int(0.08 * fs)) : p_on + 1]
-            if before.size and amp >= P_MIN_RATIO * before.max() and p_on > p_lo:
-                fid["p_on"], fid["p_end"] = p_on, p_end
+    if fid["t_end"] is not None:
+        p_lo = max(p_lo, fid["t_end"] - rr + int(0.04 * fs))
+    p = _p_wave(tpl, fs, on, p_lo)
+    if p is not None:
+        fid["p_on"], fid["p_end"] = p
     return fid
 
 
-def _t_end(mag: np.ndarray, t_peak: int, stop: int, floor: float, fs: float) -> int | None:
-    """End of T: where the magnitude falls to a few percent of its peak (or to the residual
-    activity level), or where its descent stops below 15% of the peak: on a busy baseline
-    (fibrillatory waves) the wave has ended where it stops falling."""
-    amp = mag[t_peak]
+def _t_end(tpl: np.ndarray, fs: float, on: int, off: int, rr: int) -> tuple[int | None, list[str]]:
+    """End of T by the tangent method (the steepest descent of T extended to the isoelectric
+    level, the PR segment's), per lead, the median over the leads whose T wave is at least
+    T_MIN_MV high (None when no lead has one). Why not a threshold on the wave's magnitude: on
+    real records the level after T differs from the PR level by a few hundredths of a mV and a
+    low T (or a U wave) never falls below a fraction of its peak; the tangent does not care.
+    Like the manual method it mirrors, it ends T ~10 ms before the last visible deflection.
+    Returns (end, flags): "t_end_few_leads" when fewer than T_MIN_LEADS leads vote,
+    "t_end_spread" when their votes spread (IQR) over more than T_MAX_SPREAD_MS."""
+    n = tpl.shape[1]
+    rr_s = rr / fs
+    x = tpl - tpl[:, max(0, on - int(0.01 * fs)) : on + 1].mean(axis=1, keepdims=True)
+    t_lo = off + int(0.06 * fs)
+    # T within physiological bounds (QTc up to ~0.65 s), not into the next beat's P wave
+    t_hi = min(n - 1, on + rr - int(0.05 * fs), on + int(0.7 * np.sqrt(rr_s) * fs))
+    t_peak_hi = min(t_hi, on + int(0.5 * np.sqrt(rr_s) * fs))
+    if t_lo >= t_peak_hi - int(0.02 * fs):
+        return None, []
+    k = max(1, int(0.008 * fs))
+    smooth = np.apply_along_axis(lambda v: np.convolve(v, np.ones(k) / k, mode="same"), 1, x)
+    ends = []
+    for y in smooth:
+        pk = t_lo + int(np.argmax(np.abs(y[t_lo:t_peak_hi])))
+        if abs(y[pk]) < T_MIN_MV:
+            continue
+        z = np.sign(y[pk]) * y  # the wave made upright
+        # the steepest point of T's own descent: stop where it has fallen to 10% of its peak or
+        # turns up again (not on a following P wave's downslope)
+        stop = pk
+        while stop < min(t_hi, pk + int(0.25 * fs)) and z[stop + 1] <= z[stop] + 1e-4 \
+                and z[stop] > 0.1 * z[pk]:  # fmt: skip
+            stop += 1
+        if stop - pk < 3:
+            continue
+        dz = np.gradient(z[pk : stop + 1])
+        j = int(np.argmin(dz))
+        if dz[j] >= 0:
+            continue
+        end = pk + j - z[pk + j] / dz[j]  # where the tangent meets the isoelectric level
+        if pk + j <= end <= t_hi + int(0.05 * fs):  # (a T crossing below it: biphasic, no vote)
+            ends.append(end)
+    if not ends:
+        return None, []
+    q1, q3 = np.percentile(ends, [25, 75])
+    flags = ["t_end_few_leads"] if len(ends) < T_MIN_LEADS else []
+    if q3 - q1 > T_MAX_SPREAD_MS * fs / 1000:
+        flags.append("t_end_spread")
+    return int(round(float(np.median(ends)))), flags
+
+
+def _p_wave(tpl: np.ndarray, fs: float, on: int, p_lo: int) -> tuple[int, int] | None:
+    """P onset and end in the window [p_lo, on] of the median beat, or None.
+
+    Each lead's baseline is the straight line from the window's start (TP segment) to the QRS
+    onset (PR segment), so a slope or offset between the two levels (wander, an ST-T tail) is no
+    wave; P is the peak of the detrended spatial magnitude, its edges where that magnitude falls
+    to P_EDGE_FRAC of the way from the flat level on that side up to the peak."""
     k = max(1, int(0.01 * fs))
-    smooth = np.convolve(mag, np.ones(k) / k, mode="same")
-    for i in range(t_peak, stop - k):
-        if mag[i] < max(WAVE_END_FRAC * amp, floor):
-            return i
-        if smooth[i] < 0.15 * amp and smooth[i + k] >= smooth[i]:
-            return i
-    return None
+    if on - p_lo < int(0.1 * fs):
+        return None
+    seg = tpl[:, p_lo : on + 1]
+    a, b = seg[:, :k].mean(axis=1), seg[:, -k:].mean(axis=1)
+    d = seg - (a[:, None] + (b - a)[:, None] * np.linspace(0.0, 1.0, seg.shape[1])[None])
+    mag = np.convolve(np.linalg.norm(d, axis=0), np.ones(k) / k, mode="same")
+    hi = len(mag) - int(0.02 * fs)
+    if hi <= k + 1:
+        return None
+    pk = k + int(np.argmax(mag[k:hi]))
+    amp = float(mag[pk])
+    g = pk - int(0.06 * fs)
+    flat_before = float(np.median(mag[:g])) if g >= int(0.02 * fs) else float(mag[: pk + 1].min())
+    flat_after = float(mag[pk:].min())
+    if amp < P_MIN_MV or amp < P_MIN_RATIO * flat_before:
+        return None
+
+    def edge(start: int, step: int, flat: float) -> int:
+        # stop at the threshold, or at a dip that is already low (a notch between P and other
+        # activity, which the walk must not cross)
+        i = start
+        while 0 < i < len(mag) - 1:
+            low = mag[i] <= flat + P_EDGE_FRAC * (amp - flat)
+            dip = mag[i] <= mag[i - step] and mag[i] < mag[i + step]
+            if low or (dip and mag[i] <= flat + 2 * P_EDGE_FRAC * (amp - flat)):
+                break
+            i += step
+        return i
+
+    return p_lo + edge(pk, -1, flat_before), p_lo + edge(pk, 1, flat_after)
+
+
+def _p_consistency(x: np.ndarray, beats: np.ndarray, tpl: np.ndarray, pre: int, fid: dict,
+                   fs: float) -> float:  # fmt: skip
+    """Median correlation, over the beats, of each beat's P-wave segment (all leads, P onset -
+    20 ms to P end + 20 ms) with the median beat's: close to 1 when every QRS has its own P wave,
+    near 0 when the "P" of the median beat is fibrillatory or flutter activity that happened to
+    survive the median."""
+    lo = fid["p_on"] - int(0.02 * fs)
+    hi = fid["p_end"] + int(0.02 * fs)
+    if lo < 0:
+        return 0.0
+    ref = tpl[:, lo:hi]
+    ref = (ref - ref.mean(axis=1, keepdims=True)).ravel()
+    rs = []
+    for r in beats:
+        a, b = r - pre + lo, r - pre + hi
+        if a < 0 or b > x.shape[1]:
+            continue
+        seg = x[:, a:b]
+        seg = (seg - seg.mean(axis=1, keepdims=True)).ravel()
+        den = np.linalg.norm(seg) * np.linalg.norm(ref)
+        rs.append(float(seg @ ref / den) if den > 0 else 0.0)
+    return float(np.median(rs)) if rs else 0.0
 
 
 def _per_lead(tb: np.ndarray, names: list[str], fs: float, fid: dict) -> dict[str, dict[str, Any]]:

@@ -273,6 +273,13 @@ def read_record(
         raise ECGReadError(hea, "bad_fs", f"sampling frequency {header.fs!r} is not positive")
     segmented = hasattr(header, "seg_name")  # a multi-segment record: wfdb joins the segments
     if not segmented:
+        if not header.file_name or len(header.file_name) != header.n_sig:
+            got = len(header.file_name or [])
+            raise ECGReadError(
+                hea,
+                "bad_header",
+                f"the record line declares {header.n_sig} signals but {got} signal lines follow",
+            )
         _check_files(base, header)
         for i, g in enumerate(_header_gains(hea)):
             if g == 0:  # WFDB reads a zero gain as "uncalibrated" and substitutes 200 adu/unit

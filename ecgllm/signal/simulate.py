@@ -31,17 +31,21 @@ _PRECORDIAL = {"V1": (118, 0.05, 1.5), "V2": (95, 0.08, 1.9), "V3": (75, 0.12, 1
                "V4": (55, 0.18, 1.8), "V5": (30, 0.2, 1.5), "V6": (5, 0.2, 1.2)}  # fmt: skip
 
 
-def lead_matrix() -> np.ndarray:
-    """[12, 3] projection from dipole (x left, y inferior, z anterior) to STANDARD_12 leads."""
+def lead_matrix(
+    precordial_gain: tuple[float, ...] = (1.0,) * 6, precordial_turn: float = 0.0
+) -> np.ndarray:
+    """[12, 3] projection from dipole (x left, y inferior, z anterior) to STANDARD_12 leads.
+    `precordial_gain` and `precordial_turn` (deg) move the chest electrodes the way placement
+    and body shape do from one recording to the next."""
     i_vec = np.array([1.0, 0.0, 0.0])
     ii_vec = np.array([np.cos(np.pi / 3), np.sin(np.pi / 3), 0.0])
     rows = [i_vec, ii_vec, ii_vec - i_vec, -(i_vec + ii_vec) / 2, i_vec - ii_vec / 2,
             ii_vec - i_vec / 2]  # fmt: skip
-    for name in STANDARD_12[6:]:
+    for name, g in zip(STANDARD_12[6:], precordial_gain, strict=True):
         ang, tilt, gain = _PRECORDIAL[name]
-        a = np.deg2rad(ang)
+        a = np.deg2rad(ang + precordial_turn)
         v = np.array([np.cos(a), tilt, np.sin(a)])
-        rows.append(gain * v / np.linalg.norm(v))
+        rows.append(g * gain * v / np.linalg.norm(v))
     return np.stack(rows)
 
 
@@ -89,6 +93,10 @@ class Condition:
     extras: list[str] = field(default_factory=list)  # PVC, PAC
     noise: dict[str, float] = field(default_factory=dict)  # baseline_drift, static, burst
     mods: set[str] = field(default_factory=set)  # morphology codes applied
+    # record-to-record variation that real ECGs have and the criteria above do not fix (see
+    # VARIATION): wave shapes, electrode placement, P/T vectors, heart-rate variability, noise,
+    # the recording device's filters and sampling rate. Empty: the textbook beat of each condition.
+    var: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,8 +182,11 @@ def sample_condition(
     if rhythm in ("AFIB", "AFLT"):
         mods.discard("1AVB")
     c = Condition(labels={}, rhythm=str(rhythm), mods=mods)
-    c.hr = {"SR": rng.uniform(58, 98), "SBRAD": rng.uniform(42, 56), "STACH": rng.uniform(104, 128),
-            "SARRH": rng.uniform(58, 90), "AFIB": rng.uniform(75, 130),
+    # resting rates as adults have them: sinus rhythm mostly 60-80 bpm (not uniform up to 100),
+    # bradycardia mostly just below 60, tachycardia mostly just above 100
+    c.hr = {"SR": float(np.clip(rng.normal(70, 10), 58, 98)), "SBRAD": float(np.clip(rng.normal(52, 4), 40, 56.5)),
+            "STACH": float(np.clip(102 + rng.exponential(12), 102, 150)),
+            "SARRH": float(np.clip(rng.normal(70, 10), 58, 95)), "AFIB": rng.uniform(60, 140),
             "AFLT": 0.0}[c.rhythm]  # fmt: skip
     # PR shortens as the rate rises (and a P wave must not sit on the previous T wave)
     if "1AVB" in mods:
@@ -183,12 +194,15 @@ def sample_condition(
         c.pr = rng.uniform(0.22, 0.30)
     else:
         c.pr = rng.uniform(0.13, 0.19) if c.hr < 100 else rng.uniform(0.12, 0.15)
-    c.p_dur = rng.uniform(0.085, 0.11)
-    c.qrs = rng.uniform(0.08, 0.10)
-    c.qtc = rng.uniform(0.39, 0.43) + (0.01 if sex == "F" else 0.0)
-    c.axis = rng.uniform(15, 75)
-    c.r_amp = rng.uniform(1.0, 1.5)
-    c.t_amp = rng.uniform(0.28, 0.42)
+    c.p_dur = rng.uniform(0.085, 0.12)
+    c.qrs = rng.uniform(0.075, 0.105)
+    # QTc of healthy adults spreads over ~360-450 ms: a narrower range made QT a rate cue
+    c.qtc = rng.uniform(0.365, 0.44) + (0.01 if sex == "F" else 0.0)
+    # frontal axes of normal adults reach from about -30 to +90 degrees (a third of LUDB's
+    # records are below +15); amplitudes from 0.6 to 1.6 mV without the voltage criteria of LVH
+    c.axis = rng.uniform(-25, 90)
+    c.r_amp = rng.uniform(0.6, 1.6)
+    c.t_amp = rng.uniform(0.15, 0.5)
     c.scale = rng.uniform(0.85, 1.15)
     if "CLBBB" in mods:
         c.qrs = rng.uniform(0.13, 0.17)
@@ -217,8 +231,64 @@ def sample_condition(
     for kind, p in (("baseline_drift", 0.08), ("static_noise", 0.08), ("burst_noise", 0.04)):
         if rng.random() < p:
             c.noise[kind] = 1.0
+    c.var = draw_variation(rng, c)
     c.labels = condition_labels(c)
     return c
+
+
+# Where a recording varies beyond its diagnosis (domain randomisation for sim-to-real transfer):
+# each entry is drawn per record by draw_variation; simulate() reads them with these defaults,
+# which are the textbook beat the criteria describe (an empty `var`).
+VARIATION_DEFAULTS: dict[str, Any] = {
+    "qrs_z": -0.35,  # anterior part of the main QRS vector: R-wave progression in V1-V6
+    "septal": 0.18,  # septal q / r size (share of the R amplitude)
+    "terminal_s": 0.25,  # terminal S size
+    "sharp": 1.0,  # exponent on the QRS bumps: > 1 narrows the R peak the way real R waves are
+    "t_axis_gain": 0.6, "t_axis_offset": 15.0, "t_z": 0.25, "t_peak": 0.62,
+    "p_amp": 0.17, "p_axis": 55.0, "p_round": 1.0,  # P: < 1 rounds the dome (real P waves)
+    "precordial_gain": (1.0,) * 6, "precordial_turn": 0.0,  # electrode placement (deg)
+    "resp_rr": 0.02, "rr_jitter": 0.008,  # sinus heart-rate variability (share of RR)
+    "sarrh_rr": 0.16,  # sinus arrhythmia: respiratory modulation of RR (share of RR)
+    "af_shape": 16.0, "f_amp": 1.0,  # AF: gamma shape of RR (lower = more irregular), f waves
+    "flutter_block": "fixed",  # AFLT: fixed 2:1/4:1 or variable conduction
+    "emg_mv": 0.0, "wander_mv": 0.0, "offset_mv": 0.0, "mains_mv": 0.0, "mains_hz": 50.0,
+    "highpass_hz": 0.0, "lowpass_hz": 0.0, "source_fs": 0.0,  # device filters and sampling rate
+}  # fmt: skip
+
+
+def draw_variation(rng: np.random.Generator, c: Condition) -> dict[str, Any]:
+    """Per-record variation (see VARIATION_DEFAULTS) within what real 12-lead ECGs show, kept
+    inside each label's criteria: the background noise stays below the quality thresholds that
+    PTB-XL's noise labels (and ecgllm.signal.preprocess.quality_flags) mark, sinus
+    variability below sinus arrhythmia's, and QRS amplitudes inside the voltage criteria."""
+    v: dict[str, Any] = {
+        # (the septal q and terminal s stay visible, and the R-peak sharpening mild, so that a
+        # QRS still starts and ends where the truth says)
+        "qrs_z": rng.uniform(-0.65, -0.1), "septal": rng.uniform(0.1, 0.3),
+        "terminal_s": rng.uniform(0.15, 0.45), "sharp": rng.uniform(1.0, 1.4),
+        "t_axis_gain": rng.uniform(0.3, 0.9), "t_axis_offset": rng.uniform(-5, 35),
+        "t_z": rng.uniform(0.0, 0.5), "t_peak": rng.uniform(0.55, 0.72),
+        "p_amp": rng.uniform(0.08, 0.25), "p_axis": rng.uniform(15, 80), "p_round": rng.uniform(0.4, 0.9),
+        "precordial_gain": tuple(float(g) for g in rng.uniform(0.8, 1.2, 6)),
+        "precordial_turn": rng.uniform(-12, 12),
+        # real sinus rhythm varies up to ~150 ms over 10 s (LUDB: median 60 ms, 90th
+        # percentile 170 ms); sinus arrhythmia modulates RR by 10-20%
+        "resp_rr": rng.uniform(0.005, 0.05), "rr_jitter": rng.uniform(0.003, 0.02),
+        "sarrh_rr": rng.uniform(0.1, 0.2),
+        "af_shape": rng.uniform(7, 30), "f_amp": float(np.exp(rng.uniform(np.log(0.5), np.log(2.5)))),
+        "flutter_block": "variable" if rng.random() < 0.35 else "fixed",
+        "emg_mv": rng.uniform(0.002, 0.025), "wander_mv": rng.uniform(0.0, 0.08),
+        "offset_mv": rng.uniform(0.0, 0.3), "mains_mv": rng.uniform(0.0, 0.012) if rng.random() < 0.4 else 0.0,
+        "mains_hz": 50.0 if rng.random() < 0.6 else 60.0,
+        "highpass_hz": float(rng.choice([0.0, 0.05, 0.5], p=[0.4, 0.4, 0.2])),
+        # diagnostic bandwidth (AHA: 0.05-150 Hz); monitor filters (40 Hz) would move the visible
+        # QRS edges away from the truth the measure task teaches
+        "lowpass_hz": float(rng.choice([0.0, 150.0, 100.0], p=[0.35, 0.35, 0.3])),
+        "source_fs": float(rng.choice([0.0, 1000.0, 360.0, 250.0], p=[0.55, 0.15, 0.1, 0.2])),
+    }  # fmt: skip
+    if "LVOLT" in c.mods:  # low voltage must stay low whatever the electrode gains
+        v["precordial_gain"] = tuple(min(g, 1.0) for g in v["precordial_gain"])
+    return v
 
 
 def condition_labels(c: Condition) -> dict[str, float]:
@@ -246,11 +316,15 @@ def condition_labels(c: Condition) -> dict[str, float]:
 # --- beat morphology --------------------------------------------------------------------------
 
 
+def _var(c: Condition, key: str) -> Any:
+    return c.var.get(key, VARIATION_DEFAULTS[key])
+
+
 def beat_waves(c: Condition, qt: float) -> list[Wave]:
     """Waves of one conducted beat (relative to its QRS onset), without the P wave."""
     d, amp = c.qrs, c.r_amp * c.scale
     m = c.mods
-    main = frontal(c.axis, -0.35)
+    main = frontal(c.axis, _var(c, "qrs_z"))
     waves: list[Wave] = []
     if "CLBBB" in m:
         # septum activates right-to-left: no septal q in I/V6, QS/rS in V1; broad notched R
@@ -266,9 +340,9 @@ def beat_waves(c: Condition, qt: float) -> list[Wave]:
         # with a right bundle branch block the left-ventricular part keeps its normal length and
         # the late right-ventricular wave makes the QRS wide
         core = min(d, 0.09) if ("CRBBB" in m or "IRBBB" in m) else d
-        waves += [Wave(0.0, first, 0.18 * amp * septal, 0.5),
+        waves += [Wave(0.0, first, _var(c, "septal") * amp * septal, 0.5),
                   Wave(0.12 * core, 0.78 * core, amp * main, 0.52),
-                  Wave(0.55 * core, core, 0.25 * amp * _unit(-0.45, -0.55, -0.7), 0.5)]  # fmt: skip
+                  Wave(0.55 * core, core, _var(c, "terminal_s") * amp * _unit(-0.45, -0.55, -0.7), 0.5)]  # fmt: skip
         if "CRBBB" in m or "IRBBB" in m:
             k = 1.0 if "CRBBB" in m else 0.55
             waves.append(Wave(0.62 * core, d, k * 0.55 * amp * _unit(-0.75, 0.05, 0.65), 0.6))
@@ -282,7 +356,7 @@ def beat_waves(c: Condition, qt: float) -> list[Wave]:
     # repolarisation
     st_start = d
     t_start = d + max(0.05, 0.32 * (qt - d))
-    t_dir = frontal(c.axis * 0.6 + 15, 0.25)
+    t_dir = frontal(c.axis * _var(c, "t_axis_gain") + _var(c, "t_axis_offset"), _var(c, "t_z"))
     t_amp = c.t_amp * c.scale
     if "CLBBB" in m:
         t_dir = -frontal(c.axis, -0.55)  # discordant
@@ -300,7 +374,7 @@ def beat_waves(c: Condition, qt: float) -> list[Wave]:
         waves.append(Wave(st_start, qt, 0.1 * c.scale * t_dir, 0.35, "st"))
     if "STD_" in m:
         waves.append(Wave(st_start, qt, 0.14 * c.scale * -_unit(0.6, 0.6, 0.2), 0.35, "st"))
-    waves.append(Wave(t_start, qt, t_amp * t_dir, 0.62, "t"))
+    waves.append(Wave(t_start, qt, t_amp * t_dir, _var(c, "t_peak"), "t"))
     return waves
 
 
@@ -324,13 +398,13 @@ def beat_times(c: Condition, rng: np.random.Generator, seconds: float) -> tuple[
     if c.rhythm == "AFLT":
         flutter_hz = rng.uniform(4.6, 5.4)
         ratio = 2 if rng.random() < 0.6 else 4
-        c.hr = 60.0 * flutter_hz / ratio
-        rr = ratio / flutter_hz
+        variable = _var(c, "flutter_block") == "variable"  # 2:1 to 4:1 changing beat to beat
+        c.hr = 60.0 * flutter_hz / (3.0 if variable else ratio)
         t = -rng.uniform(0.5, 1.0)
         phase = rng.uniform(0.15, 0.5) / flutter_hz
         while t < seconds + 1:
             beats.append((np.floor(t * flutter_hz) / flutter_hz + phase, "N"))
-            t += rr
+            t += (int(rng.choice([2, 3, 4], p=[0.4, 0.3, 0.3])) if variable else ratio) / flutter_hz
         return beats, flutter_hz
     rr0 = 60.0 / c.hr
     t = -rng.uniform(0.6, 1.2) * rr0
@@ -343,13 +417,13 @@ def beat_times(c: Condition, rng: np.random.Generator, seconds: float) -> tuple[
             kind = "V" if c.extras[0] == "PVC" else "A"
         beats.append((t, kind))
         if c.rhythm == "AFIB":
-            rr = rr0 * float(np.clip(rng.gamma(16, 1 / 16), 0.62, 1.6))
+            k = _var(c, "af_shape")
+            rr = rr0 * float(np.clip(rng.gamma(k, 1 / k), 0.5, 1.8))
         elif c.rhythm == "SARRH":
-            rr = rr0 * (1 + 0.16 * np.sin(2 * np.pi * resp_hz * t + resp_phase))
+            rr = rr0 * (1 + _var(c, "sarrh_rr") * np.sin(2 * np.pi * resp_hz * t + resp_phase))
         else:
-            rr = rr0 * (
-                1 + 0.02 * np.sin(2 * np.pi * resp_hz * t + resp_phase) + rng.normal(0, 0.008)
-            )
+            rr = rr0 * (1 + _var(c, "resp_rr") * np.sin(2 * np.pi * resp_hz * t + resp_phase)
+                        + rng.normal(0, _var(c, "rr_jitter")))  # fmt: skip
         if i + 1 in set(int(e) for e in extra_at) and c.rhythm != "AFIB":
             coupling = 0.62 if c.extras[0] == "PVC" else 0.7
             beats.append((t + coupling * rr, "V" if c.extras[0] == "PVC" else "A"))
@@ -365,7 +439,9 @@ def beat_times(c: Condition, rng: np.random.Generator, seconds: float) -> tuple[
 # --- rendering waves into the dipole ----------------------------------------------------------
 
 
-def _render(waves: list[tuple[float, Wave]], n: int, fs: float) -> np.ndarray:
+def _render(
+    waves: list[tuple[float, Wave]], n: int, fs: float, sharp: float = 1.0, p_round: float = 1.0
+) -> np.ndarray:
     """Sum every (beat time, wave) into a [3, n] dipole signal in one vectorised pass: each wave
     is evaluated on its own sample grid and scattered with bincount (a Python loop over ~100
     waves a record was a third of the simulator's time)."""
@@ -389,6 +465,12 @@ def _render(waves: list[tuple[float, Wave]], n: int, fs: float) -> np.ndarray:
         0.5 + 0.5 * np.cos(np.pi * (t - pk) / fall),
     )
     shape[plateau] = np.minimum(1.0, 3 * shape[plateau])  # ST: quick rise, slow fall into T end
+    if sharp != 1.0:  # narrower QRS peaks, same onset and end
+        qrs = np.array([w.kind == "qrs" for _, w in waves])
+        shape[qrs] = shape[qrs] ** sharp
+    if p_round != 1.0:  # a rounder P dome, same onset and end
+        p = np.array([w.kind == "p" for _, w in waves])
+        shape[p] = shape[p] ** p_round
     valid = (t >= a[:, None]) & (t <= b[:, None]) & (idx >= 0) & (idx < n)
     flat_idx = idx[valid]
     out = np.empty((3, n))
@@ -410,7 +492,8 @@ def simulate(
         if len(rrs) > 2
         else 60 / c.hr
     )
-    p_vec = 0.17 * c.scale * frontal(rng.uniform(40, 70), 0.15)
+    p_axis = c.var["p_axis"] if "p_axis" in c.var else rng.uniform(40, 70)
+    p_vec = _var(c, "p_amp") * c.scale * frontal(p_axis, 0.15)
     resp_hz, resp_phase = rng.uniform(0.18, 0.3), rng.uniform(0, 2 * np.pi)
     qts, qrs_list = [], []
     placed: list[tuple[float, Wave]] = []
@@ -431,22 +514,29 @@ def simulate(
         if kind == "N" and 0 <= t0 and t0 + qt < seconds:
             qts.append(qt)
             qrs_list.append(t0)
-    vcg = _render(placed, n, fs)
+    vcg = _render(placed, n, fs, _var(c, "sharp"), _var(c, "p_round"))
     t = np.arange(n) / fs
     if c.rhythm == "AFIB":
         f_wave = np.zeros(n)
         for _ in range(3):
             hz = rng.uniform(4.5, 7.5)
             drift = np.cumsum(rng.normal(0, 0.05, n)) / np.sqrt(fs)
-            f_wave += rng.uniform(0.015, 0.04) * np.sin(
-                2 * np.pi * hz * t + rng.uniform(0, 6.28) + drift
+            f_wave += (
+                _var(c, "f_amp")
+                * rng.uniform(0.015, 0.04)
+                * np.sin(2 * np.pi * hz * t + rng.uniform(0, 6.28) + drift)
             )
         vcg += np.outer(_unit(-0.3, 0.6, 0.8), f_wave)
     elif c.rhythm == "AFLT":
         saw = sawtooth(2 * np.pi * flutter_hz * t, width=0.8)
         vcg += np.outer(rng.uniform(0.1, 0.16) * _unit(0.05, -0.85, 0.5), saw)
-    leads = (LEAD_MATRIX @ vcg).astype(np.float32)
+    matrix = LEAD_MATRIX
+    if c.var:
+        matrix = lead_matrix(_var(c, "precordial_gain"), _var(c, "precordial_turn"))
+    leads = (matrix @ vcg).astype(np.float32)
     leads += _noise(c, rng, n, fs, t)
+    if c.var:
+        leads = _device(leads, fs, c)
     inside = (onsets >= 0) & (onsets < seconds)
     rr_in = np.diff(onsets[inside])
     truth = _truth(c, fs, beats, onsets, inside, rr_in, qts)
@@ -471,6 +561,20 @@ def _noise(c: Condition, rng: np.random.Generator, n: int, fs: float, t: np.ndar
         mains = np.sin(2 * np.pi * 50.0 * t + rng.uniform(0, 6.28)).astype(np.float32)
         noise += np.outer(rng.uniform(0.08, 0.15, 12), mains).astype(np.float32)
         noise += rng.normal(0, 0.03, (12, n)).astype(np.float32)
+    if c.var:  # a real recording's background: muscle noise, breathing, electrode offsets, mains
+        emg = rng.standard_normal((12, n)).astype(np.float32)
+        emg -= _smooth(emg, max(1, int(fs / 40)))  # muscle noise has little power below ~20 Hz
+        noise += np.float32(_var(c, "emg_mv")) * emg / max(float(emg.std()), 1e-6)
+        f_resp = rng.uniform(0.12, 0.4)
+        for i in range(12):
+            noise[i] += (_var(c, "wander_mv") * rng.uniform(0.3, 1.0)
+                         * np.sin(2 * np.pi * f_resp * t + rng.uniform(0, 6.28))).astype(np.float32)  # fmt: skip
+        noise += rng.uniform(-1, 1, (12, 1)).astype(np.float32) * np.float32(_var(c, "offset_mv"))
+        if _var(c, "mains_mv"):
+            mains = np.sin(2 * np.pi * _var(c, "mains_hz") * t + rng.uniform(0, 6.28))
+            noise += np.outer(_var(c, "mains_mv") * rng.uniform(0.3, 1.0, 12), mains).astype(
+                np.float32
+            )
     if "burst_noise" in c.noise:
         for _ in range(int(rng.integers(1, 4))):
             length = int(rng.uniform(0.2, 0.8) * fs)
@@ -485,6 +589,40 @@ def _noise(c: Condition, rng: np.random.Generator, n: int, fs: float, t: np.ndar
         np.float32
     )
     return noise
+
+
+def _smooth(x: np.ndarray, k: int) -> np.ndarray:
+    """Moving average over the last axis (same length)."""
+    if k <= 1:
+        return x
+    c = np.cumsum(
+        np.pad(x, ((0, 0), (k // 2, k - 1 - k // 2)), mode="edge"), axis=1, dtype=np.float64
+    )
+    c = np.concatenate([np.zeros((x.shape[0], 1)), c], axis=1)
+    return ((c[:, k:] - c[:, :-k]) / k).astype(x.dtype)
+
+
+def _device(leads: np.ndarray, fs: float, c: Condition) -> np.ndarray:
+    """The recording device: its high-pass (0.05 or 0.5 Hz) and low-pass (100 or 150 Hz) filters,
+    zero-phase, and its sampling rate (the signal taken down to 250-1000 Hz and back). All are
+    linear and act on every lead alike, so Einthoven's and Goldberger's relations still hold."""
+    from fractions import Fraction
+
+    from scipy.signal import butter, resample_poly, sosfiltfilt
+
+    x = leads.astype(np.float64)
+    hp, lp, src = _var(c, "highpass_hz"), _var(c, "lowpass_hz"), _var(c, "source_fs")
+    if hp:
+        x = sosfiltfilt(butter(1, hp, "highpass", fs=fs, output="sos"), x, axis=1)
+    if lp and lp < fs / 2:
+        x = sosfiltfilt(butter(2, lp, "lowpass", fs=fs, output="sos"), x, axis=1)
+    if src and src != fs:
+        r = Fraction(src / fs).limit_denominator(100)
+        y = resample_poly(x, r.numerator, r.denominator, axis=1)
+        x = resample_poly(y, r.denominator, r.numerator, axis=1)[:, : leads.shape[1]]
+        if x.shape[1] < leads.shape[1]:
+            x = np.pad(x, ((0, 0), (0, leads.shape[1] - x.shape[1])), mode="edge")
+    return x.astype(np.float32)
 
 
 def _truth(c, fs, beats, onsets, inside, rr_in, qts) -> dict[str, Any]:

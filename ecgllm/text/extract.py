@@ -1,123 +1,251 @@
-"""SCP statements from report text, English and PTB-XL German, with negations.
+"""SCP statements from report text: PTB-XL (German, English, Swedish), MIMIC-IV-ECG, LUDB, ours.
 
-    extract_scp_codes("sinus rhythm. left anterior fascicular block. no evidence of infarction.")
-    # {'SR', 'LAFB'}
+    extract_scp_codes("sinusrhythmus linkstyp qrs(t) abnorm inferiorer infarkt alter unbest.")
+    # {'SR', 'ABQRS', 'IMI'}
+    extract_statements("sinus rhythm. st segments are depressed in ii, iii, avf.")
+    # [Statement(code='SR', ...), Statement(code='STD_', certainty='certain', leads=['II', 'III', 'aVF'], ...)]
 
-Phrases: every statement's description from scp_statements.csv, the wordings our reports use,
-common clinical synonyms, and the German terms of PTB-XL's own reports. Matching is on word
-boundaries, longest phrase first (so "incomplete right bundle branch block" is IRBBB, not also
-CRBBB), and a phrase is skipped when a negation ("no", "without", "no evidence of", "kein",
-"keine", "ohne", "nicht") precedes it in the same sentence/clause.
+How a report is read (ecgllm.text.phrases holds the grammar, one list of patterns per code):
+1. normalise: lower case, umlauts written out (PTB-XL mixes "ä", "Ä" lower-cased and "ae"),
+   whitespace collapsed; a PTB-XL "Edit: ..." tail is read for the SCP codes it names;
+2. every pattern of every code is matched on word boundaries, longest match first, so a phrase
+   is read once ("unvollstaendiger rechtsschenkelblock" is IRBBB only);
+3. a match is negated when a negation ("no", "not", "without", "no evidence of", "kein(e)",
+   "ohne", "nicht", "ingen") stands in the 5 words before it in the same clause (clauses end at
+   ".", ";", a line break and ", but"); German hedges after a finding ("nicht
+   auszuschliessen", "cannot be excluded") are uncertainty, not negation;
+4. its certainty: "possible" (possible, may, cannot be excluded, nicht auszuschliessen, moeglich,
+   verdacht auf, ...), "probable" (probable, likely, consistent with, suggesting,
+   wahrscheinlich, ...) or "certain", from the words around it;
+5. a lead list after it ("in ii, iii, avf", "in v1-3", "in v4,5,6", "in the inferior leads") is
+   kept as its leads.
+How uncertainty counts: like PTB-XL's labels, which keep a statement at every likelihood (15 to
+100) and whose benchmark counts every likelihood as present, an uncertain statement counts as
+stated (`extract_scp_codes(text, min_certainty="probable")` keeps only probable and certain ones).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .phrases import PHRASES
 from .vocab import ECGQA_NAMES, statements
 
-SYNONYMS: dict[str, list[str]] = {
-    "SR": ["sinus rhythm", "sinusrhythmus", "normal sinus rhythm"],
-    "SBRAD": ["sinus bradycardia", "sinusbradykardie", "bradycardia"],
-    "STACH": ["sinus tachycardia", "sinustachykardie", "tachycardia"],
-    "SARRH": ["sinus arrhythmia", "sinusarrhythmie", "respiratory arrhythmia"],
-    "AFIB": ["atrial fibrillation", "vorhofflimmern", "afib", "a-fib"],
-    "AFLT": ["atrial flutter", "vorhofflattern"],
-    "1AVB": ["first degree av block", "first-degree av block", "1st degree av block", "av block i", "av-block i",
-             "prolonged pr interval, first degree av block", "first degree atrioventricular block"],
-    "CLBBB": ["complete left bundle branch block", "left bundle branch block", "lbbb", "linksschenkelblock",
-              "kompletter linksschenkelblock"],
-    "CRBBB": ["complete right bundle branch block", "right bundle branch block", "rbbb", "rechtsschenkelblock",
-              "kompletter rechtsschenkelblock"],
-    "IRBBB": ["incomplete right bundle branch block", "inkompletter rechtsschenkelblock", "incomplete rbbb"],
-    "ILBBB": ["incomplete left bundle branch block", "inkompletter linksschenkelblock"],
-    "LAFB": ["left anterior fascicular block", "left anterior hemiblock", "linksanteriorer hemiblock", "lahb"],
-    "LPFB": ["left posterior fascicular block", "left posterior hemiblock", "linksposteriorer hemiblock"],
-    "LVH": ["left ventricular hypertrophy", "linksventrikuläre hypertrophie", "linksherzhypertrophie",
-            "left ventricular hypertrophy with strain"],
-    "RVH": ["right ventricular hypertrophy", "rechtsventrikuläre hypertrophie"],
-    "VCLVH": ["voltage criteria for left ventricular hypertrophy", "voltages for left ventricular hypertrophy"],
-    "IMI": ["inferior myocardial infarction", "inferior infarction", "inferior infarction, age undetermined",
-            "inferiorer infarkt", "hinterwandinfarkt", "myocardial infarction in inferior leads"],
-    "ASMI": ["anteroseptal myocardial infarction", "anteroseptal infarction", "anteroseptaler infarkt",
-             "anteroseptal infarction, old", "myocardial infarction in anteroseptal leads"],
-    "AMI": ["anterior myocardial infarction", "anterior infarction", "vorderwandinfarkt",
-            "myocardial infarction in anterior leads"],
-    "LNGQT": ["long qt interval", "long qt-interval", "prolonged qt", "qt-verlängerung", "verlängertes qt"],
-    "LVOLT": ["low qrs voltages", "low voltage", "niedervoltage", "periphere niederspannung", "niederspannung"],
-    "PVC": ["ventricular premature complex", "ventricular extrasystole", "ventrikuläre extrasystole",
-            "premature ventricular contraction", "ves"],
-    "PAC": ["atrial premature complex", "supraventricular extrasystole", "supraventrikuläre extrasystole",
-            "premature atrial contraction", "sves"],
-    "STD_": ["st depression", "st-senkung", "st senkung", "non-specific st depression"],
-    "STE_": ["st elevation", "st-hebung", "st hebung"],
-    "INVT": ["inverted t waves", "t wave inversion", "t-wave inversion", "t-negativierung", "negative t-wellen"],
-    "NDT": ["non-diagnostic t abnormalities", "flat t waves", "abgeflachte t-wellen"],
-    "NT_": ["non-specific t wave changes", "non-specific t-wave changes"],
-    "ISC_": ["non-specific ischemic", "non-specific ischemic changes", "ischemia", "ischämie"],
-    "NORM": ["normal ecg", "normales ekg", "normal ekg"],
-    "PACE": ["pacemaker", "schrittmacher"],
-    "WPW": ["wolff-parkinson-white", "wolf-parkinson-white", "wpw"],
-}  # fmt: skip
+NEGATIONS = ("no evidence of", "no signs of", "no sign of", "absence of", "without", "no", "not", "kein",
+             "keine", "keinen", "keiner", "ohne", "nicht", "ingen", "inga", "free of", "ruled out")  # fmt: skip
+# phrases that look like negations but are uncertainty (they follow the finding in German)
+_NOT_NEGATION = re.compile(r"(?:nicht (?:sicher )?auszuschliessen|nicht ausgeschlossen|not (?:be )?excluded|cannot be excluded|can not be excluded|not ruled out)")  # fmt: skip
+# hedges before a finding (English) and after it (German device statements, "... likely")
+POSSIBLE_BEFORE = (r"possible|possibly|may be|may represent|may|might|suspected|questionable|borderline|"
+                   r"verdacht auf|v\.a\.|fraglich|eventuell|moejlig")  # fmt: skip
+POSSIBLE_AFTER = (r"cannot be excluded|can not be excluded|not excluded|nicht (?:sicher )?auszuschliessen|"
+                  r"nicht ausgeschlossen|moeglich(?:erweise)?|kan ej uteslutas|\?")  # fmt: skip
+PROBABLE_BEFORE = (r"probable|probably|likely|consistent with|suggesting|suggests|suggestive of|compatible with|"
+                   r"vereinbar mit|am ehesten|vermutlich|sannolik")  # fmt: skip
+PROBABLE_AFTER = r"wahrscheinlich|is likely|likely|probably|sannolik"
+_CLAUSE = re.compile(r"[.;\n]|,\s*(?:but|aber|men)\b")
+_UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "å": "aa", "ß": "ss", "Ä": "ae", "Ö": "oe",
+                          "Ü": "ue", "Å": "aa", "é": "e", "è": "e"})  # fmt: skip
+CERTAINTY_RANK = {"possible": 0, "probable": 1, "certain": 2}
 
-NEGATIONS = (
-    "no evidence of",
-    "no signs of",
-    "without",
-    "absence of",
-    "no",
-    "not",
-    "kein",
-    "keine",
-    "keinen",
-    "ohne",
-    "nicht",
-)
-_CLAUSE = re.compile(r"[.;\n]|,\s*(?:but|aber)\b")
+
+@dataclass
+class Statement:
+    code: str
+    certainty: str  # certain | probable | possible
+    start: int  # character span in the normalised text
+    end: int
+    text: str
+    leads: list[str] = field(default_factory=list)
+
+
+def normalise(text: str) -> str:
+    """Lower case, umlauts written out, whitespace collapsed (the grammar's alphabet)."""
+    t = text.translate(_UMLAUTS).lower()
+    return re.sub(r"\s+", " ", t).strip()
 
 
 @lru_cache(maxsize=1)
-def phrase_table() -> list[tuple[str, str]]:
-    """(phrase, code), longest phrase first."""
-    table: dict[str, str] = {}
-    st = statements()
-    for code, desc in st.description.items():
+def grammar() -> list[tuple[re.Pattern, tuple[str, ...]]]:
+    """(compiled pattern, codes it states) for the grammar plus every statement's description in
+    scp_statements.csv and its ECG-QA name. Phrases of the pseudo-code "-" state nothing: they
+    only keep a shorter phrase inside them from being read ("ischaemic heart disease" as a cause
+    is no ischaemia finding; "lagetyp normal" is no normal ECG)."""
+    entries: dict[str, tuple[str, ...]] = {}
+    for code, desc in statements().description.items():
         if isinstance(desc, str):
-            table.setdefault(desc.lower(), code)
+            entries.setdefault(re.escape(normalise(desc)), (code,))
     for code, name in ECGQA_NAMES.items():
-        table.setdefault(name, code)
-    for code, names in SYNONYMS.items():
-        for n in names:
-            table[n.lower()] = code
-    return sorted(table.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+        entries.setdefault(re.escape(normalise(name)), (code,))
+    for code, patterns in PHRASES.items():
+        for p in patterns:
+            body, plus = p.rsplit("+", 1) if re.search(r"\+[A-Z0-9_/()]+$", p) else (p, None)
+            entries[body] = (code, plus) if plus else (code,)
+    return [(re.compile(rf"(?<![\w-]){body}(?![\w])"), codes) for body, codes in entries.items()]
 
 
-@lru_cache(maxsize=4096)
-def _rx(phrase: str) -> re.Pattern:
-    body = r"[\s-]+".join(re.escape(w) for w in re.split(r"[\s-]+", phrase))
-    return re.compile(rf"(?<![\w]){body}(?![\w])")
-
-
-def _negated(clause: str, start: int) -> bool:
-    before = clause[:start].split()[-6:]
-    window = " ".join(before)
+def _negated(before: str) -> bool:
+    words = before.split()[-5:]
+    window = " ".join(words)
     return any(re.search(rf"(?<!\w){re.escape(n)}(?!\w)", window) for n in NEGATIONS)
 
 
-def extract_scp_codes(text: str | None) -> set[str]:
-    """PTB-XL SCP codes stated (not negated) in a report."""
-    if not text:
+_LEAD_LIST = re.compile(
+    r"^\s*(?:are |is )?(?:\w+ ){0,3}?(?:in|over|ueber)\s+(?:the\s+)?((?:(?:leads?\s+)?(?:i{1,3}|avr|avl|avf|v[1-6](?:\s*-\s*v?[1-6])?|[1-6](?:\s*-\s*[1-6])?)(?![a-z])[\s,&/]*(?:and\s+|und\s+|och\s+)?)+|(?:inferior|lateral|anterior|chest|limb|precordial|septal|anteroseptal|anterolateral|inferolateral|high lateral)(?:\s+leads?)?)"
+)
+_TERRITORY_LEADS = {
+    "inferior": ["II", "III", "aVF"], "lateral": ["I", "aVL", "V5", "V6"], "high lateral": ["I", "aVL"],
+    "anterior": ["V1", "V2", "V3", "V4"], "septal": ["V1", "V2"], "anteroseptal": ["V1", "V2", "V3"],
+    "anterolateral": ["V3", "V4", "V5", "V6", "I", "aVL"], "inferolateral": ["II", "III", "aVF", "V5", "V6"],
+    "chest": ["V1", "V2", "V3", "V4", "V5", "V6"], "precordial": ["V1", "V2", "V3", "V4", "V5", "V6"],
+    "limb": ["I", "II", "III", "aVR", "aVL", "aVF"],
+}  # fmt: skip
+_ORDER = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def parse_lead_list(text: str) -> list[str]:
+    """ "ii, iii, avf" / "v1-3" / "v4,5,6" / "i, avl, v5,6" / "inferior leads" -> lead names."""
+    t = text.strip()
+    for name, leads in _TERRITORY_LEADS.items():
+        if t.startswith(name):
+            return list(leads)
+    got: set[str] = set()
+    prefix_v = False
+    for tok in re.findall(r"avr|avl|avf|v?[1-6]\s*-\s*v?[1-6]|v[1-6]|i{1,3}|[1-6]", t):
+        tok = tok.replace(" ", "")
+        if tok in ("avr", "avl", "avf"):
+            got.add("a" + tok[1:].upper())
+            prefix_v = False
+        elif set(tok) == {"i"}:
+            got.add(tok.upper())
+            prefix_v = False
+        elif "-" in tok:
+            a, b = (int(x.lstrip("v")) for x in tok.split("-"))
+            got.update(f"V{k}" for k in range(min(a, b), max(a, b) + 1))
+            prefix_v = True
+        elif tok.startswith("v"):
+            got.add(f"V{tok[1:]}")
+            prefix_v = True
+        elif prefix_v:  # "v5,6": a bare digit continues a chest-lead list
+            got.add(f"V{tok}")
+    return [lead for lead in _ORDER if lead in got]
+
+
+def _certainty(before: str, after: str) -> str:
+    def has(pattern: str, text: str) -> bool:
+        return re.search(rf"(?<!\w)(?:{pattern})(?!\w)", text) is not None
+
+    if has(POSSIBLE_BEFORE, before) or has(POSSIBLE_AFTER, after):
+        return "possible"
+    if has(PROBABLE_BEFORE, before) or has(PROBABLE_AFTER, after):
+        return "probable"
+    return "certain"
+
+
+def _edit_codes(raw: str) -> set[str]:
+    """SCP codes named in a PTB-XL "Edit:" tail (a curator's correction, in upper case)."""
+    m = re.search(r"edit:(.*)$", raw, re.I | re.S)
+    if not m:
         return set()
-    found: set[str] = set()
-    for clause in _CLAUSE.split(text.lower()):
-        taken = [False] * len(clause)
-        for phrase, code in phrase_table():
-            for m in _rx(phrase).finditer(clause):
-                if any(taken[m.start() : m.end()]):
-                    continue
-                for i in range(m.start(), m.end()):
-                    taken[i] = True
-                if not _negated(clause, m.start()):
-                    found.add(code)
-    return found
+    known = set(statements().table.index)
+    return {c for c in re.findall(r"[A-Z0-9_/()]{2,}", m.group(1)) if c in known}
+
+
+def extract_statements(text: str | None) -> list[Statement]:
+    """Every SCP statement a report states (not negated), in text order."""
+    if not text:
+        return []
+    raw = text
+    norm = normalise(re.sub(r"edit:.*$", "", text, flags=re.I | re.S))
+    taken = [False] * len(norm)
+    found: list[Statement] = []
+    clause_starts = [0] + [m.end() for m in _CLAUSE.finditer(norm)]
+    # every match of every phrase; overlaps go to the longest match (then the earliest)
+    cands = [(m, codes) for rx, codes in grammar() for m in rx.finditer(norm)]
+    cands.sort(key=lambda c: (-(c[0].end() - c[0].start()), c[0].start()))
+    accepted = []
+    for m, codes in cands:
+        if any(taken[m.start() : m.end()]):
+            continue
+        for i in range(m.start(), m.end()):
+            taken[i] = True
+        if codes != ("-",):
+            accepted.append((m, codes))
+    accepted.sort(key=lambda a: a[0].start())
+    for k, (m, codes) in enumerate(accepted):
+        c0 = max(s for s in clause_starts if s <= m.start())
+        if _negated(_NOT_NEGATION.sub("", norm[c0 : m.start()])):
+            continue
+        c1 = min([s for s in clause_starts if s > m.end()] + [len(norm)])
+        # hedges are read between the neighbouring statements (German device statements run on
+        # without punctuation: "septaler infarkt nicht auszuschliessen inferiorer infarkt ...")
+        lo = max(c0, accepted[k - 1][0].end() if k else 0, m.start() - 40)
+        hi = min(
+            c1, accepted[k + 1][0].start() if k + 1 < len(accepted) else len(norm), m.end() + 40
+        )
+        after = norm[m.end() : c1]
+        lm = _LEAD_LIST.match(after)
+        leads = parse_lead_list(lm.group(1)) if lm and len(lm.group(0)) < 80 else []
+        for code in codes:
+            cert = _certainty(norm[lo : m.start()], norm[m.end() : hi])
+            found.append(Statement(code, cert, m.start(), m.end(), m.group(0), leads))
+    edits = _edit_codes(raw)
+    have = {s.code for s in found}
+    for code in sorted(edits - have):
+        found.append(Statement(code, "certain", len(norm), len(norm), "edit", []))
+    return sorted(_resolve(found), key=lambda s: (s.start, s.code))
+
+
+def _resolve(found: list[Statement]) -> list[Statement]:
+    """Report-level rules, as PTB-XL codes reports:
+    - an "otherwise normal" ECG ("sonst normales ekg", "otherwise normal ecg", "no definite
+      pathology") yields to any diagnostic statement stated as certain or probable (PTB-XL codes
+      "... unvollstaendiger rechtsschenkelblock sonst normales ekg" IRBBB, not NORM); rhythm and
+      form statements (sinus bradycardia, extra beats, low voltage) leave it;
+    - a generic ischaemia statement with ST/T findings whose leads lie in one or two territories
+      is the territory's ischaemia statement (ISCIN, ISCLA, ISCIL, ISCAS, ISCAL)."""
+    table = statements().table
+    diagnostic = {s.code for s in found if s.code != "NORM" and s.code in table.index
+                  and table.loc[s.code, "diagnostic"] == 1 and s.certainty != "possible"}  # fmt: skip
+    out = [s for s in found if not (s.code == "NORM?" and diagnostic)]
+    for s in out:
+        if s.code == "NORM?":
+            s.code = "NORM"
+    isc = [s for s in out if s.code == "ISC_"]
+    if isc:
+        leads = {
+            ld
+            for s in out
+            if s.code in ("STD_", "STE_", "INVT", "NDT", "LOWT", "NT_", "NST_")
+            for ld in s.leads
+        }
+        codes = _ischaemia_territories(leads)
+        if codes:
+            out = [s for s in out if s.code != "ISC_"]
+            out += [
+                Statement(c, isc[0].certainty, isc[0].start, isc[0].end, isc[0].text) for c in codes
+            ]
+    return out
+
+
+def _ischaemia_territories(leads: set[str]) -> list[str]:
+    inferior = leads & {"II", "III", "aVF"}
+    lateral = leads & {"I", "aVL", "V5", "V6"}
+    septal = leads & {"V1", "V2", "V3"}
+    out = []
+    if len(inferior) >= 2:
+        out.append("ISCIL" if len(lateral) >= 2 else "ISCIN")
+    elif len(lateral) >= 2:
+        out.append("ISCAL" if leads & {"V3", "V4"} else "ISCLA")
+    if len(septal) >= 2 or (septal and "V4" in leads and not lateral):
+        out.append("ISCAS")
+    return out
+
+
+def extract_scp_codes(text: str | None, min_certainty: str = "possible") -> set[str]:
+    """PTB-XL SCP codes stated (not negated) in a report, at `min_certainty` or above (default:
+    every stated statement, as PTB-XL's labels count every likelihood)."""
+    rank = CERTAINTY_RANK[min_certainty]
+    return {s.code for s in extract_statements(text) if CERTAINTY_RANK[s.certainty] >= rank}

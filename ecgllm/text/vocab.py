@@ -24,6 +24,12 @@ ECGQA_NAMES = {
     "BIGU": "bigeminal pattern (unknown origin, supraventricular, or ventricular)",
 }  # fmt: skip
 
+# The six rhythms the simulator draws and the real-records benchmark asks about, and the findings
+# it simulates (a model trained on the embedded default can only be asked about these)
+RHYTHM_CLASSES = ("SR", "SBRAD", "STACH", "SARRH", "AFIB", "AFLT")
+FINDING_CLASSES = ("1AVB", "CLBBB", "CRBBB", "IRBBB", "LAFB", "LVH", "IMI", "ASMI", "AMI", "STD_", "NDT",
+                   "INVT", "LNGQT", "LVOLT", "PVC", "PAC")  # fmt: skip
+
 SUPERCLASS_NAMES = {"NORM": "normal ecg", "MI": "myocardial infarction", "STTC": "st/t change",
                     "CD": "conduction disturbance", "HYP": "hypertrophy"}  # fmt: skip
 SUPERCLASS_ORDER = ["NORM", "MI", "STTC", "CD", "HYP"]

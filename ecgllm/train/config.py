@@ -49,6 +49,9 @@ class DataCfg:
     # cap the training samples of each task family (an int for all, or {task: n}); a seeded random
     # subset keeps a large family (ECG-QA is ~55% of a default build) from dominating a short run
     max_per_task: int | dict | None = None
+    # signal augmentation of the training batches (ecgllm.data.augment.SignalAugment): true for
+    # its defaults (gain, offset, wander, noise, time shift, lead dropout), or a dict of its fields
+    augment: bool | dict = False
 
 
 @dataclass

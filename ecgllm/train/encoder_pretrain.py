@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from ..model.configuration_ecgllm import EcgEncoderConfig
 from ..model.ecg_encoder import EcgEncoder
 
 REGRESSION = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "axis_deg")
+MEASUREMENT_DROPOUT = 0.1  # share of measurements hidden from the encoder in each training sample
 
 
 def _targets(records, codes: list[str] | None):
@@ -51,10 +53,74 @@ def _targets(records, codes: list[str] | None):
     return codes, y, reg
 
 
+def measurement_vectors(signals: np.ndarray, masks: np.ndarray, fs: float = 500.0,
+                        progress: bool = True) -> np.ndarray:  # fmt: skip
+    """[N, MEASUREMENT_DIM] measurement vectors of [N, 12, n] mV signals (ecgllm.signal.features)."""
+    from tqdm.auto import tqdm
+
+    from ..signal.features import measurement_vector
+
+    return np.stack([measurement_vector(x, fs, m) for x, m in
+                     tqdm(zip(signals, masks, strict=True), total=len(signals), desc="measure", unit="rec",
+                          disable=not progress)])  # fmt: skip
+
+
+def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarray, m: np.ndarray,
+                 meas: np.ndarray | None, gold: list[str]) -> dict:  # fmt: skip
+    """The stage-0 head's rhythm (the most likely of RHYTHM_CLASSES among `codes`) on records with
+    known rhythm `gold`: per-class recall, balanced accuracy, AF sensitivity/specificity. A cheap
+    check of whether the encoder reads rhythm on records it was not trained on (real ones)."""
+    from ..metrics.scores import class_recall
+    from ..text.vocab import RHYTHM_CLASSES
+
+    cols = [codes.index(c) for c in RHYTHM_CLASSES if c in codes]
+    names = [c for c in RHYTHM_CLASSES if c in codes]
+    k = enc.config.measurement_tokens  # with measurement tokens, those carry the rhythm
+    enc.eval()
+    with torch.no_grad():
+        logits = []
+        for i in range(0, len(x), 64):
+            args = [torch.from_numpy(x[i : i + 64]), torch.from_numpy(m[i : i + 64])]
+            if meas is not None:
+                args.append(torch.from_numpy(meas[i : i + 64]))
+            logits.append(head(enc(*args)[:, -k:] if k else enc(*args)).mean(1)[:, cols])
+    picks = [names[int(j)] for j in torch.cat(logits).argmax(1)] if logits else []
+    out = class_recall(gold, picks, positive="AFIB")
+    confusion: dict[str, dict[str, int]] = {}
+    for g, p in zip(gold, picks, strict=True):
+        confusion.setdefault(g, {})
+        confusion[g][p] = confusion[g].get(p, 0) + 1
+    return out | {"confusion": confusion}
+
+
+def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: bool = True):
+    """Standardized records of a real folder with exactly one of RHYTHM_CLASSES (not paced):
+    (signals [N, 12, n], lead masks, gold rhythm codes)."""
+    from ..signal.databases import open_database
+    from ..signal.preprocess import standardize
+    from ..text.vocab import RHYTHM_CLASSES
+
+    xs, ms, gold = [], [], []
+    for rec in open_database(source, root).records():
+        have = [c for c in RHYTHM_CLASSES if c in rec.labels]
+        if len(have) != 1 or "PACE" in rec.labels:
+            continue
+        r = standardize(rec, fs=fs)
+        xs.append(r.signal)
+        ms.append(r.lead_mask)
+        gold.append(have[0])
+    if not xs:
+        raise ValueError(f"{root}: no {source} record with one of the rhythms {RHYTHM_CLASSES}")
+    return np.stack(xs).astype(np.float32), np.stack(ms).astype(bool), gold
+
+
 def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict | None = None,
                      steps: int = 600, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
-                     progress: bool = True) -> dict:  # fmt: skip
-    """Train, validate and save OUT/ecg_encoder.safetensors (+ config and metrics). Reuses a
+                     progress: bool = True, augment: dict | bool | None = True,
+                     real: list[tuple[str, str]] | None = None) -> dict:  # fmt: skip
+    """Train, validate and save OUT/ecg_encoder.safetensors (+ its head, config and metrics).
+    `augment`: SignalAugment settings (True = the defaults). `real`: (source, folder) pairs of
+    real records on which the trained head's rhythm is reported (summary["real"]). Reuses a
     finished run with the same settings."""
     from datasets import load_from_disk
     from safetensors.torch import save_file
@@ -64,9 +130,14 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     from ..model.factory import TINY_ECG
 
     out = Path(out)
+    from ..data.augment import SignalAugment
+    from ..signal.features import MEASUREMENT_DIM
+
+    aug = SignalAugment.from_dict(augment)
     settings = {"data": str(data_dir), "encoder": encoder_config or TINY_ECG, "steps": steps,
                 "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-                "output_stats": "train"}  # fmt: skip
+                "output_stats": "train", "augment": asdict(aug) if aug else None,
+                "real": [list(r) for r in real or []]}  # fmt: skip
     done = out / "pretrain_summary.json"
     if done.exists() and (out / "ecg_encoder.safetensors").exists():
         prev = json.loads(done.read_text())
@@ -88,7 +159,15 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     sig = records.select_columns(["signal", "lead_mask"]).with_format("numpy")
     x_all = np.stack([sig[i]["signal"] for i in range(len(records))]).astype(np.float32)
     m_all = np.stack([sig[i]["lead_mask"] for i in range(len(records))]).astype(bool)
-    cfg = EcgEncoderConfig(**(encoder_config or TINY_ECG))
+    kw = dict(encoder_config or TINY_ECG)
+    if kw.get("measurement_tokens"):
+        kw["measurement_dim"] = MEASUREMENT_DIM
+    cfg = EcgEncoderConfig(**kw)
+    meas_all = (
+        measurement_vectors(x_all, m_all, cfg.sampling_rate, progress)
+        if cfg.measurement_tokens
+        else None
+    )
     enc = EcgEncoder(cfg)
     head = nn.Linear(cfg.hidden_size, len(codes) + len(REGRESSION))
     params = [*enc.parameters(), *head.parameters()]
@@ -99,15 +178,33 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
     )
     pos_w = torch.from_numpy(np.clip((len(tr) - y[tr].sum(0)) / np.maximum(y[tr].sum(0), 1), 1, 20))
-    bce = nn.BCEWithLogitsLoss(pos_weight=pos_w)
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_w, reduction="none")
+    # with measurement tokens, the rhythm and the rate are theirs to carry: the waveform tokens
+    # are not asked for them (on the simulator they learn rate cues that real records break)
+    k_meas = cfg.measurement_tokens
+    from ..text.vocab import RHYTHM_CLASSES
+
+    rate_outputs = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [
+        len(codes) + REGRESSION.index("hr_bpm")
+    ]
+    n_out = len(codes) + len(REGRESSION)
+    n_tok = cfg.num_tokens
+    weight = torch.ones(n_tok, n_out)
+    if k_meas:
+        weight[: n_tok - k_meas, rate_outputs] = 0.0
+
+    gen = torch.Generator().manual_seed(seed)
 
     def forward(idx: np.ndarray, augment: bool) -> torch.Tensor:
-        x = torch.from_numpy(x_all[idx])
-        if augment:  # amplitude scale, a little noise and a circular time shift: the encoder
-            # must not memorise records, and rhythm is the same wherever the window starts
-            x = x * torch.empty(len(idx), 1, 1).uniform_(0.8, 1.2) + 0.02 * torch.randn_like(x)
-            x = torch.roll(x, int(rng.integers(0, x.shape[-1])), dims=-1)
-        h = enc(x, torch.from_numpy(m_all[idx]))
+        x, m = torch.from_numpy(x_all[idx]), torch.from_numpy(m_all[idx])
+        meas = torch.from_numpy(meas_all[idx]) if meas_all is not None else None
+        if augment and aug is not None:  # the encoder must not memorise records or recordings
+            x, m = aug(x, m, gen)
+        if augment and meas is not None:  # no single measurement may carry a label alone
+            half = meas.shape[1] // 2
+            drop = torch.rand(meas.shape[0], half, generator=gen) < MEASUREMENT_DROPOUT
+            meas = meas * (~torch.cat([drop, drop], dim=1)).to(meas.dtype)
+        h = enc(x, m, meas)
         return head(h)  # [B, tokens, outputs]: every token is asked for the whole record's labels
 
     t0 = time.perf_counter()
@@ -119,8 +216,13 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         t = o.shape[1]
         r = torch.from_numpy((reg[idx] - mu) / sd)[:, None].expand(-1, t, -1)
         ok = ~torch.isnan(r)
-        loss = bce(o[..., : len(codes)], torch.from_numpy(y[idx])[:, None].expand(-1, t, -1))
-        loss = loss + 0.5 * ((o[..., len(codes) :] - r.nan_to_num()) ** 2)[ok].mean()
+        wc, wr = weight[None, :, : len(codes)], weight[None, :, len(codes) :]
+        lc = bce(o[..., : len(codes)], torch.from_numpy(y[idx])[:, None].expand(-1, t, -1))
+        # each output averaged over the tokens that carry it, then over outputs
+        loss = ((lc * wc).sum((0, 1)) / (wc.sum((0, 1)) * o.shape[0]).clamp(min=1)).mean()
+        wr = (wr * ok).to(o.dtype)
+        se = ((o[..., len(codes) :] - r.nan_to_num()) ** 2) * wr
+        loss = loss + 0.5 * (se.sum((0, 1)) / wr.sum((0, 1)).clamp(min=1)).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -132,8 +234,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if len(va):
         with torch.no_grad():
             o = torch.cat([forward(va[i : i + 64], augment=False) for i in range(0, len(va), 64)])
-            tok = o[:, 0].numpy()  # a single token's predictions: what any one LLM position sees
-            o = o.mean(1).numpy()
+            # a single token's predictions (what any one LLM position sees): a measurement token
+            # when there are some (they carry every output)
+            tok = o[:, -1 if k_meas else 0].numpy()
+            o = ((o * weight[None]).sum(1) / weight.sum(0).clamp(min=1)).numpy()
         ml = multilabel(y[va], 1 / (1 + np.exp(-o[:, : len(codes)])), codes)
         pred = o[:, len(codes) :] * sd + mu
         mae = {
@@ -144,8 +248,21 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                    "val_auc": {k: v["auc"] for k, v in ml["per_label"].items() if "auc" in v}}  # fmt: skip
     # the LLM sees the encoder's output standardized with the training split's statistics (see
     # EcgEncoder.fit_output_stats); fitted after validation, whose head saw the raw output
+    if real:
+        metrics["real"] = {}
+        for source, root in real:
+            rx, rm, gold = real_rhythm_set(source, root, cfg.sampling_rate, progress)
+            rmeas = (
+                measurement_vectors(rx, rm, cfg.sampling_rate, progress)
+                if meas_all is not None
+                else None
+            )
+            r = rhythm_probe(enc, head, codes, rx, rm, rmeas, gold)
+            metrics["real"][f"{source}:{root}"] = r
     stats = enc.fit_output_stats(
-        (torch.from_numpy(x_all[tr[i : i + 64]]), torch.from_numpy(m_all[tr[i : i + 64]]))
+        tuple(
+            torch.from_numpy(a[tr[i : i + 64]]) for a in (x_all, m_all, meas_all) if a is not None
+        )
         for i in range(0, len(tr), 64)
     )
     metrics["output_mean_direction_share"] = stats["mean_direction_share"]
@@ -153,6 +270,9 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     tmp = out / "ecg_encoder.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(tmp))
     tmp.replace(out / "ecg_encoder.safetensors")
+    tmp = out / "head.safetensors.tmp"  # the label/interval head, for probing the encoder later
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp))
+    tmp.replace(out / "head.safetensors")
     write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     summary = {"settings": settings, "codes": codes, "train_records": len(tr), "val_records": len(va),
                "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),

@@ -216,4 +216,38 @@ def test_official_ecgqa_json_is_read_as_is(tiny_dir, instruct, sim_db, real, tmp
     res = json.loads((tmp_path / "o/results.json").read_text())["results"]["ecgqa"]
     assert res["n"] == 4 and (tmp_path / "o/ecgqa_data/samples").exists()
     r = subprocess.run(cmd[:-1] + ["--data", str(instruct)], capture_output=True, text=True)
-    assert r.returncode == 2 and "exactly one of --data and --ecgqa-json" in r.stderr
+    assert r.returncode == 2 and "exactly one of --data, --ecgqa-json and --real" in r.stderr
+
+
+def test_real_records_benchmark(tiny_dir, real, tmp_path):
+    """eval/run.py --real: the shared kind of real records built once into OUT/real_data and scored
+    by real_rhythm (balanced accuracy, per-class recall, AF sensitivity/specificity) and
+    real_findings, with the blank-ECG ablation."""
+    cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--real", str(real / "ludb"),
+           "--source", "ludb", "--out", str(tmp_path / "r"), "--ablation", "--no-report", "--batch-size", "4",
+           "--max-new-tokens", "4"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "real records: 3 of 3" in r.stdout and "real_rhythm balanced_accuracy" in r.stdout
+    res = json.loads((tmp_path / "r/results.json").read_text())["results"]
+    rr = res["real_rhythm"]
+    assert rr["n"] == 3 and set(rr["recall"]) == {
+        "sinus bradycardia",
+        "atrial fibrillation",
+        "sinus rhythm",
+    }
+    assert rr["n_positive"] == 1 and rr["n_negative"] == 2 and 0 <= rr["balanced_accuracy"] <= 1
+    assert rr["chance"] == pytest.approx(1 / 6) and rr["main_metric"] == "balanced_accuracy"
+    f = res["real_findings"]
+    assert f["n"] == 3 and f["auc_basis"].startswith("P(yes)")
+    blank = json.loads((tmp_path / "r/blank_ecg/results.json").read_text())["results"]
+    assert blank["real_rhythm"]["n"] == 3
+    # rerun: the built real data and the answers are reused
+    r2 = subprocess.run(cmd, capture_output=True, text=True)
+    assert r2.returncode == 0 and "real records:" not in r2.stdout
+    bad = subprocess.run(
+        cmd[:4] + ["--real", str(real / "ludb"), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--real and --source go together" in bad.stderr

@@ -120,6 +120,7 @@ def test_bleu_and_rouge_agree_with_their_libraries():
 
 @pytest.mark.parametrize("text,codes", [
     ("sinus rhythm. left anterior fascicular block. normal ecg.", {"SR", "LAFB", "NORM"}),
+    ("sinus rhythm. left anterior fascicular block. otherwise normal ecg.", {"SR", "LAFB"}),  # PTB-XL codes it so
     ("abnormal ecg", set()),  # NORM is not inside "abnormal"
     ("incomplete right bundle branch block", {"IRBBB"}),
     ("sinusrhythmus periphere niederspannung", {"SR", "LVOLT"}),  # PTB-XL German, record 1
@@ -151,3 +152,19 @@ def test_measurements_and_bootstrap():
     assert r["unparsed_rate"] == pytest.approx(1 / 3) and parse_number("QRS 1,200 ms") == 1200.0
     lo, hi = bootstrap_ci([1, 0] * 50)
     assert lo < 0.5 < hi and hi - lo < 0.25
+
+
+def test_class_recall_hand_case():
+    from ecgllm.metrics.scores import class_recall
+
+    gold = ["SR", "SR", "SR", "SR", "AFIB", "AFIB", "SBRAD"]
+    pick = ["SR", "SR", "SBRAD", None, "AFIB", "SR", "SBRAD"]
+    r = class_recall(gold, pick, positive="AFIB")
+    assert r["accuracy"] == 4 / 7
+    assert r["recall"] == {"AFIB": {"recall": 0.5, "n": 2}, "SBRAD": {"recall": 1.0, "n": 1},
+                           "SR": {"recall": 0.5, "n": 4}}  # fmt: skip
+    assert r["balanced_accuracy"] == (0.5 + 1.0 + 0.5) / 3
+    assert r["sensitivity"] == 0.5 and r["specificity"] == 1.0  # no non-AF record called AF
+    always_sr = class_recall(gold, ["SR"] * 7, positive="AFIB")
+    assert always_sr["balanced_accuracy"] == 1 / 3 and always_sr["sensitivity"] == 0.0
+    assert class_recall(["SR"], ["SR"], positive="AFIB")["sensitivity"] is None

@@ -75,7 +75,7 @@ def test_save_reload_identical_logits(tiny, tmp_path):
     )
     pcfg = json.loads((tmp_path / "processor_config.json").read_text())
     assert (
-        pcfg["ecg_fs"] == 500.0 and pcfg["ecg_leads"][3] == "aVR" and pcfg["num_ecg_tokens"] == 25
+        pcfg["ecg_fs"] == 500.0 and pcfg["ecg_leads"][3] == "aVR" and pcfg["num_ecg_tokens"] == 29
     )
     m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
     p2 = AutoProcessor.from_pretrained(tmp_path)
@@ -124,9 +124,13 @@ def test_placeholder_mismatch_and_truncation_errors(tiny):
     b = proc(text=[text], ecgs=[_ecg(), _ecg(1)])
     with pytest.raises(
         ValueError,
-        match="expected 1 ECG\\(s\\) x 25 placeholder tokens = 25 in input_ids, found 50",
+        match="expected 1 ECG\\(s\\) x 29 placeholder tokens = 29 in input_ids, found 58",
     ):
-        model(input_ids=b["input_ids"], ecg_values=b["ecg_values"][:1])
+        model(
+            input_ids=b["input_ids"],
+            ecg_values=b["ecg_values"][:1],
+            ecg_measurements=b["ecg_measurements"][:1],
+        )
     with pytest.raises(ValueError, match="no ecg_values"):
         model(input_ids=b["input_ids"])
     with pytest.raises(ValueError, match="truncation cut into a placeholder run"):
@@ -147,16 +151,21 @@ def test_ecg_records_are_standardized_by_the_processor(tiny, real):
 def test_lead_mask_is_respected(tiny):
     model, _ = tiny
     x = torch.from_numpy(_ecg())[None]
+    meas = torch.zeros(1, model.config.ecg_config.measurement_dim)  # the same measurements
     mask = torch.ones(1, 12, dtype=torch.bool)
     mask[0, 7] = False
     y = x.clone()
     y[0, 7] += 5.0  # a missing lead's values must not matter
     with torch.no_grad():
-        assert torch.equal(model.get_ecg_features(x, mask), model.get_ecg_features(y, mask))
-        assert not torch.equal(model.get_ecg_features(x), model.get_ecg_features(y))
+        assert torch.equal(
+            model.get_ecg_features(x, mask, meas), model.get_ecg_features(y, mask, meas)
+        )
+        assert not torch.equal(
+            model.get_ecg_features(x, None, meas), model.get_ecg_features(y, None, meas)
+        )
         one = torch.zeros(1, 12, dtype=torch.bool)
         one[0, 1] = True  # a single lead still works
-        assert torch.isfinite(model.get_ecg_features(x, one)).all()
+        assert torch.isfinite(model.get_ecg_features(x, one, meas)).all()
 
 
 def _grads(model) -> set[str]:
@@ -270,17 +279,18 @@ def test_ecg_output_standardization_is_fitted_saved_and_reloaded(tmp_path, caplo
     m, proc = build_model()
     enc = m.ecg_encoder.eval()
     x = torch.from_numpy(np.stack([_ecg(s) for s in range(6)]))
-    raw = enc(x)
+    meas = proc.measurements(list(x.numpy()), np.ones((6, 12), bool))
+    raw = enc(x, None, meas)
     assert torch.equal(
         enc.feature_mean, torch.zeros_like(enc.feature_mean)
     )  # identity until fitted
-    stats = enc.fit_output_stats([(x[:3], None), (x[3:], None)])  # batches are pooled
+    stats = enc.fit_output_stats([(x[:3], None, meas[:3]), (x[3:], None, meas[3:])])  # pooled
     assert stats["tokens"] == 6 * raw.shape[1] and 0 < stats["mean_direction_share"] <= 1
-    h = enc(x).reshape(-1, raw.shape[-1])
+    h = enc(x, None, meas).reshape(-1, raw.shape[-1])
     assert h.mean(0).abs().max() < 1e-4 and torch.allclose(
         h.std(0, unbiased=False), torch.ones(h.shape[1]), atol=1e-3
     )
-    assert torch.allclose(enc(x), (raw - enc.feature_mean) / enc.feature_std, atol=1e-5)
+    assert torch.allclose(enc(x, None, meas), (raw - enc.feature_mean) / enc.feature_std, atol=1e-5)
     # saved with the model, reloaded from the folder (not re-initialised to identity)
     m.save_pretrained(tmp_path / "m")
     proc.save_pretrained(tmp_path / "m")
@@ -288,7 +298,7 @@ def test_ecg_output_standardization_is_fitted_saved_and_reloaded(tmp_path, caplo
 
     again = AutoModelForImageTextToText.from_pretrained(tmp_path / "m").eval()
     assert torch.equal(again.ecg_encoder.feature_std, enc.feature_std)
-    assert torch.allclose(again.ecg_encoder(x), enc(x), atol=1e-6)
+    assert torch.allclose(again.ecg_encoder(x, None, meas), enc(x, None, meas), atol=1e-6)
     # and with the encoder's own weights file; a file from before the statistics loads as identity
     state = {k: v.contiguous() for k, v in enc.state_dict().items()}
     save_file(state, str(tmp_path / "enc.safetensors"))
@@ -299,7 +309,7 @@ def test_ecg_output_standardization_is_fitted_saved_and_reloaded(tmp_path, caplo
     save_file(old, str(tmp_path / "old.safetensors"))
     load_encoder_weights(fresh.ecg_encoder, tmp_path / "old.safetensors")
     assert torch.equal(fresh.ecg_encoder.feature_std, torch.ones_like(enc.feature_std))
-    assert torch.allclose(fresh.ecg_encoder.eval()(x), raw, atol=1e-6)
+    assert torch.allclose(fresh.ecg_encoder.eval()(x, None, meas), raw, atol=1e-6)
     assert "no output statistics" in caplog.text
     with pytest.raises(ValueError, match="at least one record"):
         enc.fit_output_stats([])
@@ -417,7 +427,14 @@ def test_native_multimodal_backbones_keep_their_image_path(spec):
             ):
                 p.normal_(0, 0.5)
     model.train()
-    out = model(input_ids=ids, ecg_values=torch.randn(1, 12, 5000), labels=ids, **extra)
+    meas = torch.zeros(1, model.config.ecg_config.measurement_dim)
+    out = model(
+        input_ids=ids,
+        ecg_values=torch.randn(1, 12, 5000),
+        ecg_measurements=meas,
+        labels=ids,
+        **extra,
+    )
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert model.ecg_projector.net[0].weight.grad is not None
@@ -499,11 +516,12 @@ def test_native_vlm_processor_round_trip(parts, tmp_path):
     model = _native(spec)
     model.config.ecg_token_id = tok.convert_tokens_to_ids("<ecg>")
     proc = EcgLlmProcessor(image_processor, tok, chat_template=CHAT_TEMPLATES[family], num_ecg_tokens=model.config.num_ecg_tokens,
-                           native_processor_class=cls, native_kwargs=kwargs)  # fmt: skip
+                           native_processor_class=cls, native_kwargs=kwargs,
+                           ecg_measurement_dim=model.config.ecg_config.measurement_dim)  # fmt: skip
     text = proc.apply_chat_template(_msgs(["ecg", "image"]))
     assert f"<ecg>{proc.image_token}" in text
     b = proc(text=[text], ecgs=[_ecg()], images=[_page()])
-    assert {"pixel_values", "ecg_values", "lead_mask"} <= set(b)
+    assert {"pixel_values", "ecg_values", "lead_mask", "ecg_measurements"} <= set(b)
     img_id = spec.get("image_token_id", spec.get("image_token_index"))
     assert int((b["input_ids"] == img_id).sum()) == n_img
     assert int((b["input_ids"] == model.config.ecg_token_id).sum()) == model.config.num_ecg_tokens
@@ -554,3 +572,29 @@ def test_supervised_logits_only_gives_the_same_loss_and_gradients(backbone):
         assert torch.allclose(g_full[k], g_sup[k], atol=1e-6), k
     mean = model(**b, supervised_logits_only=True).loss
     assert torch.allclose(mean, model(**b).loss, atol=1e-6)
+
+
+def test_measurement_tokens(tiny):
+    """The default tiny ECG encoder has 4 measurement tokens after its 25 time tokens; the processor
+    makes ecg_measurements from the mV signal; without them the encoder says what it needs."""
+    model, proc = tiny
+    enc = model.ecg_encoder
+    assert (
+        enc.config.measurement_tokens == 4
+        and proc.num_ecg_tokens == 29 == model.config.num_ecg_tokens
+    )
+    x = torch.randn(2, 12, 5000) * 0.1
+    with pytest.raises(ValueError, match=r"pass ecg_measurements \[2, 152\]"):
+        enc(x)
+    inputs = proc.ecg_inputs(list(x.numpy()), [np.ones(12, bool), np.eye(12, dtype=bool)[1]])
+    assert inputs["ecg_measurements"].shape == (2, 152)
+    assert inputs["lead_mask"][1].sum() == 1  # the record's own mask is applied here, once
+    out = enc(inputs["ecg_values"], inputs["lead_mask"], inputs["ecg_measurements"])
+    assert out.shape == (2, 29, enc.config.hidden_size)
+    # the measurement tokens change with the measurements and only them
+    m2 = inputs["ecg_measurements"].clone()
+    m2[:, 0] += 1.0
+    out2 = enc(inputs["ecg_values"], inputs["lead_mask"], m2)
+    assert torch.allclose(out[:, :25], out2[:, :25]) and not torch.allclose(
+        out[:, 25:], out2[:, 25:]
+    )

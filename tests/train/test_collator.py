@@ -79,6 +79,7 @@ def _native_proc(parts):
     model = _native(spec)
     model.config.ecg_token_id = tok.convert_tokens_to_ids("<ecg>")
     proc = EcgLlmProcessor(image_processor, tok, chat_template=CHAT_TEMPLATES[family], num_ecg_tokens=model.config.num_ecg_tokens,
+                           ecg_measurement_dim=model.config.ecg_config.measurement_dim,
                            native_processor_class=cls, native_kwargs=kwargs)  # fmt: skip
     return model, proc
 

@@ -1,0 +1,139 @@
+"""How well the SCP statement extractor (ecgllm.text.extract) reads real report text.
+
+    python bench/report_text.py [--ptbxl /data/ptb-xl] [--ludb ../shared/data/real/ludb] [--per-code]
+
+Per source, the extractor's codes against the codes the source itself assigns, pooled (micro
+precision, recall, F1) and per code:
+- PTB-XL reports (German device statements, English and Swedish cardiologists' reports) against
+  their scp_codes: the shipped dev rows (tests/fixtures/real/ptbxl/reports.jsonl: real reports,
+  among them 20 that ECG models flag as likely mislabelled, so a floor) or, with --ptbxl, every
+  report of your PTB-XL copy;
+- LUDB's statements (ludb.csv) against ecgllm.text.ludb's reading of them;
+- PhysioNet/CinC Challenge diagnoses written out as their SNOMED-CT names (the wording of
+  machine statements such as MIMIC-IV-ECG's) against the SNOMED -> SCP table;
+- our own normalised English reports (ecgllm.text.reports.english_report of every statement):
+  the round trip must be exact.
+Uncertain statements count as stated, as in PTB-XL's labels (see ecgllm/text/extract.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ecgllm.metrics.scores import code_counts, f1_from_counts  # noqa: E402
+from ecgllm.text.extract import extract_scp_codes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def ptbxl_rows(root: str | None) -> tuple[str, list[tuple[str, set[str]]]]:
+    if root:
+        import pandas as pd
+
+        from ecgllm.signal.databases import parse_scp_codes
+
+        df = pd.read_csv(
+            Path(root) / "ptbxl_database.csv", usecols=["ecg_id", "report", "scp_codes"]
+        )
+        rows = [
+            (str(r.report), set(parse_scp_codes(r.scp_codes)))
+            for r in df.itertuples()
+            if isinstance(r.report, str)
+        ]
+        return f"PTB-XL reports of {root}", rows
+    path = ROOT / "tests" / "fixtures" / "real" / "ptbxl" / "reports.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return (f"PTB-XL dev reports ({path.relative_to(ROOT)}, rows with complete labels)",
+            [(r["report"], set(r["scp_codes"])) for r in rows if r["complete"]])  # fmt: skip
+
+
+def ludb_rows(root: Path) -> list[tuple[str, set[str]]]:
+    from ecgllm.signal.ludb import CSV_STATEMENT_COLUMNS
+    from ecgllm.text.ludb import parse_ludb_statements
+
+    out = []
+    with open(root / "ludb.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            lines = [
+                ln.strip()
+                for c in CSV_STATEMENT_COLUMNS
+                for ln in (r.get(c) or "").split("\n")
+                if ln.strip()
+            ]
+            out.append((". ".join(lines), set(parse_ludb_statements(lines).labels)))
+    return out
+
+
+def challenge_rows(root: Path) -> list[tuple[str, set[str]]]:
+    from ecgllm.signal.challenge import header_dx
+    from ecgllm.text.snomed import snomed_table, snomed_to_scp
+
+    table = snomed_table()
+    out = []
+    for hea in sorted(root.glob("*.hea")):
+        dx = header_dx(hea) or []
+        names = [table[c].name for c in dx if c in table and table[c].scp]
+        out.append(("; ".join(names), set(snomed_to_scp(dx)[0])))
+    return out
+
+
+def english_rows() -> list[tuple[str, set[str]]]:
+    from ecgllm.text.reports import english_report
+    from ecgllm.text.vocab import statements
+
+    return [(english_report({c: 100.0}), {c}) for c in statements().table.index]
+
+
+def report(name: str, rows: list[tuple[str, set[str]]], per_code: bool) -> dict:
+    t0 = time.perf_counter()
+    preds = [extract_scp_codes(text) for text, _ in rows]
+    counts = code_counts(preds, [want for _, want in rows])
+    s = f1_from_counts(counts)
+    ms = 1000 * (time.perf_counter() - t0) / max(1, len(rows))
+    print(f"\n{name}: {len(rows)} reports, micro F1 {s['micro_f1']:.3f} (precision {s['micro_precision']:.3f}, "
+          f"recall {s['micro_recall']:.3f}), macro F1 {s['macro_f1']:.3f} over {s['codes']} codes; {ms:.1f} ms/report")  # fmt: skip
+    if per_code:
+        print(f"  {'code':8s} {'n':>5s} {'precision':>9s} {'recall':>7s}")
+        for code, (tp, fp, fn) in sorted(counts.items(), key=lambda kv: -(kv[1][0] + kv[1][2])):
+            p = tp / (tp + fp) if tp + fp else float("nan")
+            r = tp / (tp + fn) if tp + fn else float("nan")
+            print(f"  {code:8s} {tp + fn:5d} {p:9.2f} {r:7.2f}")
+    return s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--ptbxl", default=None, help="a PTB-XL folder (ptbxl_database.csv): score every report"
+    )
+    ap.add_argument("--ludb", default=str(REAL / "ludb"))
+    ap.add_argument("--challenge", default=str(REAL / "cinc2021"))
+    ap.add_argument("--per-code", action="store_true", help="precision and recall of every code")
+    a = ap.parse_args()
+    name, rows = ptbxl_rows(a.ptbxl)
+    report(name, rows, a.per_code)
+    if a.ludb and (Path(a.ludb) / "ludb.csv").exists():
+        report(
+            f"LUDB statements ({a.ludb}) vs ecgllm.text.ludb", ludb_rows(Path(a.ludb)), a.per_code
+        )
+    if a.challenge and Path(a.challenge).is_dir():
+        report(
+            f"Challenge diagnoses as SNOMED-CT names ({a.challenge})",
+            challenge_rows(Path(a.challenge)),
+            a.per_code,
+        )
+    report("our normalised English, one statement each (round trip)", english_rows(), False)
+
+
+if __name__ == "__main__":
+    main()

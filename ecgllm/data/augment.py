@@ -1,0 +1,94 @@
+"""Signal augmentation for training: what changes between two recordings of the same heart.
+
+    aug = SignalAugment()                               # the defaults below; SignalAugment.off() = none
+    x, mask = aug(x, mask, generator)                   # x [B, 12, n] mV tensor, mask [B, 12] bool
+
+Each record gets, independently: an overall gain and a per-lead gain (electrode contact, body
+size), a DC offset and a baseline wander per lead (breathing, electrode drift), white noise
+(muscle, amplifier), a circular time shift (where the 10 s window starts: rhythm and morphology
+do not depend on it), and with probability `lead_dropout` 1-3 leads removed (zeroed and masked
+out, as in a record that lacks them). The encoder pretraining (stage 0) and the SFT collator use
+it on training batches only; evaluation never augments. Measurements for the encoder's
+measurement tokens are taken on the signal before augmentation (the clinical values of the
+record do not change; only its recording does).
+
+`signal_dropout` hides a sample's whole signal now and then, so that a model whose encoder has
+measurement tokens learns to read them: without it the embedded default's LLM answered rhythm
+questions from the waveform tokens only (with the signal zeroed and the measurements kept, its
+real-record rhythm balanced accuracy was 0.24, the same as with both), and the waveform tokens
+are what misreads real records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SignalAugment:
+    gain: tuple[float, float] = (0.8, 1.25)  # whole-record amplitude factor
+    lead_gain: tuple[float, float] = (0.9, 1.1)  # per-lead factor
+    offset_mv: float = 0.2  # per-lead DC offset, uniform in +-offset_mv
+    wander_mv: float = 0.3  # per-lead 0.1-0.5 Hz sinusoid, amplitude up to this
+    noise_mv: float = 0.03  # white noise SD, up to this
+    shift: bool = True  # circular time shift
+    lead_dropout: float = 0.1  # probability of dropping 1-3 leads
+    # probability of hiding the whole signal (zeros, leads kept): only the measurement tokens,
+    # taken before augmentation, then tell the model about the record (see the module docstring)
+    signal_dropout: float = 0.0
+    fs: float = 500.0
+
+    @classmethod
+    def off(cls) -> SignalAugment:
+        return cls((1.0, 1.0), (1.0, 1.0), 0.0, 0.0, 0.0, False, 0.0, 0.0)
+
+    @classmethod
+    def from_dict(cls, d: dict | bool | None) -> SignalAugment | None:
+        """A config value: true (the defaults), false/None (none), or a dict of fields."""
+        if d is None or d is False:
+            return None
+        if d is True:
+            return cls()
+        bad = sorted(set(d) - set(asdict(cls())))
+        if bad:
+            raise ValueError(
+                f"unknown augmentation setting(s) {bad}; allowed: {sorted(asdict(cls()))}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor, g: torch.Generator | None = None):
+        """x [B, L, n] (mV), mask [B, L] bool -> augmented copies (x, mask)."""
+        b, n_leads, n = x.shape
+
+        def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=g) * (hi - lo) + lo
+
+        x = x * u(*self.gain, b, 1, 1) * u(*self.lead_gain, b, n_leads, 1)
+        if self.offset_mv:
+            x = x + u(-self.offset_mv, self.offset_mv, b, n_leads, 1)
+        if self.wander_mv:
+            t = torch.arange(n, dtype=x.dtype) / self.fs
+            f = u(0.1, 0.5, b, 1, 1)
+            phase = u(0.0, 2 * math.pi, b, n_leads, 1)
+            x = x + u(0.0, self.wander_mv, b, n_leads, 1) * torch.sin(2 * math.pi * f * t + phase)
+        if self.noise_mv:
+            x = x + u(0.0, self.noise_mv, b, 1, 1) * torch.randn(x.shape, generator=g)
+        if self.shift:
+            k = torch.randint(0, n, (b,), generator=g)
+            idx = (torch.arange(n)[None, :] - k[:, None]) % n
+            x = torch.gather(x, 2, idx[:, None, :].expand(b, n_leads, n))
+        mask = mask.clone()
+        if self.lead_dropout:
+            for i in range(b):
+                if float(torch.rand(1, generator=g)) < self.lead_dropout:
+                    k = int(torch.randint(1, 4, (1,), generator=g))
+                    drop = torch.randperm(n_leads, generator=g)[:k]
+                    if int(mask[i].sum()) > k:  # never drop every lead
+                        mask[i, drop] = False
+        if self.signal_dropout:
+            quiet = torch.rand(b, generator=g) < self.signal_dropout
+            x = x * (~quiet)[:, None, None].to(x.dtype)
+        return x * mask[:, :, None].to(x.dtype), mask

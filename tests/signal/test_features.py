@@ -1,0 +1,55 @@
+"""The measurement vector behind the ECG encoder's measurement tokens, and rhythm by rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecgllm.signal import STANDARD_12, ECGRecord, measure, standardize
+from ecgllm.signal.features import (
+    FEATURE_NAMES,
+    MEASUREMENT_DIM,
+    MeasurementCache,
+    measurement_vector,
+)
+from ecgllm.signal.ludb import LUDB
+from ecgllm.signal.rhythm import rhythm_features, rule_rhythm
+from ecgllm.signal.simulate import Condition, simulate
+
+
+def test_vector_layout_values_and_validity(real):
+    rec = standardize(next(r for r in LUDB(real / "ludb").records() if r.record_id == "123"))
+    v = measurement_vector(rec.signal, rec.fs, rec.lead_mask)
+    n = len(FEATURE_NAMES)
+    assert v.shape == (MEASUREMENT_DIM,) == (2 * n,) and v.dtype == np.float32
+    m = measure(rec)
+    hr = FEATURE_NAMES.index("hr_bpm")
+    assert (
+        v[n + hr] == 1.0 and abs(v[hr] - (m["hr_bpm"] - 75.0) / 20.0) < 1e-5
+    )  # (value - typical) / spread
+    assert v[n + FEATURE_NAMES.index("p_waves")] == 1.0 and v[FEATURE_NAMES.index("p_waves")] == 1.0
+    assert v[n + FEATURE_NAMES.index("V1.r_mv")] == 1.0
+    assert np.all(np.abs(v[:n]) <= 6.0)
+
+
+def test_blank_and_missing_leads():
+    assert not measurement_vector(np.zeros((12, 5000), np.float32)).any()  # the blank-ECG ablation
+    sim = simulate(Condition(labels={}, rhythm="SR", hr=70), np.random.default_rng(0))
+    mask = np.zeros(12, bool)
+    mask[1] = True  # lead II only
+    v = measurement_vector(sim.signal * mask[:, None], 500.0, mask)
+    n = len(FEATURE_NAMES)
+    assert v[n + FEATURE_NAMES.index("hr_bpm")] == 1.0
+    assert v[n + FEATURE_NAMES.index("V1.r_mv")] == 0.0 and v[FEATURE_NAMES.index("V1.r_mv")] == 0.0
+    cache = MeasurementCache(max_items=2)
+    a = cache(sim.signal, 500.0, None)
+    assert cache(sim.signal.copy(), 500.0, None) is a  # same bytes: measured once
+    assert not np.array_equal(cache(sim.signal, 500.0, mask), a)
+
+
+def test_rule_rhythm_on_simulated_rhythms():
+    rng = np.random.default_rng(1)
+    for rhythm, hr in (("SR", 72), ("SBRAD", 48), ("STACH", 115), ("AFIB", 95)):
+        sim = simulate(Condition(labels={}, rhythm=rhythm, hr=hr, pr=0.14), rng)
+        m = measure(ECGRecord(sim.signal, 500.0, list(STANDARD_12), "x"))
+        assert rule_rhythm(m) == rhythm, (rhythm, rhythm_features(m))
+    assert rule_rhythm({"beats": [], "hr_bpm": None}) is None

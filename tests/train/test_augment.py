@@ -1,0 +1,60 @@
+"""Signal augmentation (ecgllm.data.augment) and its use in the training collator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecgllm.data.augment import SignalAugment
+from ecgllm.data.collator import EcgCollator
+from ecgllm.data.dataset import EcgInstructionDataset
+from ecgllm.model import build_model
+
+
+def test_each_part_does_what_it_says():
+    x = torch.zeros(4, 12, 5000)
+    x[:, :, 2500] = 1.0  # one spike per lead
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    off = SignalAugment.off()
+    y, m = off(x, mask, g)
+    assert torch.equal(y, x) and torch.equal(m, mask)
+    y, _ = SignalAugment(gain=(2.0, 2.0), lead_gain=(1, 1), offset_mv=0, wander_mv=0, noise_mv=0, shift=False,
+                         lead_dropout=0)(x, mask, g)  # fmt: skip
+    assert torch.equal(y, 2 * x)
+    y, _ = SignalAugment(gain=(1, 1), lead_gain=(1, 1), offset_mv=0, wander_mv=0, noise_mv=0, shift=True,
+                         lead_dropout=0)(x, mask, g)  # fmt: skip
+    spikes = (y == 1.0).nonzero()[:, 2]
+    assert len(spikes) == 48 and len(set(spikes.tolist())) <= 4  # moved together, in time only
+    y, m = SignalAugment(gain=(1, 1), lead_gain=(1, 1), offset_mv=0, wander_mv=0, noise_mv=0, shift=False,
+                         lead_dropout=1.0)(x, mask, g)  # fmt: skip
+    dropped = ~m
+    assert dropped.any(1).all() and (dropped.sum(1) <= 3).all()
+    assert (y[dropped] == 0).all()  # a dropped lead is zeroed and masked out, like a missing one
+    y, _ = SignalAugment(offset_mv=0.2, wander_mv=0, noise_mv=0, shift=False, lead_dropout=0, gain=(1, 1),
+                         lead_gain=(1, 1))(torch.zeros(2, 12, 100), torch.ones(2, 12, dtype=torch.bool), g)  # fmt: skip
+    assert (y.abs() <= 0.2).all() and y.std() > 0
+
+
+def test_config_values():
+    assert SignalAugment.from_dict(False) is None and SignalAugment.from_dict(None) is None
+    assert SignalAugment.from_dict(True) == SignalAugment()
+    assert SignalAugment.from_dict({"gain": [0.9, 1.1]}).gain == (0.9, 1.1)
+    with pytest.raises(ValueError, match=r"unknown augmentation setting\(s\) \['gian'\]"):
+        SignalAugment.from_dict({"gian": [0.9, 1.1]})
+
+
+def test_collator_augments_the_signal_not_the_measurements(instruct):
+    proc = build_model()[1]
+    ds = EcgInstructionDataset(instruct, "train")
+    rows = [ds[i] for i in range(4)]
+    plain = EcgCollator(proc, max_length=512)(rows)
+    aug = EcgCollator(proc, max_length=512, augment=SignalAugment(), seed=3)
+    a, b = aug(rows), aug(rows)
+    assert torch.equal(a["ecg_values"], b["ecg_values"])  # seeded by the batch: resume-exact
+    assert not torch.equal(a["ecg_values"], plain["ecg_values"])
+    assert torch.equal(a["ecg_measurements"], plain["ecg_measurements"])  # the record's own values
+    other = EcgCollator(proc, max_length=512, augment=SignalAugment(), seed=4)(rows)
+    assert not torch.equal(other["ecg_values"], a["ecg_values"])
+    assert np.isfinite(a["ecg_values"].numpy()).all()
