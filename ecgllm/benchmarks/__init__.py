@@ -72,7 +72,12 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
             raise ValueError(f"unknown benchmark {name_or_path!r}; choose from {available()}")
     if not p.exists():
         raise FileNotFoundError(f"benchmark file {p} not found")
-    raw = yaml.safe_load(p.read_text()) or {}
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{p}: expected a mapping of benchmark keys, got {type(raw).__name__}")
     known = {f.name for f in fields(Benchmark)} - {"source"}
     bad = sorted(set(raw) - known)
     if bad:
@@ -80,6 +85,20 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
     missing = [k for k in ("name", "task", "scorer", "metric") if k not in raw]
     if missing:
         raise ValueError(f"{p}: missing key(s) {missing}")
+    kinds = {"name": str, "task": str, "scorer": str, "metric": str, "description": str, "chance": str,
+             "higher_is_better": bool, "confusion": bool, "max_new_tokens": int, "methods": list,
+             "groups": list, "filter": (dict, type(None))}  # fmt: skip
+    for key, kind in kinds.items():
+        v = raw.get(key)
+        if key in raw and (not isinstance(v, kind) or (kind is int and isinstance(v, bool))):
+            raise ValueError(
+                f"{p}: {key} must be {getattr(kind, '__name__', 'a mapping')}, got {v!r}"
+            )
+    for key in ("methods", "groups"):
+        if not all(isinstance(x, str) for x in raw.get(key, [])):
+            raise ValueError(f"{p}: {key} must be a list of names, got {raw[key]!r}")
+    if raw.get("max_new_tokens", 1) < 1:
+        raise ValueError(f"{p}: max_new_tokens must be >= 1, got {raw['max_new_tokens']!r}")
     methods = tuple(raw.pop("methods", ["generate"]))
     if not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"{p}: methods must be a non-empty subset of {METHODS}, not {methods}")

@@ -16,10 +16,12 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, load_from_disk
 from PIL import Image
@@ -27,6 +29,8 @@ from PIL import Image
 from ..atomic import write_text
 from .schema import SampleError, record_features, validate_sample, write_datasets
 from .tasks import join_answer, text_turn, user_turn
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {
     "train": "train",
@@ -93,6 +97,10 @@ def _records(rows: list[dict], with_signal: bool, with_image: bool) -> Dataset:
     return Dataset.from_dict({c: [r.get(c) for r in rows] for c in feats}, features=feats)
 
 
+class _BadImage(Exception):
+    """An imported row's image file exists but is not an image."""
+
+
 def import_llava(
     json_path: str | Path, out: str | Path, split: str = "train", source: str = "llava"
 ) -> dict:
@@ -117,13 +125,18 @@ def import_llava(
             imgs = [imgs] if isinstance(imgs, str) else list(imgs or [])
             rids = []
             for rel in imgs:
+                if not isinstance(rel, str) or not Path(rel).name:
+                    raise SampleError(f"image {rel!r} is not a file path")
                 p = json_path.parent / rel
-                if not p.exists():
+                if not p.is_file():
                     raise FileNotFoundError(rel)
                 rid = str(Path(rel).with_suffix("")).replace(os.sep, "/")
                 if rid not in records:
                     buf = io.BytesIO()
-                    Image.open(p).save(buf, "PNG")
+                    try:
+                        Image.open(p).save(buf, "PNG")
+                    except (OSError, ValueError) as e:  # not an image PIL can read
+                        raise _BadImage(str(e)) from e
                     records[rid] = {"record_id": rid, "source": source, "patient_id": rid, "split": split,
                                     "fs": 0.0, "lead_mask": [False] * 12, "labels": "{}", "report": "",
                                     "features": "{}", "meta": "{}", "layout": "",
@@ -155,6 +168,9 @@ def import_llava(
             validate_sample(s)
         except FileNotFoundError:
             skipped["missing_image"] += 1
+            continue
+        except _BadImage:
+            skipped["unreadable_image"] += 1
             continue
         except (KeyError, TypeError, AttributeError, SampleError):
             skipped["malformed"] += 1
@@ -226,6 +242,27 @@ def _shards(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     return out
 
 
+def _ecgqa_row_problem(q: Any) -> str | None:
+    """Why an ECG-QA question cannot be imported (None: it can)."""
+    if not isinstance(q, dict):
+        return "not_an_object"
+    for key in ("template_id", "question_type", "question", "answer", "ecg_id"):
+        if key not in q:
+            return f"missing_{key}"
+    if not isinstance(q["question"], str) or not isinstance(q["question_type"], str):
+        return "question_not_text"
+    if not isinstance(q["answer"], list) or not all(isinstance(a, str) for a in q["answer"]):
+        return "answer_not_a_list_of_text"
+    ids = q["ecg_id"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(e, int) and not isinstance(e, bool) and 0 < e < 100_000 for e in ids):  # fmt: skip
+        return "bad_ecg_id"
+    if not isinstance(q["template_id"], int) or isinstance(q["template_id"], bool):
+        return "bad_template_id"
+    if not isinstance(q.get("attribute_type") or "", str):
+        return "bad_attribute_type"
+    return None
+
+
 def import_ecgqa(
     paths: list[str | Path],
     out: str | Path,
@@ -253,12 +290,22 @@ def import_ecgqa(
                 break
     options = read_template_options(template_options) if template_options else {}
     rows: list[tuple[dict, str]] = []
+    skipped: Counter = Counter()
     for f, split in shards:
         try:
-            data = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{f}: not JSON: {e}") from e
-        for q in data:
+        if not isinstance(data, list):
+            raise ValueError(
+                f"{f}: expected a JSON list of ECG-QA questions, got {type(data).__name__}"
+            )
+        for n, q in enumerate(data):
+            why = _ecgqa_row_problem(q)
+            if why:  # a malformed question: skipped and counted, the rest of the shard goes on
+                skipped[why] += 1
+                log.warning("%s: question %d skipped: %s", f, n, why)
+                continue
             rows.append((q, split or "test"))
     ids = sorted({f"{int(e):05d}" for q, _ in rows for e in q["ecg_id"]})
     mods = tuple(modalities) if ptbxl_root else ()
@@ -273,7 +320,7 @@ def import_ecgqa(
 
         records = concatenate_datasets([load_from_disk(str(d)) for d in dirs])
         have = set(records["record_id"])
-    samples, skipped = [], Counter()
+    samples = []
     for n, (q, split) in enumerate(rows):
         rids = [f"{int(e):05d}" for e in q["ecg_id"]]
         if ptbxl_root and not all(r in have for r in rids):

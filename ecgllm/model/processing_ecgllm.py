@@ -37,6 +37,39 @@ def pad_to_square(image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
     return canvas
 
 
+def as_rgb(image: Any, i: int = 0) -> Image.Image:
+    """A page as an RGB PIL image: a PIL image of any mode, or an array [H, W], [H, W, 1|3|4]
+    (uint8 0-255, or float 0-1); anything else is a ValueError naming image `i` and the problem."""
+    if isinstance(image, np.ndarray) or (hasattr(image, "numpy") and hasattr(image, "shape")):
+        a = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
+        if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+            a = a.transpose(1, 2, 0)  # channels first (a torch tensor) -> last
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
+            raise ValueError(
+                f"image {i}: an array page must be [H, W] or [H, W, 1|3|4], got shape {a.shape}"
+            )
+        if a.dtype.kind not in "uifb":
+            raise ValueError(f"image {i}: an array page must be numeric, got dtype {a.dtype}")
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError(f"image {i}: the array holds NaN or infinite values")
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        a = np.clip(a, 0, 255).astype(np.uint8)
+        image = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"image {i}: expected a PIL image or an array, got {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"image {i}: empty page ({image.width}x{image.height} px)")
+    if image.mode in ("I", "I;16", "F"):  # 16/32-bit grey: scaled to 8 bit (convert() would clip)
+        a = np.asarray(image, dtype=np.float64)
+        span = a.max() - a.min() if a.size else 0.0
+        image = Image.fromarray(
+            ((a - a.min()) / span * 255 if span else np.zeros_like(a)).astype(np.uint8)
+        )
+    return image.convert("RGB")
+
+
 class EcgLlmProcessor(ProcessorMixin):
     def __init__(
         self,
@@ -181,7 +214,7 @@ class EcgLlmProcessor(ProcessorMixin):
             raise ValueError(
                 "this model has no vision tower: it takes no images (signal-only model)"
             )
-        padded = [pad_to_square(self._prereduce(im.convert("RGB"))) for im in images]
+        padded = [pad_to_square(self._prereduce(as_rgb(im, i))) for i, im in enumerate(images)]
         return self.image_processor(padded, return_tensors="pt")["pixel_values"]
 
     def _prereduce(self, image: Image.Image) -> Image.Image:

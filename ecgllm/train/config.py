@@ -170,11 +170,34 @@ def from_dict(d: dict, where: str = "config") -> RecipeConfig:
     return RecipeConfig(**kwargs)
 
 
+_TYPES: dict[str, Any] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "Path": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "None": lambda v: v is None,
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+    "Any": lambda v: True,
+}
+
+
 def _coerce(cls, key: str, value: Any, where: str) -> Any:
-    """YAML reads 1e-4 as a string (YAML 1.1 wants a dot): convert per the field's type."""
+    """The value checked against the field's annotation (a YAML value of the wrong kind is a
+    ConfigError naming the key, not a TypeError later); YAML reads 1e-4 as a string (YAML 1.1
+    wants a dot), so numbers given as text are converted per the field's type."""
     ann = str(next(f.type for f in dataclasses.fields(cls) if f.name == key))
     if not isinstance(value, str):
-        return value
+        kinds = [a.strip() for a in ann.split("|")]
+        for k in kinds:
+            if _TYPES.get(k.split("[")[0], _TYPES["Any"])(value) and (
+                k != "list[str]" or all(isinstance(x, str) for x in value)
+            ):
+                return value
+        raise ConfigError(
+            f"{where}: {cls.__name__.removesuffix('Cfg').lower()}.{key} must be {ann}, got {value!r}"
+        )
     for typ in ("float", "int"):
         if ann.startswith(typ) or f"{typ} |" in ann:
             try:
@@ -194,7 +217,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not key=value (e.g. train.learning_rate=1e-4)")
     key, _, raw = text.partition("=")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() != "" else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {e}") from None
+    return key.strip().split("."), value
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RecipeConfig:
@@ -205,9 +232,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not p.exists():
             raise ConfigError(f"config file {p} not found")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: expected sections (a mapping), got {type(d).__name__}")
     for o in overrides or []:
         keys, value = parse_override(o)
         if len(keys) != 2 or keys[0] not in SECTIONS:
