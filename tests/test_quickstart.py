@@ -40,7 +40,9 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     table = out[out.index("benchmark  metric") :].split("\n\n")[0].splitlines()
     names = {line.split()[0] for line in table[1:] if not line.startswith(" ")}
     assert names == {"detect", "ecgqa", "ground", "mcq", "measure", "report", "rhythm"}
-    assert {"real_rhythm", "real_findings"} <= set(json.loads((tmp_path / "eval/results.json").read_text())["results"])
+    assert {"real_rhythm", "real_findings"} <= set(
+        json.loads((tmp_path / "eval/results.json").read_text())["results"]
+    )
     assert (tmp_path / "eval/report.html").exists() and (
         tmp_path / "eval/blank_ecg/results.json"
     ).exists()
@@ -57,8 +59,8 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     # the real-records table: the 3 LUDB records, rhythm and findings, with the blank-ECG columns
     # after the same questions on the simulated test split
     real = out[out.index("real records (never seen in training") :].splitlines()
-    assert real[2].split()[0] == "simulated" and real[2].split()[-1] == "3"
-    assert real[3].split()[0] == "ludb" and real[3].split()[-1] == "3"
+    assert real[3].split()[0] == "simulated" and real[3].split()[-1] == "3"
+    assert real[4].split()[0] == "ludb" and real[4].split()[-1] == "3"
     real = "\n".join(real)
     assert "  ludb: recall atrial fibrillation" in real
     # 3. run again: everything is reused

@@ -158,7 +158,10 @@ def _header_gains(hea: Path) -> list[float | None]:
             gains.append(None)
             continue
         m = re.match(r"^([-+0-9.eE]+)", fields[2])
-        gains.append(float(m.group(1)) if m else None)
+        try:
+            gains.append(float(m.group(1)) if m else None)
+        except ValueError:  # "1.2.3": not a gain; wfdb's own parse decides
+            gains.append(None)
     return gains
 
 
@@ -327,7 +330,8 @@ def read_record(
     dupes = {n for n in leads if leads.count(n) > 1}
     if dupes:
         raise ECGReadError(hea, "duplicate_leads", f"lead names repeat: {sorted(dupes)}")
-    signal = values[keep]
+    with np.errstate(over="ignore"):  # beyond float32 (an absurd gain): inf, i.e. not finite
+        signal = values[keep].astype(np.float32)
     ecg = np.array([u == "mV" for u in out_units])
     finite = np.isfinite(signal[ecg])
     if not finite.any():
@@ -358,7 +362,7 @@ def read_record(
     leads_mask = np.ones(len(leads), dtype=bool)
     leads_mask[np.flatnonzero(ecg)[~lead_ok]] = False
     return ECGRecord(
-        signal=signal.astype(np.float32),
+        signal=signal,
         fs=fs,
         leads=leads,
         record_id=record_id or base.name,

@@ -110,3 +110,32 @@ def test_classify_tells_our_errors_from_crashes():
 def test_every_surface_survives_a_short_fuzz_run(surface, tmp_path):
     r = run_surface(surface, n=40, workdir=tmp_path, seed=1)
     assert r["inputs"] >= 20 and r["crashes"] == 0, r["examples"][:3]
+
+
+@pytest.mark.parametrize("gain", ["1.2.3", "4.0273086876821685e-144"])
+def test_header_gains_that_are_not_numbers_or_absurd(tmp_path, gain):
+    """Found by bench/fuzz.py: a gain field "1.2.3" (a float() ValueError from our header scan)
+    and a gain of 4e-144 (values beyond float32: an overflow warning, inf samples)."""
+    import warnings
+
+    import wfdb
+
+    from ecgllm.signal import ECGReadError, read_record
+
+    sig = np.random.default_rng(0).standard_normal((500, 2)) * 0.2
+    wfdb.wrsamp("r", fs=500, units=["mV"] * 2, sig_name=["I", "II"], p_signal=sig, fmt=["212"] * 2,
+                write_dir=str(tmp_path))  # fmt: skip
+    hea = tmp_path / "r.hea"
+    lines = hea.read_text().splitlines()
+    f = lines[1].split(" ")
+    f[2] = gain + "/mV"
+    lines[1] = " ".join(f)
+    hea.write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            rec = read_record(tmp_path / "r")
+        except ECGReadError as e:
+            assert "r.hea" in str(e)
+        else:
+            assert rec.signal.dtype == np.float32
