@@ -7,6 +7,7 @@ row["messages"], row["signal"].shape, row["images"][0].size   # (n_ecg, 12, 5000
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 from pathlib import Path
@@ -23,7 +24,15 @@ class EcgInstructionDataset:
     [n_ecg, 12] bool, `images` list of PIL images (absent without the image modality).
     """
 
-    def __init__(self, root: str | Path, split: str = "train"):
+    def __init__(self, root: str | Path | list, split: str = "train"):
+        if isinstance(root, (list, tuple)):  # several built datasets, one after the other
+            if not root:
+                raise ValueError("no dataset given (an empty list of data paths)")
+            if len(root) > 1:
+                self._concat([EcgInstructionDataset(r, split) for r in root])
+                return
+            root = root[0]
+        self.parts: list[EcgInstructionDataset] = []
         root = Path(root)
         for part in ("samples", "records"):
             if not (root / part).exists():
@@ -49,13 +58,31 @@ class EcgInstructionDataset:
             else {}
         )
 
+    def _concat(self, parts: list[EcgInstructionDataset]) -> None:
+        """Several datasets as one (data.path: [sim, real]): samples in order, each row read from
+        its own dataset's records (record ids of different sources may coincide)."""
+        from datasets import concatenate_datasets
+
+        self.parts = parts
+        self.samples = concatenate_datasets([p.samples for p in parts])
+        self.offsets = list(np.cumsum([0] + [len(p) for p in parts]))
+        self.has_signal = any(p.has_signal for p in parts)
+        self.has_image = any(p.has_image for p in parts)
+        self.report = {"parts": [p.report for p in parts]}
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def record(self, record_id: str) -> dict:
-        return self.records[self.index[record_id]]
+        for p in self.parts or [self]:
+            if record_id in p.index:
+                return p.records[p.index[record_id]]
+        raise KeyError(record_id)
 
     def __getitem__(self, i: int) -> dict:
+        if self.parts:
+            k = bisect.bisect_right(self.offsets, int(i)) - 1
+            return self.parts[k][int(i) - self.offsets[k]]
         row = dict(self.samples[int(i)])
         idx = [self.index[r] for r in row["record_ids"]]
         if self.has_signal and "signal" in row["modalities"]:

@@ -37,7 +37,9 @@ class ModelCfg:
 
 @dataclass
 class DataCfg:
-    path: str = "runs/default/instruct"  # a dataset built by data_builders/build.py
+    # a dataset built by data_builders/build.py, or a list of them trained on together (e.g. the
+    # simulated default and your real records: [runs/default/instruct, data/ludb])
+    path: str | list[str] = "runs/default/instruct"
     tasks: list[str] | None = None  # keep only these task families (None: all)
     max_length: int = 1024
     group_by_length: bool = True

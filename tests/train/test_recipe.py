@@ -11,11 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ecgllm.train.config import ConfigError, load_config
-from tests.conftest import ROOT
+from tests.conftest import REAL, ROOT
 
 CONFIGS = sorted((ROOT / "recipes/configs").glob("*.yaml"))
 SFT = str(ROOT / "recipes/sft.py")
@@ -344,3 +345,26 @@ def test_native_vlm_backbone_trains_through_its_own_processor(instruct, tmp_path
         bad.returncode == 2
         and "config error: data.packing: packing is not supported with a native VLM" in bad.stderr
     )
+
+
+def test_several_datasets_train_together(instruct, tmp_path):
+    """data.path as a list (simulated default + your real records): one dataset, each row read
+    from its own records; the recipe's dry run counts the samples of both."""
+    from ecgllm.data import BuildConfig, build_dataset
+    from ecgllm.data.dataset import EcgInstructionDataset
+
+    real = tmp_path / "ludb"
+    build_dataset(BuildConfig(source="ludb", root=str(REAL / "ludb"), out=str(real), tasks=("report", "rhythm"),
+                              single_split="train"), progress=False)  # fmt: skip
+    a, b = EcgInstructionDataset(instruct, "train"), EcgInstructionDataset(real, "train")
+    both = EcgInstructionDataset([instruct, real], "train")
+    assert len(both) == len(a) + len(b) and list(both.samples["task"]) == list(
+        a.samples["task"]
+    ) + list(b.samples["task"])
+    last, own = both[len(both) - 1], b[len(b) - 1]
+    assert last["id"] == own["id"] and np.array_equal(last["signal"], own["signal"])
+    assert both[0]["id"] == a[0]["id"] and both.record(own["record_ids"][0])["source"] == "ludb"
+    r = _run([f"data.path=[{instruct}, {real}]", f"output.dir={tmp_path / 'sft'}", "model.ecg_weights=null",
+              "model.init_from=null", "--dry-run"])  # fmt: skip
+    d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
+    assert d["train_samples"] == len(a) + len(b) and d["train_samples_by_task"]["rhythm"] == 3
