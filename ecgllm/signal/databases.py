@@ -259,8 +259,19 @@ class PTBXL(ECGDatabase):
             if name not in df.columns:
                 raise ECGReadError(db_csv, "bad_csv", f"missing column {name!r}")
         self.table = df
+        seen: set[int] = set()
         for ecg_id, row in df.iterrows():
             where = f"{db_csv.name}:ecg_id={ecg_id}"
+            eid = _num(ecg_id)
+            if eid is None or eid != int(eid) or eid < 0:
+                self._bad_row(where, "bad_row", f"ecg_id {ecg_id!r} is not a record number")
+                continue
+            if int(eid) in seen:
+                self._bad_row(
+                    where, "duplicate_id", "a second row with this ecg_id (the first is kept)"
+                )
+                continue
+            seen.add(int(eid))
             try:
                 labels = parse_scp_codes(row["scp_codes"])
             except ValueError as e:
@@ -286,7 +297,7 @@ class PTBXL(ECGDatabase):
             report = row.get("report")
             self.entries.append(
                 Entry(
-                    record_id=f"{int(ecg_id):05d}",
+                    record_id=f"{int(eid):05d}",
                     path=self.root / row[col],
                     patient_id=str(int(pid)),
                     split=ptbxl_split(int(fold)),

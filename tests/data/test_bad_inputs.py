@@ -139,3 +139,25 @@ def test_header_gains_that_are_not_numbers_or_absurd(tmp_path, gain):
             assert "r.hea" in str(e)
         else:
             assert rec.signal.dtype == np.float32
+
+
+def test_ptbxl_rows_with_bad_or_repeated_ecg_ids_are_skipped_and_counted(sim_db, tmp_path):
+    """Found by bench/fuzz.py: an ecg_id "0x10" or "1.5" stopped the PTB-XL reader (int() in the
+    record id); a repeated ecg_id made two records with one id."""
+    import pandas as pd
+
+    from ecgllm.signal.databases import open_database
+
+    root = tmp_path / "ptbxl"
+    shutil.copytree(sim_db, root)
+    df = pd.read_csv(root / "ptbxl_database.csv", dtype=str)
+    n = len(df)
+    df.loc[0, "ecg_id"], df.loc[1, "ecg_id"], df.loc[2, "ecg_id"] = (
+        "0x10",
+        "1.5",
+        df.loc[3, "ecg_id"],
+    )
+    df.to_csv(root / "ptbxl_database.csv", index=False)
+    db = open_database("ptbxl", root)
+    assert len(db) == n - 3
+    assert db.rejects.counts["bad_row"] == 2 and db.rejects.counts["duplicate_id"] == 1
