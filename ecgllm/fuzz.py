@@ -434,6 +434,7 @@ def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, see
     rejected (the project's own error), crashes, by reason, and up to `keep` crashing inputs."""
     import logging
 
+    import datasets
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
 
@@ -445,10 +446,9 @@ def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, see
     reasons: Counter = Counter()
     examples: list[dict] = []
     case = tmp / "case"
-    import datasets
-
+    bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the importers save a dataset per input
-    quiet = [logging.getLogger(n) for n in ("ecgllm", "wfdb")]
+    quiet = [logging.getLogger(lg) for lg in ("ecgllm", "wfdb")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:
         lg.setLevel(logging.CRITICAL)  # the readers log each skipped record; thousands here
@@ -484,6 +484,8 @@ def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, see
     finally:
         for lg, lv in zip(quiet, levels, strict=True):
             lg.setLevel(lv)
+        if bars:
+            datasets.enable_progress_bars()
         if not workdir:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"surface": name, "what": surf.what, **{k: counts[k] for k in ("inputs", "read", "rejected", "crashes")},
