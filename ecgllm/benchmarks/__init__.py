@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..yamlfile import read_mapping
 
 HERE = Path(__file__).parent
 METHODS = ("generate", "loglik", "yes_prob")
@@ -72,12 +72,7 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
             raise ValueError(f"unknown benchmark {name_or_path!r}; choose from {available()}")
     if not p.exists():
         raise FileNotFoundError(f"benchmark file {p} not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{p}: expected a mapping of benchmark keys, got {type(raw).__name__}")
+    raw = read_mapping(p, "a mapping of benchmark keys")
     known = {f.name for f in fields(Benchmark)} - {"source"}
     bad = sorted(set(raw) - known)
     if bad:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ..yamlfile import read_mapping
+
 
 @dataclass
 class ModelCfg:
@@ -233,12 +235,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file {p} not found")
-        try:
-            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p}: expected sections (a mapping), got {type(d).__name__}")
+        d = read_mapping(p, "sections (a mapping)", ConfigError)
     for o in overrides or []:
         keys, value = parse_override(o)
         if len(keys) != 2 or keys[0] not in SECTIONS:
