@@ -4,7 +4,8 @@
     python bench/fuzz.py --n 500 --surfaces wfdb_header,config --show 3
 
 A crash is a third-party traceback or an accidental error of ours reaching the caller; a
-rejection is the project's own error naming the file and the problem (see ecgllm/fuzz.py).
+rejection is the project's own error naming the file and the problem; skipped means a batch
+reader skipped and counted the bad rows/records and went on (see ecgllm/fuzz.py).
 Crashing inputs are printed (--show) and written to --out as JSON lines, to be minimised into
 tests/data/bad/.
 """
@@ -41,13 +42,15 @@ def main() -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     total, t_all = 0, time.perf_counter()
-    print(f"{'surface':15s} {'inputs':>7s} {'read':>7s} {'rejected':>8s} {'crashes':>7s} {'s':>6s}")
+    print(
+        f"{'surface':15s} {'inputs':>7s} {'read':>7s} {'skipped':>7s} {'rejected':>8s} {'crashes':>7s} {'s':>6s}"
+    )
     with out.open("w") as f:
         for name in names:
             t = time.perf_counter()
             r = run_surface(name, n=a.n, seed=a.seed)
             total += r["crashes"]
-            print(f"{name:15s} {r['inputs']:7d} {r['read']:7d} {r['rejected']:8d} {r['crashes']:7d} "
+            print(f"{name:15s} {r['inputs']:7d} {r['read']:7d} {r['skipped']:7d} {r['rejected']:8d} {r['crashes']:7d} "
                   f"{time.perf_counter() - t:6.1f}", flush=True)  # fmt: skip
             for why, k in r["reasons"].items():
                 if not why.startswith("rejected"):

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--modalities", type=_list, default=("signal", "image"), help="signal,image (default both)"
     )
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--chunk-size", type=int, default=BuildConfig.chunk_size,
+                    help="records per saved chunk (the unit an interrupted build resumes from)")  # fmt: skip
     ap.add_argument("--limit", type=int, default=None, help="first N records only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layout", default="3x4+II", choices=LAYOUTS)
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error("--workers must be >= 1")
+    if args.chunk_size < 1:
+        ap.error("--chunk-size must be >= 1")
     options = {}
     for kv in args.option:
         key, sep, value = kv.partition("=")
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
                           modalities=args.modalities, workers=args.workers, limit=args.limit, seed=args.seed,
                           layout=args.layout, augment=args.augment, features=args.features,
                           sampling_rate=args.sampling_rate, strict=args.strict, options=options,
-                          single_split=args.single_split, report_text=args.report_text)  # fmt: skip
+                          single_split=args.single_split, report_text=args.report_text,
+                          chunk_size=args.chunk_size)  # fmt: skip
         r = build_dataset(cfg, progress=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
         ap.exit(2, f"error: {e}\n")

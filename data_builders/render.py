@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     options = {"sampling_rate": args.sampling_rate} if args.source in ("ptbxl", "synthetic") else {}
     job = RenderJob(args.source, args.root, args.out, args.layout, args.paper, args.dpi, args.style,
                     args.augment, args.seed, options)  # fmt: skip
-    s = render_database(job, workers=args.workers, limit=args.limit, progress=not args.quiet)
+    try:
+        s = render_database(job, workers=args.workers, limit=args.limit, progress=not args.quiet)
+    except (ValueError, OSError) as e:  # settings clash, unreadable database folder or table
+        ap.exit(2, f"error: {e}\n")
     rate = s["written"] / max(s["seconds"], 1e-9)
     print(f"rendered {s['written']} pages ({rate:.1f}/s), {s['skipped_existing']} already there, "
           f"{s['rejected']} rejected {s['rejects'] or ''} -> {s['out']} in {s['seconds']:.1f} s")  # fmt: skip

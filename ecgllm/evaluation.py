@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import write_text
+from .atomic import crash_point, write_text
 from .benchmarks import Benchmark, available, load_benchmark
 from .data.collator import EcgCollator
 from .data.dataset import EcgInstructionDataset
@@ -455,6 +455,17 @@ def _perturbed(row: dict, perturbation: tuple[str, float], build: dict, seed: in
     return row
 
 
+def _drop_cut_line(path: Path) -> None:
+    """A run killed while writing leaves a last line without its newline: cut it off, so the
+    answers appended next start on a line of their own (the cut answer is asked again)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def _read_done(path: Path) -> dict[str, dict]:
     done: dict[str, dict] = {}
     if path.exists():
@@ -503,6 +514,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         log.warning("%s was written by another model, data or settings: answering afresh", path)
         path.unlink()
     write_text(stamp_path, json.dumps(stamp))
+    _drop_cut_line(path)
     done = _read_done(path)
     was_training = model.training
     model.eval()
@@ -529,6 +541,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                     f.write(json.dumps(rec) + "\n")
                     done[f"{bench.name}:{rec['id']}"] = rec
                 f.flush()
+                crash_point(f"{bench.name} batch")
                 bar.update(len(rows))
             bar.close()
             recs = [done[f"{bench.name}:{sid}"] for sid in ids]

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import yaml
 
+from .atomic import replace
+
 log = logging.getLogger(__name__)
 
 MODEL_FILES = (
@@ -338,7 +340,7 @@ def _publish(tmp: Path, out: Path, info: dict) -> list[str]:
         raise ExportError(f"local paths in {out.name}:\n  " + "\n  ".join(bad[:10]))
     if out.exists():
         shutil.rmtree(out)
-    os.replace(tmp, out)
+    replace(tmp, out)
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 

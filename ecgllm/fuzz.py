@@ -120,7 +120,9 @@ class Surface:
     what: str
     setup: Callable[[Path], Any]  # once: the valid base input(s) in a work folder
     strategy: Callable[[], Any]  # the hypothesis strategy of one mutation
-    check: Callable[[Any, Any, Path], None]  # reads one mutated input in a fresh case folder
+    check: Callable[
+        [Any, Any, Path], str | None
+    ]  # reads one mutated input; "skipped" if a batch reader skipped some
     names: tuple[str, ...] = ()  # an error must name one of these (the file read); () = no file
 
 
@@ -185,9 +187,12 @@ def _wfdb_signal_check(base: dict, draw, d: Path) -> None:
 # --- database folders (batch readers: bad records are skipped and counted) -----------------------
 
 
-def _drain(db) -> None:
+def _drain(db) -> str | None:
+    """Read every record as a batch job does; "skipped" if the reader skipped and counted some
+    (a bad row or record: the job goes on), None if all were read."""
     for _ in db.records():
         pass
+    return "skipped" if db.rejects.total else None
 
 
 def _challenge_base(work: Path) -> dict:
@@ -204,13 +209,13 @@ def _challenge_strategy():
     return st.tuples(_text_mutations(st, token), _bytes_strategy(), st.booleans())
 
 
-def _challenge_check(base: dict, draw, d: Path) -> None:
+def _challenge_check(base: dict, draw, d: Path) -> str | None:
     from .signal.databases import open_database
 
     ops, bops, header_only = draw
     (d / "E07501.hea").write_text(mutate_text(base["hea"], ops) if header_only else base["hea"])
     (d / "E07501.mat").write_bytes(base["mat"] if header_only else mutate_bytes(base["mat"], bops))
-    _drain(open_database("challenge", d))
+    return _drain(open_database("challenge", d))
 
 
 def _ptbxl_base(work: Path) -> dict:
@@ -227,7 +232,7 @@ def _csv_strategy():
     return _text_mutations(st, token)
 
 
-def _ptbxl_check(base: dict, ops, d: Path) -> None:
+def _ptbxl_check(base: dict, ops, d: Path) -> str | None:
     from .signal.databases import open_database
 
     root = d / "ptbxl"
@@ -236,7 +241,7 @@ def _ptbxl_check(base: dict, ops, d: Path) -> None:
     (root / "ptbxl_database.csv").write_text(
         mutate_text(base["csv"], ops, sep=","), encoding="utf-8"
     )
-    _drain(open_database("ptbxl", root))
+    return _drain(open_database("ptbxl", root))
 
 
 def _ludb_base(work: Path) -> dict:
@@ -251,14 +256,76 @@ def _ludb_base(work: Path) -> dict:
     return {"root": root, "csv": (src / "ludb.csv").read_text()}
 
 
-def _ludb_check(base: dict, ops, d: Path) -> None:
+def _ludb_check(base: dict, ops, d: Path) -> str | None:
     from .signal.databases import open_database
 
     root = d / "ludb"
     if not root.exists():
         shutil.copytree(base["root"], root)
     (root / "ludb.csv").write_text(mutate_text(base["csv"], ops, sep=","), encoding="utf-8")
-    _drain(open_database("ludb", root))
+    return _drain(open_database("ludb", root))
+
+
+def write_mimic(root: Path, samples: int = 1000, bad_row: bool = False) -> Path:
+    """A two-study MIMIC-IV-ECG folder: record_list.csv, machine_measurements.csv (intervals,
+    axes with 29999 = not measured, report_0..17) and the WFDB files; `bad_row` adds a
+    record_list row without ids."""
+    import pandas as pd
+
+    from .signal.wfdb_write import write_record16
+
+    rng = np.random.default_rng(0)
+    rows, mm = [], []
+    for subj, study in ((10000032, 40689238), (10000117, 45090959)):
+        rel = f"files/p{str(subj)[:4]}/p{subj}/s{study}/{study}"
+        write_record16(root / rel, rng.normal(0, 0.2, (12, samples)).astype(np.float32), 500.0)
+        rows.append({"subject_id": subj, "study_id": study, "file_name": study,
+                     "ecg_time": "2180-07-23 08:44:00", "path": rel})  # fmt: skip
+        m = {"subject_id": subj, "study_id": study, "rr_interval": 800, "p_onset": 40, "p_end": 140,
+             "qrs_onset": 200, "qrs_end": 290, "t_end": 600, "p_axis": 60, "qrs_axis": 29999, "t_axis": 50}  # fmt: skip
+        m.update(
+            {
+                f"report_{i}": ["Sinus rhythm", "Left axis deviation."][i] if i < 2 else ""
+                for i in range(18)
+            }
+        )
+        mm.append(m)
+    if bad_row:
+        rows.append(
+            {"subject_id": "x", "study_id": None, "file_name": "", "ecg_time": "", "path": ""}
+        )
+    pd.DataFrame(rows).to_csv(root / "record_list.csv", index=False)
+    pd.DataFrame(mm).to_csv(root / "machine_measurements.csv", index=False)
+    return root
+
+
+def _mimic_base(work: Path) -> dict:
+    root = work / "mimic"
+    if not (root / "record_list.csv").exists():
+        write_mimic(root)
+    return {
+        "root": root,
+        **{n: (root / n).read_text() for n in ("record_list.csv", "machine_measurements.csv")},
+    }
+
+
+def _mimic_strategy():
+    from hypothesis import strategies as st
+
+    return st.tuples(
+        st.sampled_from(["record_list.csv", "machine_measurements.csv"]), _csv_strategy()
+    )
+
+
+def _mimic_check(base: dict, draw, d: Path) -> str | None:
+    from .signal.databases import open_database
+
+    name, ops = draw
+    root = d / "mimic"
+    if not root.exists():
+        shutil.copytree(base["root"], root)
+    (root / name).write_text(mutate_text(base[name], ops, sep=","), encoding="utf-8")
+    return _drain(open_database("mimic", root))
 
 
 # --- JSON imports, benchmark YAML, recipe overrides -------------------------------------------------
@@ -415,6 +482,8 @@ SURFACES: dict[str, Surface] = {
         Surface("ptbxl_csv", "ptbxl_database.csv: missing columns, bad literals, NaN, duplicates, unicode",
                 _ptbxl_base, _csv_strategy, _ptbxl_check, ("ptbxl_database.csv", "ptbxl")),
         Surface("ludb_csv", "ludb.csv statements table", _ludb_base, _csv_strategy, _ludb_check, ("ludb.csv", "ludb")),
+        Surface("mimic_csv", "MIMIC-IV-ECG record_list.csv and machine_measurements.csv", _mimic_base,
+                _mimic_strategy, _mimic_check, ("record_list.csv", "machine_measurements.csv", "mimic")),
         Surface("llava_json", "LLaVA/ECGInstruct JSON imports", _json_base, lambda: _json_strategy(_LLAVA_ROW),
                 _llava_check, ("chat.json",)),
         Surface("ecgqa_json", "official ECG-QA JSON shards", _json_base, lambda: _json_strategy(_ECGQA_ROW),
@@ -431,7 +500,8 @@ SURFACES: dict[str, Surface] = {
 def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, seed: int = 0,
                 keep: int = 20) -> dict:  # fmt: skip
     """Run `n` generated inputs through one surface. Returns counts: inputs, read (no error),
-    rejected (the project's own error), crashes, by reason, and up to `keep` crashing inputs."""
+    skipped (a batch reader skipped and counted bad rows/records and went on), rejected (the
+    project's own error), crashes, by reason, and up to `keep` crashing inputs."""
     import logging
 
     import datasets
@@ -462,8 +532,8 @@ def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, see
         case.mkdir()
         counts["inputs"] += 1
         try:
-            surf.check(base, draw, case)
-            counts["read"] += 1
+            outcome = surf.check(base, draw, case)
+            counts["skipped" if outcome == "skipped" else "read"] += 1
             return
         except Exception as e:  # noqa: BLE001 - classifying every exception is the point
             err = e
@@ -488,5 +558,5 @@ def run_surface(name: str, n: int = 1000, workdir: str | Path | None = None, see
             datasets.enable_progress_bars()
         if not workdir:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"surface": name, "what": surf.what, **{k: counts[k] for k in ("inputs", "read", "rejected", "crashes")},
+    return {"surface": name, "what": surf.what, **{k: counts[k] for k in ("inputs", "read", "skipped", "rejected", "crashes")},
             "reasons": dict(reasons.most_common()), "examples": examples}  # fmt: skip

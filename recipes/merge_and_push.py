@@ -7,7 +7,8 @@ in a fresh process, and push it to the Hugging Face Hub.
     HF_TOKEN=... python recipes/merge_and_push.py --checkpoint ... --out ... --push-to-hub ORG/NAME --private
     python recipes/merge_and_push.py --checkpoint ... --out DIR --adapter-only   # PEFT folder for the base
 
-Nothing is pushed unless the exported folder reloads in a fresh process (remote code, without
+Without --push-to-hub, the checkpoint recipe's `hub:` section decides (push: true, repo_id,
+private). Nothing is pushed unless the exported folder reloads in a fresh process (remote code, without
 ecgllm) with logits equal to base + adapter (|diff| <= 1e-4 + 1e-4*|logit|) and the same greedy
 generation. A checkpoint trained on a 4-/8-bit base is refused unless --dequantize.
 """
@@ -74,6 +75,16 @@ def main(argv: list[str] | None = None) -> dict:
         ap.exit(2, "error: --skip-verify cannot be used with a push\n")
     try:
         model, proc, info = load_checkpoint(a.checkpoint, a.base, dequantize=a.dequantize)
+        hub = (info.get("recipe") or {}).get("hub") or {}
+        if a.push_to_hub is None and hub.get("push"):  # the recipe's hub section
+            a.push_to_hub, a.private = (
+                hub.get("repo_id"),
+                a.private or bool(hub.get("private", True)),
+            )
+            if a.skip_verify and not a.dry_run:
+                raise ValueError(
+                    "--skip-verify cannot be used with a push (hub.push in the recipe)"
+                )
         kw = dict(repo_id=a.push_to_hub, results=a.results, license=a.license, datasets=a.dataset)
         if a.adapter_only:
             files = export_adapter(model, proc, a.out, info, **kw)

@@ -5,7 +5,7 @@
 
 Trains on the training split only and reports validation AUC per statement and interval errors
 (see ecgllm/train/encoder_pretrain.py for why and how). Re-running with the same settings reuses
-the saved encoder.
+the saved encoder; an interrupted run resumes from OUT/checkpoint (saved every --save-every steps).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true", help="no signal augmentation")
+    ap.add_argument("--save-every", type=int, default=100,
+                    help="save the training state every N steps to OUT/checkpoint (0: never); "
+                         "a re-run resumes from it")  # fmt: skip
     ap.add_argument("--real", action="append", default=[], metavar="SOURCE=DIR",
                     help="real records to report the trained encoder's rhythm on (e.g. ludb=DIR)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         s = pretrain_encoder(a.data, a.out, json.loads(a.encoder) if a.encoder else None, steps=a.steps,
                              batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed,
-                             augment=not a.no_augment, real=real)  # fmt: skip
+                             augment=not a.no_augment, real=real,
+                             save_every=a.save_every)  # fmt: skip
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
         ap.exit(2, f"error: {e}\n")
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())

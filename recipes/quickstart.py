@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ecgllm.atomic import write_text  # noqa: E402
 from ecgllm.data import BuildConfig, build_dataset  # noqa: E402
 from ecgllm.data.tasks import CHECK_TASKS, TASKS  # noqa: E402
 from ecgllm.signal import PTBXL, measure, standardize  # noqa: E402
@@ -52,6 +53,12 @@ DERIVED = ("instruct", "sim_encoder", "encoder_data", "ecg_encoder", "align", "s
 SHARED_REAL = HERE.parents[1] / "shared" / "data" / "real"
 SHIPPED_REAL = HERE.parent / "tests" / "fixtures" / "real"
 DEFAULT_REAL = (("ludb", "ludb"), ("challenge", "cinc2021"))
+# backbone -> (align config, SFT config, samples per benchmark): every training setting lives in the
+# YAML files under recipes/configs; the quickstart only points them at this run's folders
+PRESETS = {
+    "tiny": ("tiny_cpu_align.yaml", "tiny_cpu.yaml", None),
+    "offline:gemma3-270m": ("gemma3_270m_align.yaml", "gemma3_270m_lora.yaml", 40),
+}
 
 
 def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> Path:
@@ -212,7 +219,12 @@ def train_stage(
     stage = out / name
     done = stage / "train_result.json"
     stamp = stage / "inputs.json"
-    want = {"config": config, "overrides": overrides}
+    # the config's text too: editing the YAML file trains the stage again
+    want = {
+        "config": config,
+        "text": (HERE / "configs" / config).read_text(),
+        "overrides": overrides,
+    }
     want.update({str(p): p.stat().st_mtime_ns for p in inputs})
     if stage.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != want):
         print(f"      {stage} was trained from other inputs or settings: training it again")
@@ -227,7 +239,7 @@ def train_stage(
     if stage.exists() and not resume:  # stopped before its first checkpoint: nothing to resume
         shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(want))
+    write_text(stamp, json.dumps(want))
     run([str(HERE / "sft.py"), "--config", str(HERE / "configs" / config), f"output.dir={stage}", *overrides, *resume],
         f"training stage {name}")  # fmt: skip
     return json.loads(done.read_text())
@@ -246,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
         'questions cannot be answered by always saying sinus rhythm), "ptbxl" (SR-dominant) or "SR=0.4,AFIB=0.3,..."',
     )  # fmt: skip
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--backbone", default="tiny", help='"tiny" (default) or offline:gemma3-270m')
+    ap.add_argument("--backbone", default="tiny", choices=sorted(PRESETS),
+                    help="the LLM: tiny (default: random-init, minutes) or offline:gemma3-270m (~1 h); "
+                         "each picks its two recipe configs (PRESETS)")  # fmt: skip
     ap.add_argument(
         "--sweep", default=None, help='robustness sweep for eval, e.g. "noise=0.1,0.3;leads=6,1"'
     )
@@ -330,43 +344,16 @@ def main(argv: list[str] | None = None) -> None:
     common = [f"data.path={data}", f"model.ecg_weights={weights}"]
     if args.max_steps:
         common.append(f"train.max_steps={args.max_steps}")
-    sft_extra: list[str] = []
-    if args.backbone != "tiny":
-        # a pretrained LLM: LoRA only (no vocabulary layers to train), its own chat family, a
-        # LoRA learning rate; 300 steps per stage (~3 s each) and 40 samples per benchmark keep it
-        # to about an hour on 2 cores
-        common += [
-            f"model.backbone={args.backbone}",
-            "lora.train_modules=[]",
-            "train.per_device_train_batch_size=4",
-        ]
-        if args.backbone.startswith("offline:gemma"):
-            common.append("model.chat_family=gemma")
-        if not args.max_steps:
-            common.append("train.max_steps=300")
-        sft_extra = [
-            "lora.r=16",
-            "lora.alpha=32",
-            "train.learning_rate=5e-4",
-            # the aligned projector moves 10x slower than LoRA (LLaVA's LoRA recipe): at the
-            # tiny config's 2e-3 it un-learned the ECG in 100 steps (report loss with the true
-            # and a shuffled ECG 2.02 vs 2.07, against 2.48 vs 3.21 after align)
-            "train.projector_learning_rate=5e-5",
-            # ECG-QA is 56% of the build and its answers lean on priors: capped so the 1,200
-            # samples seen hold more of the tasks that need the signal
-            "data.max_per_task={ecgqa: 1500}",
-            "train.eval_steps=100",
-            "train.save_steps=100",
-        ]
-        args.eval_limit = args.eval_limit or 40
+    align_cfg, sft_cfg, eval_limit = PRESETS[args.backbone]
+    args.eval_limit = args.eval_limit or eval_limit
     print("[5/8] training, stage 1 (align: LLM frozen, projectors learn) and stage 2 (LoRA SFT):")
     inputs = [weights, data / "build_report.json"]
-    a = train_stage("align", "tiny_cpu_align.yaml", out, common, inputs)
+    a = train_stage("align", align_cfg, out, common, inputs)
     s = train_stage(
         "sft",
-        "tiny_cpu.yaml",
+        sft_cfg,
         out,
-        [*common, *sft_extra, f"model.init_from={out / 'align' / 'final'}"],
+        [*common, f"model.init_from={out / 'align' / 'final'}"],
         [*inputs, out / "align" / "train_result.json"],
     )
     print(f"      align loss {a['first_loss']:.2f} -> {a['last_loss']:.2f}; SFT loss {s['first_loss']:.2f} -> "

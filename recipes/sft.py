@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -40,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ecgllm.atomic import replace, write_text  # noqa: E402
 from ecgllm.data.collator import EcgCollator, length_grouped_order  # noqa: E402
 from ecgllm.data.dataset import EcgInstructionDataset  # noqa: E402
 from ecgllm.model.lora import trainable_summary  # noqa: E402
@@ -291,12 +293,18 @@ class SFTRecipe:
         metrics = MetricLog(self.out, cfg.output.report_to, enabled=acc.is_main_process)
         step, losses = 0, []
         resume = cfg.train.resume_from_checkpoint
-        if resume:
-            ckpt = latest_checkpoint(self.out) if resume == "latest" else Path(resume)
-            if ckpt is None or not (ckpt / "trainer_state.json").exists():
-                raise ConfigError(
-                    f"resume_from_checkpoint={resume!r}: no checkpoint found in {self.out}"
+        ckpt = None
+        if resume == "latest":  # none yet (killed before the first save): a fresh start
+            ckpt = latest_checkpoint(self.out)
+            if ckpt is None:
+                log.info(
+                    "resume_from_checkpoint=latest: no checkpoint in %s yet, starting", self.out
                 )
+        elif resume:
+            ckpt = Path(resume)
+            if not (ckpt / "trainer_state.json").exists():
+                raise ConfigError(f"resume_from_checkpoint={resume!r}: not a checkpoint folder")
+        if ckpt is not None:
             acc.load_state(str(ckpt / "state"))
             st = json.loads((ckpt / "trainer_state.json").read_text())
             step, losses = st["global_step"], st["losses"]
@@ -361,12 +369,16 @@ class SFTRecipe:
         final = self.out / "final"
         sd = acc.get_state_dict(self.model)  # collective under ZeRO-3: every rank calls it
         if acc.is_main_process:
-            save_model_files(
-                final, acc.unwrap_model(self.model), self.processor, cfg.lora.mode, state_dict=sd
-            )
             import yaml
 
-            (final / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            tmp = self.out / "final.tmp"  # written whole, then swapped in
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_model_files(
+                tmp, acc.unwrap_model(self.model), self.processor, cfg.lora.mode, state_dict=sd
+            )
+            (tmp / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            shutil.rmtree(final, ignore_errors=True)
+            replace(tmp, final)
             metrics.plot()
             metrics.close()
         acc.wait_for_everyone()
@@ -374,7 +386,9 @@ class SFTRecipe:
         result = {"steps": step, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                   "eval_loss": ev, "seconds": round(secs, 1), "output": str(final), "dropped": dict(self.collator.dropped)}  # fmt: skip
         if acc.is_main_process:
-            (self.out / "train_result.json").write_text(json.dumps(result, indent=1))
+            write_text(
+                self.out / "train_result.json", json.dumps(result, indent=1)
+            )  # marks it done
         return result
 
     def _on_sigterm(self, signum, frame) -> None:

@@ -39,3 +39,18 @@ def instruct(sim_db, tmp_path_factory):
     out = tmp_path_factory.mktemp("instruct")
     build_dataset(BuildConfig(source="synthetic", root=str(sim_db), out=str(out)), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """The tiny random-init model (seed 0) saved with its processor."""
+    import torch
+
+    from ecgllm.model import build_model
+
+    torch.manual_seed(0)
+    model, proc = build_model()
+    d = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(d)
+    proc.save_pretrained(d)
+    return d

@@ -109,3 +109,23 @@ def test_a_training_stage_is_trained_again_when_its_inputs_change(tmp_path, monk
     os.utime(weights, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     quickstart.train_stage("align", "tiny_cpu_align.yaml", tmp_path, [], [weights])
     assert len(calls) == 2 and "training it again" in capsys.readouterr().out
+
+
+def test_each_backbone_preset_is_a_pair_of_shipped_configs():
+    """Every training setting of the quickstart lives in recipes/configs (it only sets paths)."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from quickstart import PRESETS
+
+    from ecgllm.train.config import load_config
+
+    for backbone, (align, sft, _) in PRESETS.items():
+        a, s = (load_config(ROOT / "recipes/configs" / f) for f in (align, sft))
+        assert a.lora.mode == "align" and s.lora.mode == "lora", backbone
+        assert a.model.backbone == s.model.backbone == backbone
+        assert s.model.init_from.endswith("align/final") and a.output.dir.endswith("/align")
+    import re
+
+    src = (ROOT / "recipes/quickstart.py").read_text()
+    paths = {"data.path", "model.ecg_weights", "model.init_from", "output.dir", "train.max_steps",
+             "train.resume_from_checkpoint"}  # fmt: skip
+    assert set(re.findall(r"\b((?:model|data|lora|train|output|hub)\.\w+)=", src)) <= paths

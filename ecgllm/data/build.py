@@ -30,6 +30,7 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
+from ..atomic import remove_stale, replace, write_text
 from ..render.store import encode_page, render_page
 from ..signal.databases import ECGDatabase, Entry, Rejects, open_database
 from ..signal.measure import measure
@@ -249,7 +250,7 @@ def _process_chunk(args: tuple[int, list[int]]) -> tuple[int, int, list[tuple[st
     tmp = final.with_name(final.name + f".tmp{os.getpid()}")
     save_dataset(ds, tmp)
     (tmp / "rejects.json").write_text(json.dumps(rejects))
-    os.replace(tmp, final)
+    replace(tmp, final)
     return k, len(ds), rejects
 
 
@@ -261,7 +262,9 @@ def build_records(cfg: BuildConfig, progress: bool = True) -> tuple[list[Path], 
     fp = cfg.fingerprint()
     if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") != fp:
         raise ValueError(f"{work} holds a build with other settings; use a new --out or delete it")
-    stamp.write_text(json.dumps({"fingerprint": fp, "config": asdict(cfg)}, default=str, indent=1))
+    write_text(stamp, json.dumps({"fingerprint": fp, "config": asdict(cfg)}, default=str, indent=1))
+    remove_stale(work, "records-*.tmp*", ".*.tmp*")  # what a killed run left half-written
+    remove_stale(out, ".records.tmp*", ".samples.tmp*", ".*.json.tmp*")
     db = _db(cfg)
     rejects = Rejects(str(out / "rejects.csv"))
     if (out / "rejects.csv").exists():
@@ -270,7 +273,7 @@ def build_records(cfg: BuildConfig, progress: bool = True) -> tuple[list[Path], 
         rejects.counts[reason] += n
     # source labels with no SCP statement (Challenge SNOMED codes, LUDB statements): kept in each
     # record's meta, counted here for the build report
-    (work / "unmapped.json").write_text(json.dumps(dict(getattr(db, "unmapped", {}))))
+    write_text(work / "unmapped.json", json.dumps(dict(getattr(db, "unmapped", {}))))
     n = len(db.entries) if cfg.limit is None else min(cfg.limit, len(db.entries))
     chunks = [
         (k, list(range(s, min(s + cfg.chunk_size, n))))
@@ -475,6 +478,6 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
         },  # fmt: skip
         "config": asdict(cfg),
     }
-    report_path.write_text(json.dumps(report, indent=1, default=str))
+    write_text(report_path, json.dumps(report, indent=1, default=str))  # marks the build complete
     shutil.rmtree(out / "_work", ignore_errors=True)
     return report

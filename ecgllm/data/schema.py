@@ -93,14 +93,21 @@ def write_datasets(out: Path, records: Dataset, samples: list[dict]) -> None:
     import os
     import shutil
 
+    from ..atomic import replace
+
     by_split = {s: [x for x in samples if x["split"] == s] for s in ("train", "validation", "test")}
     dd = DatasetDict({s: samples_dataset(v) for s, v in by_split.items()})
+    # an older build's samples go first: killed half-way, the folder has records and no samples
+    # (not readable), never new records with old samples
+    (Path(out) / "build_report.json").unlink(missing_ok=True)
+    if (Path(out) / "samples").exists():
+        shutil.rmtree(Path(out) / "samples")
     for name, obj in (("records", records), ("samples", dd)):
         tmp = Path(out) / f".{name}.tmp{os.getpid()}"
         save_dataset(obj, tmp)
         if (Path(out) / name).exists():
             shutil.rmtree(Path(out) / name)
-        os.replace(tmp, Path(out) / name)
+        replace(tmp, Path(out) / name)
 
 
 class SampleError(ValueError):

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.signal import firwin, resample_poly
 from tqdm.auto import tqdm
 
+from ..atomic import replace
 from .simulate import rhythm_mix, sample_condition, simulate
 from .wfdb_write import write_record16
 
@@ -232,8 +233,8 @@ def build_database(
         for r in results:
             f.write(json.dumps(r["truth"], sort_keys=True) + "\n")
     shutil.copyfile(scp_statements_path(), out / "scp_statements.csv")
-    os.replace(truth_tmp, out / "simulation_truth.jsonl")
-    os.replace(tmp, out / "ptbxl_database.csv")  # last: its presence marks a complete database
+    replace(truth_tmp, out / "simulation_truth.jsonl")
+    replace(tmp, out / "ptbxl_database.csv")  # last: its presence marks a complete database
     codes: dict[str, int] = {}
     for r in results:
         for c in r["truth"]["labels"]:

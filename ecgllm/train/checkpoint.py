@@ -23,6 +23,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from ..atomic import replace
+
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -82,7 +84,7 @@ def save_checkpoint(out: str | Path, step: int, model, processor, mode: str, tra
         os.replace(state_dir, tmp / "state")
     if final.exists():
         shutil.rmtree(final)
-    os.replace(tmp, final)
+    replace(tmp, final)
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

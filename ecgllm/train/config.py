@@ -113,6 +113,9 @@ class OutputCfg:
 
 @dataclass
 class HubCfg:
+    """Where recipes/merge_and_push.py publishes this run (saved with every checkpoint's
+    recipe.yaml; --push-to-hub and --private on its command line win)."""
+
     push: bool = False
     repo_id: str | None = None
     private: bool = True
@@ -275,3 +278,7 @@ def validate(cfg: RecipeConfig) -> None:
     bad = set(cfg.output.report_to) - {"csv", "tensorboard"}
     if bad:
         raise ConfigError(f"output.report_to: unknown {sorted(bad)} (csv, tensorboard)")
+    if cfg.hub.push and not (isinstance(cfg.hub.repo_id, str) and cfg.hub.repo_id.count("/") == 1):
+        raise ConfigError(
+            f"hub.push is true: hub.repo_id must be ORG/NAME, not {cfg.hub.repo_id!r}"
+        )

@@ -18,7 +18,9 @@ should carry the record-level findings. The saved file loads with
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,9 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import write_text
+from ..atomic import replace, write_text
 from ..model.configuration_ecgllm import EcgEncoderConfig
 from ..model.ecg_encoder import EcgEncoder
+
+log = logging.getLogger(__name__)
 
 REGRESSION = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "axis_deg")
 MEASUREMENT_DROPOUT = 0.1  # share of measurements hidden from the encoder in each training sample
@@ -117,11 +121,14 @@ def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: 
 def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict | None = None,
                      steps: int = 600, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
                      progress: bool = True, augment: dict | bool | None = True,
-                     real: list[tuple[str, str]] | None = None) -> dict:  # fmt: skip
+                     real: list[tuple[str, str]] | None = None, save_every: int = 100) -> dict:  # fmt: skip
     """Train, validate and save OUT/ecg_encoder.safetensors (+ its head, config and metrics).
     `augment`: SignalAugment settings (True = the defaults). `real`: (source, folder) pairs of
     real records on which the trained head's rhythm is reported (summary["real"]). Reuses a
-    finished run with the same settings."""
+    finished run with the same settings; every `save_every` steps the whole training state
+    (weights, optimizer, schedule, every random generator) is saved to OUT/checkpoint, from which
+    an interrupted run with the same settings resumes and ends with the same weights as an
+    uninterrupted one."""
     from datasets import load_from_disk
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
@@ -142,6 +149,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if done.exists() and (out / "ecg_encoder.safetensors").exists():
         prev = json.loads(done.read_text())
         if prev.get("settings") == json.loads(json.dumps(settings)):
+            shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
             return prev | {"reused": True}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -209,8 +217,26 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
 
     t0 = time.perf_counter()
     enc.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="ecg encoder", unit="step", disable=not progress):
+    losses: list[float] = []
+    ckpt = out / "checkpoint"
+    start = 0
+    if (ckpt / "state.pt").exists():
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        if state["settings"] == json.loads(json.dumps(settings)):
+            enc.load_state_dict(state["encoder"])
+            head.load_state_dict(state["head"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = state["numpy_rng"]
+            gen.set_state(state["augment_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            start, losses = state["step"], state["losses"]
+            log.info("resuming the ECG encoder at step %d of %d from %s", start, steps, ckpt)
+    bar = tqdm(range(start, steps), desc="ecg encoder", unit="step", disable=not progress,
+               initial=start, total=steps)  # fmt: skip
+    for step in bar:
+        if save_every > 0 and step > start and step % save_every == 0:
+            _save_state(ckpt, step, settings, enc, head, opt, sched, rng, gen, losses)
         idx = rng.choice(tr, batch_size, replace=False)
         o = forward(idx, augment=True)
         t = o.shape[1]
@@ -269,14 +295,31 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "ecg_encoder.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(tmp))
-    tmp.replace(out / "ecg_encoder.safetensors")
+    replace(tmp, out / "ecg_encoder.safetensors")
     tmp = out / "head.safetensors.tmp"  # the label/interval head, for probing the encoder later
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp))
-    tmp.replace(out / "head.safetensors")
+    replace(tmp, out / "head.safetensors")
     write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     summary = {"settings": settings, "codes": codes, "train_records": len(tr), "val_records": len(va),
                "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
                "seconds": round(time.perf_counter() - t0, 1), **metrics,
                "weights": str(out / "ecg_encoder.safetensors")}  # fmt: skip
     write_text(done, json.dumps(summary, indent=1, default=float))
+    shutil.rmtree(ckpt, ignore_errors=True)
     return summary
+
+
+def _save_state(
+    ckpt: Path, step: int, settings: dict, enc, head, opt, sched, rng, gen, losses
+) -> None:
+    """OUT/checkpoint/state.pt: everything the loop needs to go on exactly as if never stopped
+    (written to a temporary folder, then swapped in)."""
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"step": step, "settings": json.loads(json.dumps(settings)), "encoder": enc.state_dict(),
+                "head": head.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "numpy_rng": rng.bit_generator.state, "augment_rng": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "losses": list(losses)}, tmp / "state.pt")  # fmt: skip
+    shutil.rmtree(ckpt, ignore_errors=True)
+    replace(tmp, ckpt)

@@ -52,10 +52,17 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
     random_parts = isinstance(backbone, dict) or isinstance(vision, dict)
     frozen_loaded_encoder = bool(m.ecg_weights) and not cfg.lora.train_ecg_encoder
     if base_dir is not None and (random_parts or frozen_loaded_encoder):
+        import shutil
         from pathlib import Path
 
-        model.save_pretrained(Path(base_dir) / "base")
-        processor.save_pretrained(Path(base_dir) / "base")
+        from ..atomic import replace
+
+        base, tmp = Path(base_dir) / "base", Path(base_dir) / "base.tmp"  # whole, then swapped in
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        shutil.rmtree(base, ignore_errors=True)
+        replace(tmp, base)
     if cfg.lora.quantize:
         model = quantize_language_model(model, bits=cfg.lora.quantize)
     if m.gradient_checkpointing:

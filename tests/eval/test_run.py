@@ -15,18 +15,6 @@ import torch
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from ecgllm.model import build_model
-
-    torch.manual_seed(0)
-    model, proc = build_model()
-    d = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(d)
-    proc.save_pretrained(d)
-    return d
-
-
 def _run(tiny_dir, instruct, out, *extra, benchmarks="ecgqa,mcq,measure,report"):
     cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data", str(instruct), "--out", str(out),
            "--benchmarks", benchmarks, "--limit", "6", "--batch-size", "4", "--max-new-tokens", "6", *extra]  # fmt: skip

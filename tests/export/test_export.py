@@ -268,3 +268,22 @@ def test_path_scan_ignores_tokenizer_vocabularies(tmp_path):
         and hits[0].startswith("config.json")
         and hits[1].startswith("tokenizer.json")
     )
+
+
+def test_the_recipes_hub_section_is_where_it_is_pushed(exported, tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "final"
+    shutil.copytree(exported["ckpt"], ckpt)
+    recipe = yaml.safe_load((ckpt / "recipe.yaml").read_text())
+    recipe["hub"] = {"push": True, "repo_id": "ecgllm/from-recipe", "private": True}
+    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    cmd = [sys.executable, str(ROOT / "recipes/merge_and_push.py"), "--checkpoint", str(ckpt),
+           "--out", str(tmp_path / "export"), "--dry-run", "--skip-verify", "--base", str(exported["root"] / "base")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "to ecgllm/from-recipe (private):" in r.stdout
+    from ecgllm.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="hub.repo_id must be ORG/NAME"):
+        load_config(None, ["hub.push=true"])

@@ -203,6 +203,9 @@ def test_render_cli_resumes_and_counts_rejects(sim_db, tmp_path):
     assert "truncated" in (out / "rejects.csv").read_text()
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "rendered 0 pages" in r.stdout and "5 already there" in r.stdout
+    assert (out / "rejects.csv").read_text().count("\n00003,") == 1  # logged once, not per run
+    r = subprocess.run([*cmd, "--dpi", "100"], capture_output=True, text=True)  # other settings
+    assert r.returncode == 2 and "other settings" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([*cmd[:-1], "--augment", "photo", "--quiet", "--out", str(tmp_path / "p")],
                        capture_output=True, text=True, check=True)  # fmt: skip
     assert len(list((tmp_path / "p").glob("*.jpg"))) == 5

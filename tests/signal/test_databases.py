@@ -98,24 +98,11 @@ def mimic_root(tmp_path):
 
 
 def make_mimic(tmp_path):
-    """A two-study MIMIC-IV-ECG layout with machine measurements (29999 = not measured)."""
-    rng = np.random.default_rng(0)
-    rows, mm = [], []
-    for subj, study in ((10000032, 40689238), (10000117, 45090959)):
-        rel = f"files/p{str(subj)[:4]}/p{subj}/s{study}/{study}"
-        write_record16(tmp_path / rel, rng.normal(0, 0.2, (12, 5000)).astype(np.float32), 500.0)
-        rows.append({"subject_id": subj, "study_id": study, "file_name": study,
-                     "ecg_time": "2180-07-23 08:44:00", "path": rel})  # fmt: skip
-        m = {"subject_id": subj, "study_id": study, "rr_interval": 800, "p_onset": 40, "p_end": 140,
-             "qrs_onset": 200, "qrs_end": 290, "t_end": 600, "p_axis": 60, "qrs_axis": 29999,
-             "t_axis": 50}  # fmt: skip
-        for i in range(18):
-            m[f"report_{i}"] = {0: "Sinus rhythm", 1: "Left axis deviation."}.get(i, np.nan)
-        mm.append(m)
-    rows.append({"subject_id": "x", "study_id": None, "file_name": "", "ecg_time": "", "path": ""})
-    pd.DataFrame(rows).to_csv(tmp_path / "record_list.csv", index=False)
-    pd.DataFrame(mm).to_csv(tmp_path / "machine_measurements.csv", index=False)
-    return tmp_path
+    """A two-study MIMIC-IV-ECG layout with machine measurements (29999 = not measured) and one
+    record_list row without ids."""
+    from ecgllm.fuzz import write_mimic
+
+    return write_mimic(tmp_path, samples=5000, bad_row=True)
 
 
 def test_mimic_reader(mimic_root):
