@@ -129,6 +129,10 @@ class Surface:
 # --- WFDB records ---------------------------------------------------------------------------------
 
 
+# the formats wfdb can write (8 fails in wfdb's own writer; 61, 160, 310, 311 it cannot write)
+WFDB_FORMATS = ("16", "24", "32", "80", "212")
+
+
 def _wfdb_base(work: Path) -> dict:
     import wfdb
 
@@ -138,7 +142,7 @@ def _wfdb_base(work: Path) -> dict:
     sig = (rng.standard_normal((500, 12)) * 0.2).astype(np.float64)
     leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     out = {}
-    for fmt in ("16", "212"):
+    for fmt in WFDB_FORMATS:
         name = f"r{fmt}"
         wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=leads, p_signal=sig, fmt=[fmt] * 12,
                     write_dir=str(base), comments=["Age: 60", "Sex: F", "Dx: 426783006"])  # fmt: skip
@@ -148,7 +152,7 @@ def _wfdb_base(work: Path) -> dict:
 
 def _wfdb_header_strategy():
     st, token, _ = _strategies()
-    return st.tuples(st.sampled_from(["16", "212"]), _text_mutations(st, token))
+    return st.tuples(st.sampled_from(WFDB_FORMATS), _text_mutations(st, token))
 
 
 def _wfdb_header_check(base: dict, draw, d: Path) -> None:
@@ -171,7 +175,7 @@ def _bytes_strategy():
 def _wfdb_signal_strategy():
     from hypothesis import strategies as st
 
-    return st.tuples(st.sampled_from(["16", "212"]), _bytes_strategy())
+    return st.tuples(st.sampled_from(WFDB_FORMATS), _bytes_strategy())
 
 
 def _wfdb_signal_check(base: dict, draw, d: Path) -> None:
@@ -473,10 +477,10 @@ def _image_check(base: dict, draw, d: Path) -> None:
 SURFACES: dict[str, Surface] = {
     s.name: s
     for s in [
-        Surface("wfdb_header", "WFDB header lines (formats 16/212): counts, gains, units, names, encodings",
-                _wfdb_base, _wfdb_header_strategy, _wfdb_header_check, ("r16", "r212")),
-        Surface("wfdb_signal", "WFDB signal files: truncated, flipped, padded, zeroed", _wfdb_base,
-                _wfdb_signal_strategy, _wfdb_signal_check, ("r16", "r212")),
+        Surface("wfdb_header", "WFDB header lines (formats 16/24/32/80/212): counts, gains, units, names, encodings",
+                _wfdb_base, _wfdb_header_strategy, _wfdb_header_check, tuple(f"r{f}" for f in WFDB_FORMATS)),
+        Surface("wfdb_signal", "WFDB signal files (formats 16/24/32/80/212): truncated, flipped, padded, zeroed",
+                _wfdb_base, _wfdb_signal_strategy, _wfdb_signal_check, tuple(f"r{f}" for f in WFDB_FORMATS)),
         Surface("challenge", "PhysioNet/CinC Challenge .mat + .hea (#Dx) folders", _challenge_base,
                 _challenge_strategy, _challenge_check, ("E07501",)),
         Surface("ptbxl_csv", "ptbxl_database.csv: missing columns, bad literals, NaN, duplicates, unicode",

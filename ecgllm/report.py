@@ -125,6 +125,31 @@ def _confusion(c: dict, title: str) -> str:
     return f"<img class=plot src='{_png(fig)}' alt='confusion matrix {html.escape(title)}'>"
 
 
+def _grouped(res: dict, blank_res: dict | None) -> list[str]:
+    """Bars per group for every benchmark whose YAML names `groups` (question type, attribute...):
+    each `by_<group>` table of its results, the headline metric where the table has it."""
+    out = []
+    for name, v in res["results"].items():
+        groups = res.get("benchmarks", {}).get(name, {}).get("groups") or []
+        for key, by in v.items():
+            if not (groups and key.startswith("by_") and isinstance(by, dict) and len(by) > 1):
+                continue
+            first = next(iter(by.values()))
+            if not isinstance(first, dict):
+                continue
+            metric = (
+                v.get("main_metric")
+                if v.get("main_metric") in first
+                else next((m for m in first if m != "n"), None)
+            )
+            if metric is None:
+                continue
+            label = " / ".join(groups) if key == "by_group" else key[3:].replace("_", " ")
+            bb = (blank_res or {}).get("results", {}).get(name, {}).get(key)
+            out.append(_group_bars(by, metric, f"{name}: {metric} by {label}", bb))
+    return out
+
+
 def _group_bars(by: dict, metric: str, title: str, blank_by: dict | None) -> str:
     import matplotlib.pyplot as plt
 
@@ -260,14 +285,9 @@ def write_report(eval_dir: str | Path, out: str | Path | None = None, blank: str
     if conf:
         parts.append("<h2>Confusion matrices</h2>")
         parts += [_confusion(c, k) for k, c in conf]
-    if results.get("ecgqa", {}).get("by_question_type"):
-        bb = (blank_res or {}).get("results", {}).get("ecgqa", {}).get("by_question_type")
-        parts += ["<h2>ECG-QA per question type</h2>",
-                  _group_bars(results["ecgqa"]["by_question_type"], "exact_match", "exact match by question type", bb)]  # fmt: skip
-        if results["ecgqa"].get("by_attribute_type"):
-            bb = (blank_res or {}).get("results", {}).get("ecgqa", {}).get("by_attribute_type")
-            parts.append(_group_bars(results["ecgqa"]["by_attribute_type"], "exact_match",
-                                     "exact match by attribute type", bb))  # fmt: skip
+    grouped = _grouped(res, blank_res)
+    if grouped:
+        parts += ["<h2>By group</h2>", *grouped]
     if sweep and (Path(sweep) / "sweep.json").exists():
         parts += [
             "<h2>Robustness</h2>",

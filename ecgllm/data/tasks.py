@@ -178,7 +178,9 @@ def detect_task(rec: RecordInfo, rng, modalities, label_sets=DETECT_SETS) -> lis
 
 # --- 3. multiple choice -------------------------------------------------------------------------
 
-LETTERS = "ABCDEFGH"
+# the answer formats every task, the parser and the evaluation share (one owner: here)
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # option letters: "B. sinus rhythm"
+VERIFY = "Does this ECG show symptoms of {label}?"  # the ECG-QA verify wording
 
 
 def mcq_task(rec: RecordInfo, rng, modalities, n_options: tuple[int, int] = (4, 6)) -> list[dict]:
@@ -441,7 +443,7 @@ def ecgqa_single(rec: RecordInfo, rng, modalities) -> list[dict]:
     diag = [c for c in label_set("all") if c not in ("NORM",)]
     present = [c for c in rec.labels if c in diag]
     code = pick(rng, present) if present and rng.random() < 0.5 else pick(rng, diag)
-    out.append(mk(f"Does this ECG show symptoms of {scp_name(code)}?", [scp_answer(rec, code)],
+    out.append(mk(VERIFY.format(label=scp_name(code)), [scp_answer(rec, code)],
                   ["no", "not sure", "yes"], 1001, "single-verify", "scp_code", "v-scp"))  # fmt: skip
     # scp_code query over a statement group
     group = pick(rng, ["diagnostic", "form", "rhythm"])

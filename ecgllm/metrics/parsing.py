@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-LETTERS = "ABCDEFGH"
+from ..data.tasks import LETTERS
+
+_L = f"[{LETTERS[0]}-{LETTERS[-1]}]"  # any option letter
 
 
 @lru_cache(maxsize=4096)
@@ -41,10 +43,10 @@ def match_options(text: str | None, options: list[str]) -> list[str] | None:
 
 _LETTER_RE = [
     re.compile(
-        r"^\s*\(?([A-H])(?:\)|\.|:|\s*$)"
+        rf"^\s*\(?({_L})(?:\)|\.|:|\s*$)"
     ),  # "B", "B.", "(B)", "B) text"; not "A normal ..."
-    re.compile(r"\banswer\s*(?:is|:)?\s*\(?([A-H])\b\)?", re.I),
-    re.compile(r"\boption\s*\(?([A-H])\b\)?", re.I),
+    re.compile(rf"\banswer\s*(?:is|:)?\s*\(?({_L})\b\)?", re.I),
+    re.compile(rf"\boption\s*\(?({_L})\b\)?", re.I),
 ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -223,12 +224,22 @@ def report_scores(preds: Sequence[str | None], refs: Sequence[str]) -> dict:
             "empty_rate": sum(not t.strip() for t in texts) / max(1, len(texts)), "n": len(texts)}  # fmt: skip
 
 
-def bootstrap_ci(per_sample: Sequence[float], stat: Callable[[np.ndarray], float] = np.mean, n: int = 1000,
-                 seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:  # fmt: skip
-    """Percentile bootstrap interval of a per-sample statistic."""
-    x = np.asarray(per_sample, dtype=float)
-    if len(x) == 0:
+def bootstrap_ci(items: Sequence[Any], stat: Callable[[Any], float] = np.mean, n: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float]:  # fmt: skip
+    """Percentile bootstrap interval of `stat` over resamples (with replacement, same size) of
+    `items`: numbers (`stat` gets an array) or any records (`stat` gets a list, e.g. a benchmark
+    scorer). Resamples whose statistic is NaN (e.g. an AUC with one class) are left out."""
+    if len(items) == 0:
         return float("nan"), float("nan")
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) for v in items)
+    data = np.asarray(items, dtype=float) if numeric else list(items)
     rng = np.random.default_rng(seed)
-    stats = [stat(x[rng.integers(0, len(x), len(x))]) for _ in range(n)]
+    stats = []
+    for _ in range(n):
+        idx = rng.integers(0, len(data), len(data))
+        v = float(stat(data[idx] if numeric else [data[i] for i in idx]))
+        if v == v:
+            stats.append(v)
+    if not stats:
+        return float("nan"), float("nan")
     return float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2))

@@ -226,6 +226,12 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _id(v: Any) -> int | None:
+    """A record/subject id from a CSV cell: a whole, non-negative number ("123", 123.0), else None."""
+    f = _num(v)
+    return int(f) if f is not None and f >= 0 and f == int(f) else None
+
+
 class PTBXL(ECGDatabase):
     """PTB-XL (real or simulated): ptbxl_database.csv + scp_statements.csv + records100/500."""
 
@@ -348,23 +354,32 @@ class MIMICIVECG(ECGDatabase):
             except Exception as e:
                 raise ECGReadError(mm_path, "bad_csv", f"cannot read: {e}") from e
             machine = {
-                int(r["study_id"]): r for r in mm.to_dict("records") if _num(r.get("study_id"))
+                _id(r.get("study_id")): r
+                for r in mm.to_dict("records")
+                if _id(r.get("study_id")) is not None
             }
+        seen: set[int] = set()
         for row in records.to_dict("records"):
-            sid, subj = _num(row.get("study_id")), _num(row.get("subject_id"))
+            sid, subj = _id(row.get("study_id")), _id(row.get("subject_id"))
             where = f"{rl.name}:study_id={row.get('study_id')}"
             if sid is None or subj is None or not isinstance(row.get("path"), str):
                 self._bad_row(where, "bad_row", "study_id/subject_id/path missing or not numeric")
                 continue
-            m = machine.get(int(sid), {})
+            if sid in seen:
+                self._bad_row(
+                    where, "duplicate_id", "a second row with this study_id (the first is kept)"
+                )
+                continue
+            seen.add(sid)
+            m = machine.get(sid, {})
             report_parts = [str(m[f"report_{i}"]).strip() for i in range(18)
                             if isinstance(m.get(f"report_{i}"), str) and str(m[f"report_{i}"]).strip()]  # fmt: skip
             self.entries.append(
                 Entry(
-                    record_id=str(int(sid)),
+                    record_id=str(sid),
                     path=self.root / row["path"],
-                    patient_id=str(int(subj)),
-                    split=hashed_split(str(int(subj))),
+                    patient_id=str(subj),
+                    split=hashed_split(str(subj)),
                     report=". ".join(p.rstrip(".") for p in report_parts) + "."
                     if report_parts
                     else None,

@@ -44,6 +44,22 @@ def test_llava_rows_with_bad_images_are_skipped_and_counted(tmp_path):
     assert r["samples"] == 0 and r["skipped"] == {"malformed": 1, "unreadable_image": 1}
 
 
+def test_mimic_ids_that_are_not_whole_numbers_or_repeat(tmp_path):
+    """Found by bench/fuzz.py: a study_id of -1.6e-234 in machine_measurements.csv (int() of the
+    text after our numeric check), and record_list rows with such ids or a repeated study_id."""
+    from ecgllm.fuzz import write_mimic
+    from ecgllm.signal.databases import open_database
+
+    write_mimic(tmp_path)
+    shutil.copy(BAD / "mimic_record_list_bad_ids.csv", tmp_path / "record_list.csv")
+    shutil.copy(
+        BAD / "mimic_machine_measurements_bad_ids.csv", tmp_path / "machine_measurements.csv"
+    )
+    db = open_database("mimic", tmp_path)
+    assert [r.record_id for r in db.records()] == ["40689238", "45090959"]
+    assert db.rejects.counts == {"duplicate_id": 1, "bad_row": 2}
+
+
 @pytest.mark.parametrize(
     "name, error",
     [("benchmark_control_char.yaml", "not valid YAML"), ("benchmark_methods_not_a_list.yaml", "methods must be list")],

@@ -101,8 +101,8 @@ def test_all_benchmarks_ablation_sweep_report(tiny_dir, instruct, tmp_path):
         "perturbation"
     ] == ["leads", 1.0]
     page = (out / "report.html").read_text()
-    for part in ("<h2>Scores</h2>", "Detection per label", "Confusion matrices", "ECG-QA per question type",
-                 "Robustness", "<h2>Examples</h2>", "data:image/jpeg;base64", "blank ECG"):  # fmt: skip
+    for part in ("<h2>Scores</h2>", "Detection per label", "Confusion matrices", "<h2>By group</h2>",
+                 "ecgqa: exact_match by question type", "measure: within_tolerance by attribute_type", "Robustness", "<h2>Examples</h2>", "data:image/jpeg;base64", "blank ECG"):  # fmt: skip
         assert part in page, part
     assert "src='/" not in page and "file://" not in page  # self-contained
     from ecgllm.report import find_chromium, screenshot

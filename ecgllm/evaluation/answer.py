@@ -1,0 +1,152 @@
+"""How the model answers a benchmark's rows: greedy generation (batched, KV cache, left
+padding), option log-likelihood (the sum of the log-probabilities of each candidate answer's
+tokens, on the same assistant span the training loss uses) and, for detection, P(yes) per label
+from the likelihoods of "yes" and "no" to the verify question."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..benchmarks import Benchmark
+from ..data.collator import EcgCollator
+from ..data.tasks import LETTERS, VERIFY
+
+KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
+        "evidence", "features", "record_ids")  # fmt: skip
+
+
+@torch.no_grad()
+def generate_batch(
+    model, processor, collator: EcgCollator, rows: list[dict], max_new_tokens: int
+) -> list[str]:
+    """Greedy answers to the first user turn of each row (KV cache on, left padding)."""
+    tok = processor.tokenizer
+    side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        texts, ecgs, masks, images = [], [], [], []
+        for r in rows:
+            texts.append(
+                processor.apply_chat_template(r["messages"][:1], add_generation_prompt=True)
+            )
+            e, m, i = collator.row_inputs(r)
+            ecgs, masks, images = ecgs + e, masks + m, images + i
+        batch = processor(text=texts, ecgs=ecgs or None, images=images or None,
+                          lead_masks=masks or None)  # fmt: skip
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+        new = out[:, batch["input_ids"].shape[1] :]
+        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tok.padding_side = side
+
+
+def _with_turns(row: dict, question: str | None, answer: str) -> dict:
+    user = row["messages"][0]
+    if question is not None:
+        user = {**user, "content": [c if c["type"] != "text" else {**c, "text": question}
+                                    for c in user["content"]]}  # fmt: skip
+    return {**row, "messages": [user, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]}  # fmt: skip
+
+
+@torch.no_grad()
+def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: int) -> list[float]:
+    """Sum of log p(assistant tokens | prompt) for rows whose messages are [user, assistant]:
+    exactly the tokens the training loss supervises (the chat template's assistant span).
+    Candidates of one sample (same id) share its ECG and page: those are processed once."""
+    cache: dict[str, dict[str, torch.Tensor]] = {}
+    out: list[float] = []
+    for s in range(0, len(items), batch_size):
+        chunk = items[s : s + batch_size]
+        if collator.native is not None:  # the backbone's own processor expands the pages
+            batch = collator(chunk)
+            if batch["labels"].shape[0] != len(chunk):
+                raise ValueError(
+                    f"candidate answers dropped ({dict(collator.dropped)}): raise max_length"
+                )
+            out += _sum_logprobs(model, batch)
+            continue
+        seqs, feats = [], []
+        for it in chunk:
+            enc = collator._truncate(*collator.encode(it["messages"]), it.get("id", "?"))
+            if enc is None:
+                raise ValueError(
+                    f"candidate answer of {it.get('id')} dropped ({dict(collator.dropped)}): raise max_length"
+                )
+            seqs.append(enc)
+            key = str(it.get("id", id(it)))
+            if key not in cache:
+                cache[key] = collator.features(*collator.row_inputs(it))
+            feats.append(cache[key])
+        batch = collator.pad(seqs)
+        for k in feats[0]:
+            batch[k] = torch.cat([f[k] for f in feats])
+        out += _sum_logprobs(model, batch)
+    return out
+
+
+def _sum_logprobs(model, batch: dict) -> list[float]:
+    """Per row, the sum of log p over the tokens that have labels. The LM head and log-softmax
+    run only at positions that predict a labelled token (the union over the batch): a real
+    vocabulary (262k for Gemma) makes the full logits large."""
+    labels = batch.pop("labels")
+    pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
+    logits = model(**batch, logits_to_keep=pos).logits
+    target = labels[:, pos + 1]
+    keep = target != -100
+    lp = torch.log_softmax(logits[keep].float(), dim=-1)
+    tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1)
+    row = keep.nonzero()[:, 0]
+    return torch.zeros(labels.shape[0]).index_add_(0, row, tok_lp).tolist()
+
+
+def _question(row: dict) -> str:
+    return " ".join(c["text"] for c in row["messages"][0]["content"] if c["type"] == "text")
+
+
+def option_labels(options: Sequence[str]) -> list[str]:
+    return [o for o in options if o != "none"]
+
+
+def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], batch_size: int,
+                max_new_tokens: int | None = None) -> list[dict]:  # fmt: skip
+    """Every method of the benchmark on a batch of rows -> records for samples.jsonl."""
+    recs = [
+        {k: r.get(k) for k in KEEP} | {"benchmark": bench.name, "question": _question(r)}
+        for r in rows
+    ]
+    if "generate" in bench.methods:
+        preds = generate_batch(
+            model, processor, collator, rows, max_new_tokens or bench.max_new_tokens
+        )
+        for rec, p in zip(recs, preds, strict=True):
+            rec["prediction"] = p
+    if "loglik" in bench.methods:
+        items, owner = [], []
+        for i, r in enumerate(rows):
+            for j, o in enumerate(r["options"]):
+                items.append(_with_turns(r, None, f"{LETTERS[j]}. {o}"))
+                owner.append(i)
+        ll = loglik_batch(model, collator, items, 4 * batch_size)
+        for rec in recs:
+            rec["loglik"] = []
+        for i, v in zip(owner, ll, strict=True):
+            recs[i]["loglik"].append(v)
+    if "yes_prob" in bench.methods:
+        items, owner = [], []
+        for i, r in enumerate(rows):
+            for label in option_labels(r["options"]):
+                for ans in ("yes", "no"):
+                    items.append(_with_turns(r, VERIFY.format(label=label), ans))
+                    owner.append((i, label, ans))
+        ll = loglik_batch(model, collator, items, 4 * batch_size)
+        pairs: dict[tuple[int, str], dict[str, float]] = {}
+        for (i, label, ans), v in zip(owner, ll, strict=True):
+            pairs.setdefault((i, label), {})[ans] = v
+        for rec in recs:
+            rec["label_scores"] = {}
+        for (i, label), d in pairs.items():
+            recs[i]["label_scores"][label] = float(1 / (1 + np.exp(d["no"] - d["yes"])))
+    return recs

@@ -1,0 +1,212 @@
+"""Scoring answered rows: one scorer per benchmark kind (SCORERS), the chance level of each
+headline metric, and its 95% bootstrap interval (resampling samples; metrics.scores.bootstrap_ci)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..benchmarks import Benchmark
+from ..metrics.grounding import ground_scores
+from ..metrics.parsing import match_options, parse_choice
+from ..metrics.scores import (
+    bootstrap_ci,
+    class_recall,
+    mcq_accuracy,
+    measurement_errors,
+    multilabel,
+    qa_exact_match,
+    report_scores,
+)
+from .answer import option_labels
+
+
+def _group(r: dict, bench: Benchmark) -> str:
+    return " / ".join(str(r.get(g) or "-") for g in bench.groups) if bench.groups else ""
+
+
+def score_exact_match(bench: Benchmark, recs: list[dict]) -> dict:
+    res = qa_exact_match([r["prediction"] for r in recs], [r["answer"] for r in recs],
+                         [r["options"] for r in recs], groups=[_group(r, bench) for r in recs])  # fmt: skip
+    if bench.groups:  # also one breakdown per field (question type alone, attribute type alone)
+        for g in bench.groups:
+            by: dict[str, list[bool]] = {}
+            for r, ok in zip(recs, res["per_sample"], strict=True):
+                by.setdefault(str(r.get(g) or "-"), []).append(ok)
+            res[f"by_{g}"] = {k: {"exact_match": float(np.mean(v)), "n": len(v)} for k, v in sorted(by.items())}  # fmt: skip
+    return res
+
+
+def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
+    res: dict[str, Any] = {"n": len(recs)}
+    gold = [r["answer"][0] for r in recs]
+    per = None
+    if all("prediction" in r for r in recs):
+        g = mcq_accuracy([r["prediction"] for r in recs], gold, [r["options"] for r in recs])
+        res.update(accuracy_generate=g["accuracy"], unparsed_rate=g["unparsed_rate"])
+        per = g["per_sample"]
+    if all("loglik" in r for r in recs):
+        picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
+        ok = [p == g for p, g in zip(picks, gold, strict=True)]
+        res["accuracy_loglik"] = float(np.mean(ok)) if ok else float("nan")
+        per = ok if bench.metric == "accuracy_loglik" else per
+    else:
+        picks = [parse_choice(r.get("prediction"), r["options"]) or "(unparsed)" for r in recs]
+    res["per_sample"] = per or []
+    if bench.confusion and recs:
+        names = sorted(set(gold) | set(picks))
+        idx = {n: i for i, n in enumerate(names)}
+        m = np.zeros((len(names), len(names)), dtype=int)
+        for g, p in zip(gold, picks, strict=True):
+            m[idx[g], idx[p]] += 1
+        res["confusion"] = {"labels": names, "matrix": m.tolist(), "rows": "gold", "columns": "predicted",
+                            "from": "loglik" if "loglik" in bench.methods else "generate"}  # fmt: skip
+    by: dict[str, list[bool]] = {}
+    for r, ok in zip(recs, res["per_sample"], strict=True):
+        by.setdefault(_group(r, bench) or "all", []).append(ok)
+    res["by_group"] = {
+        k: {bench.metric: float(np.mean(v)), "n": len(v)} for k, v in sorted(by.items())
+    }
+    return res
+
+
+def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
+    """The rhythm question as a classification: the answer by option log-likelihood (or the
+    parsed generation when there is no loglik), per-class recall, balanced accuracy, AF
+    sensitivity/specificity and the confusion matrix; `score_mcq`'s figures beside them."""
+    res = score_mcq(bench, recs)
+    gold = [r["answer"][0] for r in recs]
+    if all("loglik" in r for r in recs):
+        picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
+    else:
+        picks = [parse_choice(r.get("prediction"), r["options"]) for r in recs]
+    res.update(class_recall(gold, picks, positive="atrial fibrillation"))
+    return res
+
+
+def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
+    res: dict[str, Any] = {"n": len(recs)}
+    if all("label_scores" in r for r in recs):
+        sets: dict[str, list[dict]] = {}
+        for r in recs:
+            sets.setdefault(r.get("attribute_type") or "-", []).append(r)
+        per_label, by = {}, {}
+        for name, rs in sorted(sets.items()):
+            labels = option_labels(rs[0]["options"])
+            y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
+            s = np.array([[r["label_scores"][lab] for lab in labels] for r in rs])
+            m = multilabel(y, s, labels)
+            by[name] = {k: m[k] for k in ("macro_auc", "micro_auc", "macro_f1", "micro_f1", "hamming_loss")} | {"n": len(rs)}  # fmt: skip
+            per_label.update({f"{name}: {k}": v for k, v in m["per_label"].items()})
+        aucs = [v["auc"] for v in per_label.values() if "auc" in v]
+        res.update(macro_auc=float(np.mean(aucs)) if aucs else float("nan"),
+                   macro_f1=float(np.mean([v["f1"] for v in per_label.values()])) if per_label else float("nan"),
+                   hamming_loss=float(np.mean([by[k]["hamming_loss"] for k in by])) if by else float("nan"),
+                   by_group=by, per_label=per_label, auc_basis="P(yes) to the verify question per label")  # fmt: skip
+    if all("prediction" in r for r in recs):
+        em = qa_exact_match([r["prediction"] for r in recs], [r["answer"] for r in recs],
+                            [r["options"] for r in recs])  # fmt: skip
+        res.update(exact_match_generate=em["exact_match"], unparsed_rate=em["unparsed_rate"])
+        # ECGBench compatibility: "AUC" on the 0/1 labels parsed from the generated list
+        hard = []
+        for r in recs:
+            labels = option_labels(r["options"])
+            got = set(match_options(r["prediction"], r["options"]) or [])
+            hard.append(([lab in r["answer"] for lab in labels], [lab in got for lab in labels]))
+        ys = np.array([v for h in hard for v in h[0]], dtype=int)
+        ps = np.array([v for h in hard for v in h[1]], dtype=float)
+        if 0 < ys.sum() < len(ys):
+            from ..metrics.scores import _auc
+
+            res["ecgbench_hard_label_auc"] = _auc(ys, ps)
+            res["ecgbench_note"] = "AUC on 0/1 predictions pooled over labels (ECGBench compatibility), not a ranking AUC"  # fmt: skip
+        res.setdefault("per_sample", em["per_sample"])
+    return res
+
+
+def score_measure(bench: Benchmark, recs: list[dict]) -> dict:
+    res = measurement_errors([r["prediction"] for r in recs], [r["value"] for r in recs],
+                             [r["tolerance"] for r in recs])  # fmt: skip
+    by: dict[str, list[bool]] = {}
+    for r, ok in zip(recs, res["per_sample"], strict=True):
+        by.setdefault(_group(r, bench), []).append(ok)
+    res["by_group"] = {k: {"within_tolerance": float(np.mean(v)), "n": len(v)} for k, v in sorted(by.items())}  # fmt: skip
+    return res
+
+
+def score_report(bench: Benchmark, recs: list[dict]) -> dict:
+    res = report_scores([r["prediction"] for r in recs], [r["answer"][0] for r in recs])
+    from ..text.extract import extract_scp_codes
+
+    per = []
+    for r in recs:  # per-sample clinical F1, for intervals and the gallery
+        a, b = extract_scp_codes(r["prediction"] or ""), extract_scp_codes(r["answer"][0])
+        per.append(1.0 if not a and not b else 2 * len(a & b) / (len(a) + len(b)))
+    res["per_sample"] = per
+    return res
+
+
+def score_ground(bench: Benchmark, recs: list[dict]) -> dict:
+    return ground_scores([r["prediction"] for r in recs], [r["answer"] for r in recs],
+                         [json.loads(r["evidence"] or "{}") for r in recs],
+                         [json.loads(r["features"] or "{}") for r in recs])  # fmt: skip
+
+
+SCORERS: dict[str, Callable[[Benchmark, list[dict]], dict]] = {
+    "exact_match": score_exact_match,
+    "mcq": score_mcq,
+    "rhythm": score_rhythm,
+    "detect": score_detect,
+    "measure": score_measure,
+    "report": score_report,
+    "ground": score_ground,
+}
+
+
+def _bootstrap(
+    bench: Benchmark, recs: list[dict], n: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of the headline metric, resampling the answered samples (bootstrap_ci)."""
+    if len(recs) < 2:
+        return float("nan"), float("nan")
+    return bootstrap_ci(
+        recs,
+        lambda sub: SCORERS[bench.scorer](bench, sub).get(bench.metric, float("nan")),
+        n=n,
+        seed=seed,
+    )
+
+
+def chance_level(bench: Benchmark, recs: list[dict], train: list[dict] | None) -> tuple[float, str]:
+    """(chance value of the headline metric, how it was computed)."""
+    if bench.chance == "auc":
+        return 0.5, "AUC of an uninformative score"
+    if bench.chance == "uniform_option":
+        v = [1 / len(r["options"]) if len(r["answer"]) == 1 and r["options"] else 0.0 for r in recs]
+        return float(np.mean(v)) if v else float("nan"), "a uniformly random option"
+    if not train:
+        return float("nan"), "no training samples to take a majority from"
+    if bench.scorer == "measure":
+        med: dict[str, float] = {}
+        for k in {r["attribute_type"] for r in train}:
+            med[k] = float(np.median([r["value"] for r in train if r["attribute_type"] == k]))
+        const = [{**r, "prediction": f"{med.get(r['attribute_type'], 0):.0f}"} for r in recs]
+        how = "always the training median of each quantity"
+    else:
+        top = Counter(r["messages"][-1]["content"][0]["text"] for r in train).most_common(1)[0][0]
+        const = [{**r, "prediction": top} for r in recs]
+        how = "always the most frequent training answer"
+    return float(SCORERS[bench.scorer](bench, const)[bench.metric]), how
+
+
+def score(bench: Benchmark, recs: list[dict], train: list[dict] | None = None) -> dict[str, Any]:
+    res = SCORERS[bench.scorer](bench, recs)
+    res.pop("per_sample", None)
+    res.update(main_metric=bench.metric, higher_is_better=bench.higher_is_better,
+               value=res.get(bench.metric, float("nan")), ci95=_bootstrap(bench, recs))  # fmt: skip
+    res["chance"], res["chance_basis"] = chance_level(bench, recs, train)
+    return res
