@@ -91,9 +91,11 @@ class EcgCollator:
     def length(self, row: dict) -> int:
         return len(self.encode(row["messages"])[0])
 
-    def _truncate(
+    def truncate(
         self, ids: list[int], mask: list[int], rid: str
     ) -> tuple[list[int], list[int]] | None:
+        """(ids, mask) cut at max_length at the end, or None (dropped and counted in `dropped`)
+        when the cut would split a placeholder run or leave nothing supervised."""
         if len(ids) <= self.max_length:
             return ids, mask
         cut = self.max_length
@@ -124,7 +126,7 @@ class EcgCollator:
             return self._native_batch(rows)
         seqs, inputs, keys = [], [], []
         for row in rows:
-            enc = self._truncate(*self.encode(row["messages"]), row.get("id", "?"))
+            enc = self.truncate(*self.encode(row["messages"]), row.get("id", "?"))
             if enc is None:
                 continue
             seqs.append(enc)
@@ -255,6 +257,58 @@ class EcgCollator:
         self._check_supervised(sum(1 for _, m in tails if any(m)), len(tails))
         batch = dict(enc)
         batch["labels"] = labels
+        return batch
+
+    def prompt_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Generation inputs: each row's first user turn with the generation prompt, left-padded
+        (a KV-cache `generate` appends after the last position), with the rows' ECG and page
+        inputs (blanked as the collator is set)."""
+        tok = self.tok
+        side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            texts, ecgs, masks, images = [], [], [], []
+            for r in rows:
+                texts.append(
+                    self.proc.apply_chat_template(r["messages"][:1], add_generation_prompt=True)
+                )
+                e, m, i = self.row_inputs(r)
+                ecgs, masks, images = ecgs + e, masks + m, images + i
+            return self.proc(text=texts, ecgs=ecgs or None, images=images or None,
+                             lead_masks=masks or None)  # fmt: skip
+        finally:
+            tok.padding_side = side
+
+    def candidate_batch(
+        self, rows: list[dict[str, Any]], cache: dict[str, dict[str, torch.Tensor]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Scoring inputs for rows whose messages are [user, assistant] (candidate answers): the
+        training batch of those rows, labels on the assistant span, nothing dropped (a row that
+        does not fit max_length raises). Rows with the same id share one ECG/page input, made
+        once and kept in `cache` across calls."""
+        if self.native is not None:  # the backbone's own processor expands the pages
+            batch = self(rows)
+            if batch["labels"].shape[0] != len(rows):
+                raise ValueError(
+                    f"candidate answers dropped ({dict(self.dropped)}): raise max_length"
+                )
+            return batch
+        cache = {} if cache is None else cache
+        seqs, feats = [], []
+        for it in rows:
+            enc = self.truncate(*self.encode(it["messages"]), it.get("id", "?"))
+            if enc is None:
+                raise ValueError(
+                    f"candidate answer of {it.get('id')} dropped ({dict(self.dropped)}): raise max_length"
+                )
+            seqs.append(enc)
+            key = str(it.get("id", id(it)))
+            if key not in cache:
+                cache[key] = self.features(*self.row_inputs(it))
+            feats.append(cache[key])
+        batch = self.pad(seqs)
+        for k in feats[0]:
+            batch[k] = torch.cat([f[k] for f in feats])
         return batch
 
     def pad(self, seqs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:

@@ -23,24 +23,10 @@ def generate_batch(
     model, processor, collator: EcgCollator, rows: list[dict], max_new_tokens: int
 ) -> list[str]:
     """Greedy answers to the first user turn of each row (KV cache on, left padding)."""
-    tok = processor.tokenizer
-    side = tok.padding_side
-    tok.padding_side = "left"
-    try:
-        texts, ecgs, masks, images = [], [], [], []
-        for r in rows:
-            texts.append(
-                processor.apply_chat_template(r["messages"][:1], add_generation_prompt=True)
-            )
-            e, m, i = collator.row_inputs(r)
-            ecgs, masks, images = ecgs + e, masks + m, images + i
-        batch = processor(text=texts, ecgs=ecgs or None, images=images or None,
-                          lead_masks=masks or None)  # fmt: skip
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
-        new = out[:, batch["input_ids"].shape[1] :]
-        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-    finally:
-        tok.padding_side = side
+    batch = collator.prompt_batch(rows)
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[:, batch["input_ids"].shape[1] :]
+    return [t.strip() for t in processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 def _with_turns(row: dict, question: str | None, answer: str) -> dict:
@@ -59,31 +45,7 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
     cache: dict[str, dict[str, torch.Tensor]] = {}
     out: list[float] = []
     for s in range(0, len(items), batch_size):
-        chunk = items[s : s + batch_size]
-        if collator.native is not None:  # the backbone's own processor expands the pages
-            batch = collator(chunk)
-            if batch["labels"].shape[0] != len(chunk):
-                raise ValueError(
-                    f"candidate answers dropped ({dict(collator.dropped)}): raise max_length"
-                )
-            out += _sum_logprobs(model, batch)
-            continue
-        seqs, feats = [], []
-        for it in chunk:
-            enc = collator._truncate(*collator.encode(it["messages"]), it.get("id", "?"))
-            if enc is None:
-                raise ValueError(
-                    f"candidate answer of {it.get('id')} dropped ({dict(collator.dropped)}): raise max_length"
-                )
-            seqs.append(enc)
-            key = str(it.get("id", id(it)))
-            if key not in cache:
-                cache[key] = collator.features(*collator.row_inputs(it))
-            feats.append(cache[key])
-        batch = collator.pad(seqs)
-        for k in feats[0]:
-            batch[k] = torch.cat([f[k] for f in feats])
-        out += _sum_logprobs(model, batch)
+        out += _sum_logprobs(model, collator.candidate_batch(items[s : s + batch_size], cache))
     return out
 
 

@@ -120,9 +120,9 @@ def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
         ys = np.array([v for h in hard for v in h[0]], dtype=int)
         ps = np.array([v for h in hard for v in h[1]], dtype=float)
         if 0 < ys.sum() < len(ys):
-            from ..metrics.scores import _auc
+            from ..metrics.scores import binary_auc
 
-            res["ecgbench_hard_label_auc"] = _auc(ys, ps)
+            res["ecgbench_hard_label_auc"] = binary_auc(ys, ps)
             res["ecgbench_note"] = "AUC on 0/1 predictions pooled over labels (ECGBench compatibility), not a ranking AUC"  # fmt: skip
         res.setdefault("per_sample", em["per_sample"])
     return res

@@ -80,14 +80,12 @@ def class_recall(
     return out
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC-AUC by the rank-sum (Mann-Whitney) definition, ties counted half."""
-    from scipy.stats import rankdata
+def binary_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC-AUC of scores `s` for 0/1 labels `y` (both classes present): scikit-learn's, which is
+    the rank-sum (Mann-Whitney) definition with ties counted half."""
+    from sklearn.metrics import roc_auc_score
 
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    ranks = rankdata(s)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(np.asarray(y, dtype=int), np.asarray(s, dtype=float)))
 
 
 def multilabel(y_true: np.ndarray, scores: np.ndarray, labels: Sequence[str], threshold: float = 0.5,
@@ -105,7 +103,7 @@ def multilabel(y_true: np.ndarray, scores: np.ndarray, labels: Sequence[str], th
         f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
         entry = {"f1": f1, "support": int(yj.sum())}
         if 0 < yj.sum() < len(yj):
-            entry["auc"] = _auc(yj, pred[:, j] if hard_labels else s[:, j])
+            entry["auc"] = binary_auc(yj, pred[:, j] if hard_labels else s[:, j])
             aucs.append(entry["auc"])
         else:
             skipped.append(name)
@@ -114,7 +112,9 @@ def multilabel(y_true: np.ndarray, scores: np.ndarray, labels: Sequence[str], th
     fp = int(((pred == 1) & (y == 0)).sum())
     fn = int(((pred == 0) & (y == 1)).sum())
     flat_ok = 0 < y.sum() < y.size
-    micro_auc = _auc(y.ravel(), (pred if hard_labels else s).ravel()) if flat_ok else float("nan")
+    micro_auc = (
+        binary_auc(y.ravel(), (pred if hard_labels else s).ravel()) if flat_ok else float("nan")
+    )
     return {
         "auc_basis": "hard 0/1 predictions (ECGBench compatibility)" if hard_labels else "scores",
         "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),

@@ -24,7 +24,14 @@ class EcgEncoderConfig(PreTrainedConfig):
     and a learned embedding of the lead mask tells the encoder which ones are present. With
     `measurement_tokens` = K > 0, K more tokens embed the ECG's measurement vector (rate, RR
     irregularity, P waves, intervals, axis, per-lead amplitudes) through an MLP of their own and
-    follow the pooled time tokens in the output.
+    follow the pooled time tokens in the output. With `rhythm_tokens` = R > 0, R more tokens (last)
+    embed only the rhythm measurements (`rhythm_features`: indices of rate, RR irregularity and P
+    waves in the measurement vector; default ecgllm.signal.features.RHYTHM_INDEX), and the other
+    measurement tokens no longer see those: the rhythm reaches the LLM on one narrow path. Off by
+    default, as measured on the embedded default (issue 15): the stage-0 encoder head reads LUDB
+    rhythm better through it (balanced accuracy 0.805 vs 0.791, sinus rhythm recall 0.66 vs 0.58)
+    and the LLM's real findings AUC rose (0.82 vs 0.60), but the LLM read rhythm worse (simulated
+    0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58).
     """
 
     model_type = "ecgllm_ecg_encoder"
@@ -46,10 +53,17 @@ class EcgEncoderConfig(PreTrainedConfig):
     # by the processor): 0 = off; measurement_dim is that vector's length
     measurement_tokens: int = 0
     measurement_dim: int = 0
+    rhythm_tokens: int = 0
+    rhythm_features: list[int] | None = None
+
+    @property
+    def uses_measurements(self) -> bool:
+        """Whether the encoder takes measurement vectors (measurement or rhythm tokens)."""
+        return bool(self.measurement_tokens or self.rhythm_tokens)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.measurement_tokens and not self.measurement_dim:
+        if self.uses_measurements and not self.measurement_dim:
             try:  # the vector's length is ecgllm's (this file also ships alone with exported models)
                 from ecgllm.signal.features import MEASUREMENT_DIM
 
@@ -58,10 +72,23 @@ class EcgEncoderConfig(PreTrainedConfig):
                 raise ValueError(
                     "measurement_tokens > 0 needs measurement_dim (the length of the measurement vector)"
                 ) from None
+        if self.rhythm_tokens and self.rhythm_features is None:
+            try:
+                from ecgllm.signal.features import RHYTHM_INDEX
+
+                self.rhythm_features = list(RHYTHM_INDEX)
+            except ImportError:
+                raise ValueError(
+                    "rhythm_tokens > 0 needs rhythm_features (their indices in the measurement vector)"
+                ) from None
 
     @property
     def num_tokens(self) -> int:
-        return (self.n_samples // self.patch_size) // self.pool + self.measurement_tokens
+        return (
+            (self.n_samples // self.patch_size) // self.pool
+            + self.measurement_tokens
+            + self.rhythm_tokens
+        )
 
 
 class EcgLlmConfig(PreTrainedConfig):

@@ -76,6 +76,12 @@ class MeasurementEmbedding(nn.Module):
         return self.linear(v) + self.mlp(v)
 
 
+def _columns(values: list[int], n_values: int) -> list[int]:
+    """Columns of a measurement vector [values | validity flags] holding `values` and their flags
+    (a plain list, not a buffer: from_pretrained leaves non-persistent buffers uninitialised)."""
+    return [*values, *(n_values + i for i in values)]
+
+
 class EcgEncoder(nn.Module):
     def __init__(self, config: EcgEncoderConfig):
         super().__init__()
@@ -95,19 +101,32 @@ class EcgEncoder(nn.Module):
         )
         self.gradient_checkpointing = False
         self.norm = nn.LayerNorm(config.hidden_size)
-        k = config.measurement_tokens
+        k, r = config.measurement_tokens, config.rhythm_tokens
+        if (k or r) and config.measurement_dim <= 0:
+            raise ValueError(
+                "measurement or rhythm tokens need measurement_dim (the vector's length)"
+            )
+        h = config.hidden_size
+        n_values = config.measurement_dim // 2
+        # [2 * n_values] columns of the measurement vector each path reads (values, then flags)
+        rhythm = sorted(set(config.rhythm_features or [])) if r else []
+        if any(not 0 <= i < n_values for i in rhythm):
+            raise ValueError(f"rhythm_features {rhythm} outside the {n_values} measurement values")
+        other = [i for i in range(n_values) if i not in set(rhythm)]
         if k:
-            if config.measurement_dim <= 0:
-                raise ValueError(
-                    "measurement_tokens > 0 needs measurement_dim (the vector's length)"
-                )
-            h = config.hidden_size
-            self.measure_embed = MeasurementEmbedding(config.measurement_dim // 2, k * h)
+            self.measure_cols = _columns(other, n_values)
+            self.measure_embed = MeasurementEmbedding(len(other), k * h)
             self.measure_pos = nn.Parameter(torch.zeros(1, k, h))
             nn.init.normal_(self.measure_pos, std=0.02)
             # their own path, not mixed into the transformer: trained on the simulator, attention
             # let the waveform tokens override them, and those misread real records' rates
             self.measure_norm = nn.LayerNorm(h)
+        if r:  # the rhythm measurements alone (see EcgEncoderConfig)
+            self.rhythm_cols = _columns(rhythm, n_values)
+            self.rhythm_embed = MeasurementEmbedding(len(rhythm), r * h)
+            self.rhythm_pos = nn.Parameter(torch.zeros(1, r, h))
+            nn.init.normal_(self.rhythm_pos, std=0.02)
+            self.rhythm_norm = nn.LayerNorm(h)
         nn.init.normal_(self.pos_embed, std=0.02)
         # per-dimension output standardization (training-split statistics; identity until fitted)
         self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
@@ -139,8 +158,9 @@ class EcgEncoder(nn.Module):
         x = x[:, :, : n_patches * cfg.patch_size].reshape(b, n_leads, n_patches, cfg.patch_size)
         x = x.permute(0, 2, 1, 3).reshape(b, n_patches, n_leads * cfg.patch_size)
         h = self.patch_embed(x) + self.pos_embed[:, :n_patches] + self.lead_embed(m)[:, None, :]
-        k = cfg.measurement_tokens
-        if k:
+        k, r = cfg.measurement_tokens, cfg.rhythm_tokens
+        extra = []  # measurement tokens, then rhythm tokens
+        if k or r:
             if ecg_measurements is None or tuple(ecg_measurements.shape) != (
                 b,
                 cfg.measurement_dim,
@@ -150,8 +170,13 @@ class EcgEncoder(nn.Module):
                     f"this ECG encoder takes measurement tokens: pass ecg_measurements [{b}, "
                     f"{cfg.measurement_dim}] (the processor computes them from the signals), got {got}"
                 )
-            meas = self.measure_embed(ecg_measurements.to(h.dtype)).reshape(b, k, -1)
-            meas = self.measure_norm(meas + self.measure_pos)
+            v = ecg_measurements.to(h.dtype)
+            if k:
+                meas = self.measure_embed(v[:, self.measure_cols]).reshape(b, k, -1)
+                extra.append(self.measure_norm(meas + self.measure_pos))
+            if r:
+                rhy = self.rhythm_embed(v[:, self.rhythm_cols]).reshape(b, r, -1)
+                extra.append(self.rhythm_norm(rhy + self.rhythm_pos))
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 h = torch.utils.checkpoint.checkpoint(layer, h, use_reentrant=False)
@@ -164,8 +189,8 @@ class EcgEncoder(nn.Module):
                 .reshape(b, n_patches // cfg.pool, cfg.pool, -1)
                 .mean(dim=2)
             )
-        if k:  # measurement tokens after the time tokens, on a path of their own (see __init__)
-            h = torch.cat([h, meas], dim=1)
+        if extra:  # measurement tokens after the time tokens, on a path of their own (see __init__)
+            h = torch.cat([h, *extra], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 
     @torch.no_grad()

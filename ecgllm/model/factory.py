@@ -148,7 +148,7 @@ def build_model(
             "n_samples": int(round(ecg_fs * ecg_seconds)),
             "sampling_rate": ecg_fs,
         }
-        if ecg_cfg.get("measurement_tokens"):
+        if ecg_cfg.get("measurement_tokens") or ecg_cfg.get("rhythm_tokens"):
             from ..signal.features import MEASUREMENT_DIM
 
             ecg_cfg["measurement_dim"] = MEASUREMENT_DIM
@@ -189,6 +189,9 @@ def build_model(
         ecg_token=ecg_tok, image_token=img_tok, num_ecg_tokens=config.num_ecg_tokens,
         num_image_tokens=config.num_image_tokens, ecg_fs=ecg_fs, ecg_seconds=ecg_seconds,
         ecg_normalization=ecg_normalization,
-        ecg_measurement_dim=ecg_cfg["measurement_dim"] if ecg_cfg and ecg_cfg.get("measurement_tokens") else 0,
+        ecg_measurement_dim=(
+            config.ecg_config.measurement_dim
+            if config.ecg_config is not None and config.ecg_config.uses_measurements else 0
+        ),
     )  # fmt: skip
     return model, processor

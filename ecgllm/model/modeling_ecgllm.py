@@ -166,7 +166,7 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             x = torch.zeros(1, cfg.n_leads, cfg.n_samples, device=device)
             m = (
                 torch.zeros(1, cfg.measurement_dim, device=device)
-                if cfg.measurement_tokens
+                if cfg.uses_measurements
                 else None
             )
             return self.get_ecg_features(x, None, m)

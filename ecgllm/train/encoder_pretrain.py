@@ -79,7 +79,8 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
 
     cols = [codes.index(c) for c in RHYTHM_CLASSES if c in codes]
     names = [c for c in RHYTHM_CLASSES if c in codes]
-    k = enc.config.measurement_tokens  # with measurement tokens, those carry the rhythm
+    # with rhythm tokens those carry the rhythm, else the measurement tokens when there are some
+    k = enc.config.rhythm_tokens or enc.config.measurement_tokens
     enc.eval()
     with torch.no_grad():
         logits = []
@@ -168,12 +169,12 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     x_all = np.stack([sig[i]["signal"] for i in range(len(records))]).astype(np.float32)
     m_all = np.stack([sig[i]["lead_mask"] for i in range(len(records))]).astype(bool)
     kw = dict(encoder_config or TINY_ECG)
-    if kw.get("measurement_tokens"):
+    if kw.get("measurement_tokens") or kw.get("rhythm_tokens"):
         kw["measurement_dim"] = MEASUREMENT_DIM
     cfg = EcgEncoderConfig(**kw)
     meas_all = (
         measurement_vectors(x_all, m_all, cfg.sampling_rate, progress)
-        if cfg.measurement_tokens
+        if cfg.uses_measurements
         else None
     )
     enc = EcgEncoder(cfg)
@@ -189,7 +190,9 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     bce = nn.BCEWithLogitsLoss(pos_weight=pos_w, reduction="none")
     # with measurement tokens, the rhythm and the rate are theirs to carry: the waveform tokens
     # are not asked for them (on the simulator they learn rate cues that real records break)
-    k_meas = cfg.measurement_tokens
+    # with rhythm tokens, those carry the rhythm and the rate alone and are asked nothing else
+    # (they see only the rhythm measurements)
+    k_meas, k_rhy = cfg.measurement_tokens, cfg.rhythm_tokens
     from ..text.vocab import RHYTHM_CLASSES
 
     rate_outputs = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [
@@ -198,8 +201,12 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     n_out = len(codes) + len(REGRESSION)
     n_tok = cfg.num_tokens
     weight = torch.ones(n_tok, n_out)
-    if k_meas:
-        weight[: n_tok - k_meas, rate_outputs] = 0.0
+    carriers = k_rhy or k_meas  # the last `carriers` tokens carry the rate outputs
+    if carriers:
+        weight[: n_tok - carriers, rate_outputs] = 0.0
+    if k_rhy:
+        other = [j for j in range(n_out) if j not in set(rate_outputs)]
+        weight[n_tok - k_rhy :, other] = 0.0
 
     gen = torch.Generator().manual_seed(seed)
 
@@ -262,7 +269,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             o = torch.cat([forward(va[i : i + 64], augment=False) for i in range(0, len(va), 64)])
             # a single token's predictions (what any one LLM position sees): a measurement token
             # when there are some (they carry every output)
-            tok = o[:, -1 if k_meas else 0].numpy()
+            tok = o[:, n_tok - k_rhy - 1 if k_meas else 0].numpy()
             o = ((o * weight[None]).sum(1) / weight.sum(0).clamp(min=1)).numpy()
         ml = multilabel(y[va], 1 / (1 + np.exp(-o[:, : len(codes)])), codes)
         pred = o[:, len(codes) :] * sd + mu

@@ -574,14 +574,24 @@ def test_supervised_logits_only_gives_the_same_loss_and_gradients(backbone):
     assert torch.allclose(mean, model(**b).loss, atol=1e-6)
 
 
-def test_measurement_tokens(tiny):
-    """The default tiny ECG encoder has 4 measurement tokens after its 25 time tokens; the processor
-    makes ecg_measurements from the mV signal; without them the encoder says what it needs."""
-    model, proc = tiny
+def test_measurement_tokens():
+    """A tiny ECG encoder with 4 measurement tokens and 2 rhythm tokens after its 25 time tokens
+    (the default has no rhythm tokens: see EcgEncoderConfig); the processor makes
+    ecg_measurements from the mV signal; without them the encoder says what it needs. The rhythm
+    measurements (rate, RR irregularity, P waves) reach the rhythm tokens only, every other
+    measurement the measurement tokens only."""
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.signal.features import FEATURE_NAMES, RHYTHM_INDEX
+
+    torch.manual_seed(0)
+    model, proc = build_model(ecg={**TINY_ECG, "rhythm_tokens": 2})
+    model.eval()
     enc = model.ecg_encoder
     assert (
         enc.config.measurement_tokens == 4
-        and proc.num_ecg_tokens == 29 == model.config.num_ecg_tokens
+        and enc.config.rhythm_tokens == 2
+        and list(enc.config.rhythm_features) == list(RHYTHM_INDEX)
+        and proc.num_ecg_tokens == 31 == model.config.num_ecg_tokens
     )
     x = torch.randn(2, 12, 5000) * 0.1
     with pytest.raises(ValueError, match=r"pass ecg_measurements \[2, 152\]"):
@@ -590,11 +600,16 @@ def test_measurement_tokens(tiny):
     assert inputs["ecg_measurements"].shape == (2, 152)
     assert inputs["lead_mask"][1].sum() == 1  # the record's own mask is applied here, once
     out = enc(inputs["ecg_values"], inputs["lead_mask"], inputs["ecg_measurements"])
-    assert out.shape == (2, 29, enc.config.hidden_size)
-    # the measurement tokens change with the measurements and only them
-    m2 = inputs["ecg_measurements"].clone()
-    m2[:, 0] += 1.0
-    out2 = enc(inputs["ecg_values"], inputs["lead_mask"], m2)
-    assert torch.allclose(out[:, :25], out2[:, :25]) and not torch.allclose(
-        out[:, 25:], out2[:, 25:]
-    )
+    assert out.shape == (2, 31, enc.config.hidden_size)
+    n = len(FEATURE_NAMES)
+    for name, changed in (("hr_bpm", slice(29, 31)), ("qrs_ms", slice(25, 29))):
+        for col in (FEATURE_NAMES.index(name), n + FEATURE_NAMES.index(name)):  # value, flag
+            m2 = inputs["ecg_measurements"].clone()
+            m2[:, col] += 1.0
+            out2 = enc(inputs["ecg_values"], inputs["lead_mask"], m2)
+            same = torch.isclose(out, out2).all(-1).all(0)  # per token
+            assert not same[changed].any() and same.sum() == 31 - 2 - 2 * (name == "qrs_ms"), (
+                name,
+                col,
+                same,
+            )

@@ -368,3 +368,22 @@ def test_several_datasets_train_together(instruct, tmp_path):
               "model.init_from=null", "--dry-run"])  # fmt: skip
     d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
     assert d["train_samples"] == len(a) + len(b) and d["train_samples_by_task"]["rhythm"] == 3
+
+
+def test_encoder_with_rhythm_tokens(instruct, tmp_path):
+    """Stage 0 with rhythm tokens: they alone are asked the rhythm and the rate, the real-records
+    probe reads them, and the saved weights load into a model with the same encoder settings."""
+    from ecgllm.model import build_model
+    from ecgllm.model.ecg_encoder import load_encoder_weights
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.train.encoder_pretrain import pretrain_encoder
+
+    cfg = {**TINY_ECG, "rhythm_tokens": 1}
+    ludb = ROOT / "tests" / "fixtures" / "real" / "ludb"
+    enc = pretrain_encoder(instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8,
+                           progress=False, real=[("ludb", str(ludb))])  # fmt: skip
+    (probe,) = enc["real"].values()
+    assert probe["n"] >= 1 and 0 <= probe["balanced_accuracy"] <= 1
+    model, proc = build_model(ecg=cfg)
+    load_encoder_weights(model.ecg_encoder, enc["weights"])
+    assert model.config.num_ecg_tokens == 25 + 4 + 1 == proc.num_ecg_tokens
