@@ -81,11 +81,17 @@ def class_recall(
 
 
 def binary_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC-AUC of scores `s` for 0/1 labels `y` (both classes present): scikit-learn's, which is
-    the rank-sum (Mann-Whitney) definition with ties counted half."""
-    from sklearn.metrics import roc_auc_score
+    """ROC-AUC of scores `s` for 0/1 labels `y` (both classes present) by the rank-sum
+    (Mann-Whitney) definition, ties counted half: the same value as scikit-learn's roc_auc_score
+    (tested), written out because this runs per label in every bootstrap resample and sklearn's
+    input checks make each call ~12x slower (2.66 vs 0.21 ms at n=150, measured here)."""
+    from scipy.stats import rankdata
 
-    return float(roc_auc_score(np.asarray(y, dtype=int), np.asarray(s, dtype=float)))
+    y = np.asarray(y, dtype=int)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(np.asarray(s, dtype=float))
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def multilabel(y_true: np.ndarray, scores: np.ndarray, labels: Sequence[str], threshold: float = 0.5,

@@ -168,3 +168,16 @@ def test_class_recall_hand_case():
     always_sr = class_recall(gold, ["SR"] * 7, positive="AFIB")
     assert always_sr["balanced_accuracy"] == 1 / 3 and always_sr["sensitivity"] == 0.0
     assert class_recall(["SR"], ["SR"], positive="AFIB")["sensitivity"] is None
+
+
+def test_binary_auc_equals_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    from ecgllm.metrics.scores import binary_auc
+
+    rng = np.random.default_rng(0)
+    for n in (5, 40, 150):
+        y = (rng.random(n) < 0.3).astype(int)
+        y[:2] = [0, 1]
+        s = np.round(rng.random(n), 1)  # ties
+        assert abs(binary_auc(y, s) - roc_auc_score(y, s)) < 1e-12
