@@ -112,7 +112,7 @@ class EcgEncoder(nn.Module):
         rhythm = sorted(set(config.rhythm_features or [])) if r else []
         if any(not 0 <= i < n_values for i in rhythm):
             raise ValueError(f"rhythm_features {rhythm} outside the {n_values} measurement values")
-        other = [i for i in range(n_values) if i not in set(rhythm)]
+        other = sorted(set(range(n_values)) - set(rhythm))
         if k:
             self.measure_cols = _columns(other, n_values)
             self.measure_embed = MeasurementEmbedding(len(other), k * h)

@@ -205,7 +205,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if carriers:
         weight[: n_tok - carriers, rate_outputs] = 0.0
     if k_rhy:
-        other = [j for j in range(n_out) if j not in set(rate_outputs)]
+        other = sorted(set(range(n_out)) - set(rate_outputs))
         weight[n_tok - k_rhy :, other] = 0.0
 
     gen = torch.Generator().manual_seed(seed)
@@ -267,8 +267,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if len(va):
         with torch.no_grad():
             o = torch.cat([forward(va[i : i + 64], augment=False) for i in range(0, len(va), 64)])
-            # a single token's predictions (what any one LLM position sees): a measurement token
-            # when there are some (they carry every output)
+            # a single token's predictions (what any one LLM position sees): the last measurement
+            # token when there are some (with rhythm tokens it no longer carries the rate outputs)
             tok = o[:, n_tok - k_rhy - 1 if k_meas else 0].numpy()
             o = ((o * weight[None]).sum(1) / weight.sum(0).clamp(min=1)).numpy()
         ml = multilabel(y[va], 1 / (1 + np.exp(-o[:, : len(codes)])), codes)
