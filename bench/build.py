@@ -8,15 +8,12 @@ every task and both modalities. Target: <= 15 minutes for full PTB-XL on 2 cores
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.data import BuildConfig, build_dataset  # noqa: E402
-from ecgllm.signal.synthetic_db import build_database  # noqa: E402
+from ecgllm.data import BuildConfig, build_dataset
+from ecgllm.signal.synthetic_db import build_database
 
 PTBXL_RECORDS = 21_799
 

@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.fuzz import SURFACES, run_surface  # noqa: E402
+from ecgllm.fuzz import SURFACES, run_surface
 
 
 def main() -> int:

@@ -17,18 +17,15 @@ The real sections run when their folders exist (by default the shared real recor
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.signal.measure import find_r_peaks, measure  # noqa: E402
-from ecgllm.signal.record import STANDARD_12, ECGRecord  # noqa: E402
-from ecgllm.signal.simulate import sample_condition, simulate  # noqa: E402
+from ecgllm.signal.measure import find_r_peaks, measure
+from ecgllm.signal.record import STANDARD_12, ECGRecord
+from ecgllm.signal.simulate import sample_condition, simulate
 
 TOL = {"hr_bpm": 2.0, "qrs_ms": 12.0, "pr_ms": 20.0, "qt_ms": 25.0}
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"

@@ -11,21 +11,17 @@ and page image), and the loss over a few steps on one batch (it must fall).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.model import build_model  # noqa: E402
-from ecgllm.model.factory import TINY_ECG, TINY_SIGLIP  # noqa: E402
-from ecgllm.model.lora import prepare_for_training, trainable_summary  # noqa: E402
-from ecgllm.render import render_ecg  # noqa: E402
-from ecgllm.signal import STANDARD_12, ECGRecord  # noqa: E402
-from ecgllm.signal.simulate import sample_condition, simulate  # noqa: E402
+from ecgllm.model import build_model
+from ecgllm.model.factory import TINY_ECG, TINY_SIGLIP
+from ecgllm.model.lora import prepare_for_training, trainable_summary
+from ecgllm.render import render_ecg
+from ecgllm.signal import STANDARD_12, ECGRecord
+from ecgllm.signal.simulate import sample_condition, simulate
 
 
 def batch(proc, n=2):

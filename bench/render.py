@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.render.layout import ROWS_3X4  # noqa: E402
-from ecgllm.render.raster import render_ecg  # noqa: E402
-from ecgllm.render.store import encode_page, render_page  # noqa: E402
-from ecgllm.signal import STANDARD_12, ECGRecord  # noqa: E402
-from ecgllm.signal.simulate import sample_condition, simulate  # noqa: E402
+from ecgllm.render.layout import ROWS_3X4
+from ecgllm.render.raster import render_ecg
+from ecgllm.render.store import encode_page, render_page
+from ecgllm.signal import STANDARD_12, ECGRecord
+from ecgllm.signal.simulate import sample_condition, simulate
 
 
 def matplotlib_page(rec: ECGRecord, encode: bool, ticks: bool = False) -> object:

@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.metrics.scores import code_counts, f1_from_counts  # noqa: E402
-from ecgllm.text.extract import extract_scp_codes  # noqa: E402
+from ecgllm.metrics.scores import code_counts, f1_from_counts
+from ecgllm.text.extract import extract_scp_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"

@@ -11,19 +11,15 @@ full records/s per core.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import wfdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.signal.record import STANDARD_12  # noqa: E402
-from ecgllm.signal.simulate import sample_condition, simulate  # noqa: E402
-from ecgllm.signal.synthetic_db import _Job, _one, plan_patients  # noqa: E402
+from ecgllm.signal.record import STANDARD_12
+from ecgllm.signal.simulate import sample_condition, simulate
+from ecgllm.signal.synthetic_db import _Job, _one, plan_patients
 
 
 def rate(fn, n: int) -> float:

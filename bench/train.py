@@ -17,9 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_ours(data: str, steps: int, bs: int, packing: bool = False) -> dict:
@@ -150,8 +147,7 @@ def padding(data: str, bs: int) -> tuple[float, float, float, float]:
 
     _, proc = build_model()
     ds = EcgInstructionDataset(data, "train")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    from sft import approx_lengths
+    from ecgllm.data.collator import approx_lengths
 
     lengths = approx_lengths(ds, list(range(len(ds))), proc.num_ecg_tokens, proc.num_image_tokens)
     import numpy as np

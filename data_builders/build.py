@@ -22,16 +22,12 @@ finished one; the same seed gives the same rows.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.data import TASKS, BuildConfig, build_dataset  # noqa: E402
-from ecgllm.data.tasks import CHECK_TASKS  # noqa: E402
-from ecgllm.render.augment import PRESETS  # noqa: E402
-from ecgllm.render.layout import LAYOUTS  # noqa: E402
-from ecgllm.signal.databases import SOURCES  # noqa: E402
+from ecgllm.data import TASKS, BuildConfig, build_dataset
+from ecgllm.data.tasks import CHECK_TASKS
+from ecgllm.render.augment import PRESETS
+from ecgllm.render.layout import LAYOUTS
+from ecgllm.signal.databases import SOURCES
 
 
 def _list(text: str) -> tuple[str, ...]:

@@ -10,12 +10,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.data.interop import export_ecgqa, export_llava, import_ecgqa, import_llava  # noqa: E402
+from ecgllm.data.interop import export_ecgqa, export_llava, import_ecgqa, import_llava
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -11,15 +11,11 @@ pages already written; unreadable records are skipped, counted and listed in OUT
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.render.augment import PRESETS  # noqa: E402
-from ecgllm.render.layout import LAYOUTS, PAPERS_MM  # noqa: E402
-from ecgllm.render.raster import STYLES  # noqa: E402
-from ecgllm.render.store import RenderJob, render_database  # noqa: E402
+from ecgllm.render.augment import PRESETS
+from ecgllm.render.layout import LAYOUTS, PAPERS_MM
+from ecgllm.render.raster import STYLES
+from ecgllm.render.store import RenderJob, render_database
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -11,13 +11,9 @@ bytes, whatever the number of workers. Read it back with ecgllm.signal.PTBXL(out
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.signal.simulate import rhythm_mix  # noqa: E402
-from ecgllm.signal.synthetic_db import build_database  # noqa: E402
+from ecgllm.signal.simulate import rhythm_mix
+from ecgllm.signal.synthetic_db import build_database
 
 
 def main(argv: list[str] | None = None) -> dict:

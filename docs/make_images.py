@@ -5,18 +5,15 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.render import render_ecg  # noqa: E402
-from ecgllm.render.plot import plot_ecg  # noqa: E402
-from ecgllm.signal import PTBXL, measure  # noqa: E402
-from ecgllm.signal.synthetic_db import build_database  # noqa: E402
+from ecgllm.render import render_ecg
+from ecgllm.render.plot import plot_ecg
+from ecgllm.signal import PTBXL, measure
+from ecgllm.signal.synthetic_db import build_database
 
 OUT = Path(__file__).resolve().parent / "images"
 

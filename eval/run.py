@@ -22,14 +22,11 @@ OUT/blank_ecg; --sweep runs perturbed copies into OUT/sweep; both appear in OUT/
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.benchmarks import available  # noqa: E402
-from ecgllm.evaluation import benchmarks_for, build_real, evaluate, load  # noqa: E402
-from ecgllm.signal.databases import SOURCES  # noqa: E402
+from ecgllm.benchmarks import available
+from ecgllm.evaluation import benchmarks_for, build_real, evaluate, load
+from ecgllm.signal.databases import SOURCES
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -6,12 +6,9 @@ python eval/screenshot.py runs/default/eval/report.html runs/default/eval/report
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.report import screenshot  # noqa: E402
+from ecgllm.report import screenshot
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.export import (  # noqa: E402
+from ecgllm.export import (
     ExportError,
     export_adapter,
     export_merged,

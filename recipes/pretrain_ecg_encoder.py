@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.train.encoder_pretrain import pretrain_encoder  # noqa: E402
+from ecgllm.train.encoder_pretrain import pretrain_encoder
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,14 +33,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.atomic import write_text  # noqa: E402
-from ecgllm.data import BuildConfig, build_dataset  # noqa: E402
-from ecgllm.data.tasks import CHECK_TASKS, TASKS  # noqa: E402
-from ecgllm.signal import PTBXL, measure, standardize  # noqa: E402
-from ecgllm.signal.simulate import rhythm_mix  # noqa: E402
-from ecgllm.signal.synthetic_db import build_database  # noqa: E402
+from ecgllm.atomic import write_text
+from ecgllm.data import BuildConfig, build_dataset
+from ecgllm.data.tasks import CHECK_TASKS, TASKS
+from ecgllm.signal import PTBXL, measure, standardize
+from ecgllm.signal.simulate import rhythm_mix
+from ecgllm.signal.synthetic_db import build_database
 
 HERE = Path(__file__).resolve().parent
 TOL = {"hr_bpm": 2.0, "pr_ms": 20.0, "qrs_ms": 12.0, "qt_ms": 25.0}

@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,16 +38,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ecgllm.atomic import replace, write_text  # noqa: E402
-from ecgllm.data.collator import EcgCollator, length_grouped_order  # noqa: E402
-from ecgllm.data.dataset import EcgInstructionDataset  # noqa: E402
-from ecgllm.model.lora import trainable_summary  # noqa: E402
-from ecgllm.train.checkpoint import latest_checkpoint, save_checkpoint, save_model_files  # noqa: E402
-from ecgllm.train.config import ConfigError, RecipeConfig, load_config  # noqa: E402
-from ecgllm.train.logs import MetricLog  # noqa: E402
-from ecgllm.train.setup import memory_estimate, param_groups, scheduler, setup_model, total_steps  # noqa: E402
+from ecgllm.atomic import replace, write_text
+from ecgllm.data.collator import EcgCollator, approx_lengths, length_grouped_order
+from ecgllm.data.dataset import EcgInstructionDataset
+from ecgllm.model.lora import trainable_summary
+from ecgllm.train.checkpoint import latest_checkpoint, save_checkpoint, save_model_files
+from ecgllm.train.config import ConfigError, RecipeConfig, load_config
+from ecgllm.train.logs import MetricLog
+from ecgllm.train.setup import memory_estimate, param_groups, scheduler, setup_model, total_steps
 
 log = logging.getLogger("sft")
 
@@ -82,24 +79,6 @@ def cap_per_task(idx: list[int], tasks: list[str], cap: int | dict | None, seed:
             else rng.choice(members, n, replace=False).tolist()
         )
     return [i for i in idx if i in keep]
-
-
-def approx_lengths(
-    ds: EcgInstructionDataset, indices: list[int], n_ecg_tok: int, n_img_tok: int
-) -> list[int]:
-    """Token-count estimates for grouping (no tokenizer call): ~3 characters a token."""
-    cols = ds.samples.select_columns(["messages", "record_ids", "modalities"])
-    out = []
-    for i in indices:
-        r = cols[i]
-        chars = sum(len(c["text"] or "") for m in r["messages"] for c in m["content"])
-        n = len(r["record_ids"])
-        out.append(
-            chars // 3
-            + n
-            * (n_ecg_tok * ("signal" in r["modalities"]) + n_img_tok * ("image" in r["modalities"]))
-        )
-    return out
 
 
 class SFTRecipe:

@@ -50,7 +50,7 @@ def train_tiny_tokenizer(
 def load_tiny_tokenizer() -> PreTrainedTokenizerFast:
     if not (TINY_DIR / "tokenizer.json").exists():
         raise FileNotFoundError(
-            f"{TINY_DIR} is missing: run python -m ecgllm.model.tokenizer to rebuild it"
+            f"{TINY_DIR} is missing: run python data_builders/tiny_tokenizer.py to rebuild it"
         )
     return PreTrainedTokenizerFast.from_pretrained(str(TINY_DIR))
 
@@ -72,32 +72,3 @@ def ensure_placeholder_tokens(tokenizer) -> tuple[str, str]:
             found = ours
         out.append(found)
     return out[0], out[1]
-
-
-def _corpus() -> list[str]:
-    """Instruction text from a small simulated database (every task family)."""
-    import json
-    import tempfile
-
-    from ..data.build import BuildConfig, build_dataset
-    from ..signal.synthetic_db import build_database
-
-    texts = []
-    with tempfile.TemporaryDirectory() as d:
-        build_database(Path(d) / "sim", n=300, seed=123, progress=False)
-        build_dataset(BuildConfig(source="synthetic", root=str(Path(d) / "sim"), out=str(Path(d) / "o"),
-                                  modalities=("signal",)), progress=False)  # fmt: skip
-        from datasets import load_from_disk
-
-        for split in load_from_disk(str(Path(d) / "o" / "samples")).values():
-            for s in split:
-                for m in s["messages"]:
-                    texts += [c["text"] for c in m["content"] if c["type"] == "text" and c["text"]]
-                texts.append(json.dumps(s["options"]))
-    texts += [str(i) for i in range(1000)] + ["bpm ms mV degrees Hz"]
-    return texts
-
-
-if __name__ == "__main__":
-    tok = train_tiny_tokenizer(_corpus())
-    print(f"wrote {TINY_DIR} ({len(tok)} tokens)")

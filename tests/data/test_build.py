@@ -241,3 +241,20 @@ def test_real_ptbxl_record_at_100hz(real, tmp_path):
         "sinus rhythm. low qrs voltages in the frontal and horizontal leads. normal ecg."
     )
     assert json.loads(rec["features"])["source"] == "measured"
+
+
+def test_tiny_tokenizer_is_rebuilt_from_built_instruction_text(tmp_path):
+    """data_builders/tiny_tokenizer.py (the shipped tokenizer's recipe; the model package does not
+    import the data builders): a byte-level BPE with our placeholders as single tokens and the
+    chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    out = tmp_path / "tok"
+    r = subprocess.run([sys.executable, str(ROOT / "data_builders" / "tiny_tokenizer.py"), "--out", str(out),
+                        "--records", "12", "--vocab-size", "400"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1].startswith("done: ")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(out))
+    assert len(tok) <= 400 and tok.chat_template
+    for t in ("<ecg>", "<image>"):
+        assert tok.tokenize(f"a {t} b").count(t) == 1
