@@ -19,6 +19,7 @@ import numpy as np
 
 from ecgllm.render.layout import ROWS_3X4
 from ecgllm.render.raster import render_ecg
+from ecgllm.render.spec import PageSpec
 from ecgllm.render.store import encode_page, render_page
 from ecgllm.signal import STANDARD_12, ECGRecord
 from ecgllm.signal.simulate import sample_condition, simulate
@@ -118,12 +119,8 @@ def main() -> None:
     tick_png = rate(lambda r: matplotlib_page(r, True, ticks=True), recs[:n_mpl])
     ours_px = rate(lambda r: render_ecg(r), recs)
     ours_file = rate(lambda r: encode_page(render_ecg(r)[0]), recs)
-    photo = rate(
-        lambda r: encode_page(render_page(r, "3x4+II", "letter", 200, "red", "photo", 0)[0]), recs
-    )
-    scan = rate(
-        lambda r: encode_page(render_page(r, "3x4+II", "letter", 200, "red", "scan", 0)[0]), recs
-    )
+    photo = rate(lambda r: encode_page(render_page(r, PageSpec(augment="photo"), 0)[0]), recs)
+    scan = rate(lambda r: encode_page(render_page(r, PageSpec(augment="scan"), 0)[0]), recs)
     size = len(encode_page(render_ecg(recs[0])[0])[0]) // 1024
     print(
         f"{'pages/s, one core':30s} {'ours':>7s} {'mpl ticks':>10s} {'ratio':>7s} {'mpl tuned':>10s} {'ratio':>7s}"

@@ -12,27 +12,27 @@ from __future__ import annotations
 
 import argparse
 
+from ecgllm.cli import add_fields, field_values
 from ecgllm.render.augment import PRESETS
 from ecgllm.render.layout import LAYOUTS, PAPERS_MM
 from ecgllm.render.raster import STYLES
 from ecgllm.render.store import RenderJob, render_database
+from ecgllm.signal.databases import SOURCES
+
+CHOICES = {
+    "source": SOURCES,
+    "layout": LAYOUTS,
+    "paper": PAPERS_MM,
+    "style": STYLES,
+    "augment": PRESETS,
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--root", required=True, help="database folder")
-    ap.add_argument("--out", required=True, help="output folder for pages")
-    ap.add_argument("--source", default="ptbxl", choices=["ptbxl", "synthetic", "mimic", "wfdb"])
-    ap.add_argument("--layout", default="3x4+II", choices=LAYOUTS)
-    ap.add_argument("--paper", default="letter", choices=sorted(PAPERS_MM))
-    ap.add_argument("--dpi", type=float, default=200.0)
-    ap.add_argument("--style", default="red", choices=sorted(STYLES))
-    ap.add_argument(
-        "--augment", default=None, choices=sorted(PRESETS), help="scan/photo augmentation preset"
-    )
-    ap.add_argument("--seed", type=int, default=0)
+    add_fields(ap, RenderJob, skip=("options",), choices=CHOICES)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="first N records only")
     ap.add_argument(
@@ -43,9 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.workers < 1:
         ap.error("--workers must be >= 1")
     options = {"sampling_rate": args.sampling_rate} if args.source in ("ptbxl", "synthetic") else {}
-    job = RenderJob(args.source, args.root, args.out, args.layout, args.paper, args.dpi, args.style,
-                    args.augment, args.seed, options)  # fmt: skip
     try:
+        job = RenderJob(**field_values(args, RenderJob, skip=("options",)), options=options)
         s = render_database(job, workers=args.workers, limit=args.limit, progress=not args.quiet)
     except (ValueError, OSError) as e:  # settings clash, unreadable database folder or table
         ap.exit(2, f"error: {e}\n")

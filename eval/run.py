@@ -25,7 +25,8 @@ import argparse
 from pathlib import Path
 
 from ecgllm.benchmarks import available
-from ecgllm.evaluation import benchmarks_for, build_real, evaluate, load
+from ecgllm.cli import add_fields, field_values
+from ecgllm.evaluation import EvalSettings, benchmarks_for, build_real, evaluate, load
 from ecgllm.signal.databases import SOURCES
 
 
@@ -48,14 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help=f"comma list of {available()} or YAML files (default: those whose task the data has)",
     )
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--limit", type=int, default=None, help="first N samples per benchmark")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument(
-        "--max-new-tokens", type=int, default=None, help="override each benchmark's own"
-    )
-    ap.add_argument("--blank-ecg", action="store_true", help="zero the ECG signals (ablation)")
-    ap.add_argument("--blank-image", action="store_true", help="blank the ECG pages (ablation)")
+    add_fields(ap, EvalSettings)
     ap.add_argument(
         "--ablation",
         action="store_true",
@@ -65,7 +59,6 @@ def main(argv: list[str] | None = None) -> dict:
         "--sweep", default=None, help='perturbations, e.g. "noise=0.05,0.2;wander=0.5;leads=6,1"'
     )
     ap.add_argument("--no-report", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if sum(x is not None for x in (a.data, a.ecgqa_json, a.real)) != 1:
         ap.exit(2, "error: give exactly one of --data, --ecgqa-json and --real\n")
@@ -87,9 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
             benchmarks = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
         model, proc = load(a.model, a.adapter, a.processor)
         r = evaluate(model, proc, data, a.out, benchmarks, ablation=a.ablation, sweep=a.sweep,
-                     report=not a.no_report, split=a.split, limit=a.limit, batch_size=a.batch_size,
-                     max_new_tokens=a.max_new_tokens, blank_ecg=a.blank_ecg, blank_image=a.blank_image,
-                     seed=a.seed, model_path=a.model)  # fmt: skip
+                     report=not a.no_report, model_path=a.model, **field_values(a, EvalSettings))  # fmt: skip
     except (ValueError, FileNotFoundError, KeyError) as e:
         ap.exit(2, f"error: {e}\n")
     parts = []

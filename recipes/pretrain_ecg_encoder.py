@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ecgllm.train.encoder_pretrain import pretrain_encoder
+from ecgllm.cli import add_fields, field_values
+from ecgllm.train.encoder_pretrain import PretrainSettings, pretrain_encoder
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,14 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="EcgEncoderConfig kwargs as JSON (default: the tiny encoder)",
     )
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--learning-rate", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    add_fields(ap, PretrainSettings)
     ap.add_argument("--no-augment", action="store_true", help="no signal augmentation")
-    ap.add_argument("--save-every", type=int, default=100,
-                    help="save the training state every N steps to OUT/checkpoint (0: never); "
-                         "a re-run resumes from it")  # fmt: skip
     ap.add_argument("--real", action="append", default=[], metavar="SOURCE=DIR",
                     help="real records to report the trained encoder's rhythm on (e.g. ludb=DIR)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -48,10 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
         real.append((source.strip(), root.strip()))
     try:
-        s = pretrain_encoder(a.data, a.out, json.loads(a.encoder) if a.encoder else None, steps=a.steps,
-                             batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed,
-                             augment=not a.no_augment, real=real,
-                             save_every=a.save_every)  # fmt: skip
+        s = pretrain_encoder(a.data, a.out, json.loads(a.encoder) if a.encoder else None,
+                             augment=not a.no_augment, real=real, **field_values(a, PretrainSettings))  # fmt: skip
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
         ap.exit(2, f"error: {e}\n")
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())

@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ecgllm.atomic import replace, write_text
+from ecgllm.cli import describe
 from ecgllm.data.collator import EcgCollator, approx_lengths, length_grouped_order
 from ecgllm.data.dataset import EcgInstructionDataset
 from ecgllm.model.lora import trainable_summary
@@ -400,7 +401,10 @@ class SFTRecipe:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (YAML sections, or section.key=value overrides):\n"
+        + describe(RecipeConfig),
     )
     ap.add_argument("--config", default=None, help="YAML config (recipes/configs/*.yaml)")
     ap.add_argument("--dry-run", action="store_true", help="print sizes and memory, do not train")

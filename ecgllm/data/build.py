@@ -31,6 +31,7 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
 from ..atomic import remove_stale, replace, write_text
+from ..render.spec import PageSpec
 from ..render.store import encode_page, render_page
 from ..signal.databases import ECGDatabase, Entry, Rejects, open_database
 from ..signal.measure import measure
@@ -46,32 +47,28 @@ SUMMARY_KEYS = ("hr_bpm", "rr_ms", "rr_sd_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms
 
 @dataclass
 class BuildConfig:
-    source: str
-    root: str
-    out: str
-    tasks: tuple[str, ...] = T.TASKS
-    modalities: tuple[str, ...] = ("signal", "image")
-    workers: int = 1
-    limit: int | None = None
-    seed: int = 0
-    fs: float = 500.0
-    seconds: float = 10.0
-    layout: str = "3x4+II"
-    paper: str = "letter"
-    dpi: float = 200.0
-    style: str = "red"
-    augment: str | None = None
-    features: str = "auto"  # auto | measured | truth | machine
-    chunk_size: int = 64
-    comparisons_per_record: float = 0.5
-    sampling_rate: int = 500
-    strict: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+    source: str  # the reader (ecgllm.signal.databases.SOURCES)
+    root: str  # the database folder
+    out: str  # the output folder
+    tasks: tuple[str, ...] = T.TASKS  # task families to build (or the check tasks rhythm, findings)
+    modalities: tuple[str, ...] = ("signal", "image")  # what each record carries: signal, image
+    workers: int = 1  # processes reading, measuring and rendering records
+    limit: int | None = None  # first N records only
+    seed: int = 0  # same seed, same rows
+    fs: float = 500.0  # sampling rate every record is brought to (Hz)
+    seconds: float = 10.0  # length every record is brought to (s)
+    page: PageSpec = field(default_factory=PageSpec)  # how the record's page image is drawn
+    # interval values: auto = simulator truth / MIMIC machine / our measurement
+    features: str = "auto"
+    chunk_size: int = 64  # records per saved chunk (the unit an interrupted build resumes from)
+    comparisons_per_record: float = 0.5  # ECG-QA comparison questions (two records) per record
+    sampling_rate: int = 500  # PTB-XL files to read (records100 or records500)
+    strict: bool = False  # fail on the first bad record or sample instead of skipping it
+    options: dict[str, Any] = field(default_factory=dict)  # the reader's options
     record_ids: tuple[str, ...] | None = None  # only these records (e.g. those ECG-QA refers to)
     single_split: str | None = None  # every record in this split (an external test set)
-    report_text: str = (
-        "normalised"  # report targets: normalised English, or "source" (the record's own text)
-    )
+    # report targets: normalised English from the labels, or the source's own text
+    report_text: str = "normalised"
 
     def __post_init__(self) -> None:
         bad = set(self.tasks) - set(T.TASKS) - set(T.CHECK_TASKS)
@@ -100,11 +97,16 @@ class BuildConfig:
             raise ValueError(
                 f"features must be auto, measured, truth or machine, not {self.features!r}"
             )
+        if self.workers < 1 or self.chunk_size < 1:
+            raise ValueError(
+                f"workers and chunk_size must be >= 1, not {self.workers}, {self.chunk_size}"
+            )
 
     def fingerprint(self) -> str:
         d = asdict(self)
         for k in ("workers", "out", "strict"):
             d.pop(k)
+        d.update(d.pop("page"))  # flat, as builds before PageSpec stamped it
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -216,8 +218,7 @@ def _process_chunk(args: tuple[int, list[int]]) -> tuple[int, int, list[tuple[st
             meta = _meta(rec)
             meta["axis"] = axis_name(meta.pop("axis_code", None), feats["summary"].get("axis_deg"))
             if "image" in cfg.modalities:
-                image, page = render_page(rec, cfg.layout, cfg.paper, cfg.dpi, cfg.style, cfg.augment,
-                                          seed=cfg.seed * 1_000_003 + i)  # fmt: skip
+                image, page = render_page(rec, cfg.page, seed=cfg.seed * 1_000_003 + i)
                 data, _ = encode_page(image)
                 rows["image"].append({"bytes": data, "path": None})
                 rows["layout"].append(page.to_json())

@@ -14,6 +14,7 @@ eval/run.py is the command line over `runner`.
 
 from .answer import LETTERS, VERIFY, answer_rows, generate_batch, loglik_batch
 from .runner import (
+    EvalSettings,
     benchmarks_for,
     build_real,
     evaluate,
@@ -24,6 +25,6 @@ from .runner import (
 )
 from .scoring import SCORERS, chance_level, score, score_detect
 
-__all__ = ["LETTERS", "SCORERS", "VERIFY", "answer_rows", "benchmarks_for", "build_real", "chance_level",
+__all__ = ["LETTERS", "SCORERS", "EvalSettings", "VERIFY", "answer_rows", "benchmarks_for", "build_real", "chance_level",
            "evaluate", "generate_batch", "load", "loglik_batch", "model_fingerprint", "run_benchmarks",
            "run_sweep", "score", "score_detect"]  # fmt: skip

@@ -22,6 +22,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ def _git_commit() -> str | None:
 
 
 def _perturbed(row: dict, perturbation: tuple[str, float], build: dict, seed: int) -> dict:
+    from ..render import render_ecg
+    from ..render.spec import PageSpec
     from ..render.store import render_page
     from ..signal.perturb import perturb
     from ..signal.record import STANDARD_12, ECGRecord
@@ -89,15 +92,18 @@ def _perturbed(row: dict, perturbation: tuple[str, float], build: dict, seed: in
                 lead_mask=mask,
             )
             leads = [ld for ld, m in zip(STANDARD_12, mask, strict=True) if m]
-            layout = build.get("layout", "3x4+II") if len(leads) == 12 else "12x1"
-            from ..render import render_ecg
-
+            spec = PageSpec.from_mapping(build)  # the pages as the build drew them
             if len(leads) == 12:
-                img, _ = render_page(rec, layout, build.get("paper", "letter"), build.get("dpi", 200.0),
-                                     build.get("style", "red"), build.get("augment"), seed)  # fmt: skip
-            else:
-                img, _ = render_ecg(rec, layout=layout, paper=build.get("paper", "letter"),
-                                    dpi=build.get("dpi", 200.0), style=build.get("style", "red"), leads=leads)  # fmt: skip
+                img, _ = render_page(rec, spec, seed)
+            else:  # the leads left, a row each
+                img, _ = render_ecg(
+                    rec,
+                    layout="12x1",
+                    paper=spec.paper,
+                    dpi=spec.dpi,
+                    style=spec.style,
+                    leads=leads,
+                )
             images.append(img.convert("RGB"))
     row["signal"], row["lead_mask"] = np.stack(sigs), np.stack(masks)
     if row.get("images"):
@@ -128,11 +134,27 @@ def _read_done(path: Path) -> dict[str, dict]:
     return done
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """The settings of one benchmark run (run_benchmarks' keywords; eval/run.py's options)."""
+
+    split: str = "test"  # the dataset split scored
+    limit: int | None = None  # first N samples per benchmark
+    batch_size: int = 8  # samples answered per forward pass
+    max_new_tokens: int | None = None  # override each benchmark's own
+    blank_ecg: bool = False  # zero the ECG signals (ablation)
+    blank_image: bool = False  # blank the ECG pages (ablation)
+    seed: int = 0  # seeds the model's sampling and the perturbations
+
+
+_D = EvalSettings()
+
+
 def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benchmarks: Sequence[str],
-                   split: str = "test", limit: int | None = None, batch_size: int = 8,
-                   max_new_tokens: int | None = None, blank_ecg: bool = False, blank_image: bool = False,
-                   perturbation: tuple[str, float] | None = None, seed: int = 0, progress: bool = True,
-                   model_path: str | None = None) -> dict:  # fmt: skip
+                   split: str = _D.split, limit: int | None = _D.limit, batch_size: int = _D.batch_size,
+                   max_new_tokens: int | None = _D.max_new_tokens, blank_ecg: bool = _D.blank_ecg,
+                   blank_image: bool = _D.blank_image, perturbation: tuple[str, float] | None = None,
+                   seed: int = _D.seed, progress: bool = True, model_path: str | None = None) -> dict:  # fmt: skip
     benches = []
     unknown = []
     for b in benchmarks:

@@ -2,5 +2,6 @@
 
 from .layout import LAYOUTS, LeadBox, PageLayout
 from .raster import STYLES, Style, render_ecg
+from .spec import PageSpec
 
-__all__ = ["LAYOUTS", "STYLES", "LeadBox", "PageLayout", "Style", "render_ecg"]
+__all__ = ["LAYOUTS", "STYLES", "LeadBox", "PageLayout", "PageSpec", "Style", "render_ecg"]

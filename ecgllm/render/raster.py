@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..signal.preprocess import standardize
 from ..signal.record import STANDARD_12, ECGRecord
 from .layout import MARGIN_MM, MAX_ROW_MM, PAPERS_MM, LeadBox, PageLayout, plan_cells
+from .spec import PageSpec
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,10 @@ def _calibration_pulse(
 
 def render_ecg(
     record: ECGRecord,
-    layout: str = "3x4+II",
-    paper: str = "letter",
-    dpi: float = 200.0,
-    style: str | Style = "red",
+    layout: str = PageSpec.layout,
+    paper: str = PageSpec.paper,
+    dpi: float = PageSpec.dpi,
+    style: str | Style = PageSpec.style,
     augment: str | dict | None = None,
     seed: int = 0,
     leads: list[str] | None = None,

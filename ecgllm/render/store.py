@@ -30,6 +30,7 @@ from ..signal.record import ECGReadError
 from .augment import augment_page
 from .layout import PageLayout
 from .raster import render_ecg
+from .spec import PageSpec
 
 
 def encode_page(image: Image.Image) -> tuple[bytes, str]:
@@ -53,27 +54,30 @@ def save_page(image: Image.Image, page: PageLayout, base: str | os.PathLike) -> 
     return img_path
 
 
-def render_page(record, layout: str, paper: str, dpi: float, style: str, augment: str | None,
-                seed: int) -> tuple[Image.Image, PageLayout]:  # fmt: skip
+def render_page(record, spec: PageSpec, seed: int) -> tuple[Image.Image, PageLayout]:
     """render_ecg + augmentation with the JPEG step deferred to storage."""
-    image, page = render_ecg(record, layout=layout, paper=paper, dpi=dpi, style=style)
-    if augment not in (None, "clean"):
-        image, page = augment_page(image, page, augment, seed, defer_jpeg=True)
+    image, page = render_ecg(
+        record, layout=spec.layout, paper=spec.paper, dpi=spec.dpi, style=spec.style
+    )
+    if spec.augment not in (None, "clean"):
+        image, page = augment_page(image, page, spec.augment, seed, defer_jpeg=True)
     return image, page
 
 
 @dataclass
 class RenderJob:
-    source: str
-    root: str
-    out: str
-    layout: str = "3x4+II"
-    paper: str = "letter"
-    dpi: float = 200.0
-    style: str = "red"
-    augment: str | None = None
-    seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    root: str  # the database folder
+    out: str  # the output folder for pages
+    source: str = "ptbxl"  # the reader (ecgllm.signal.databases.SOURCES)
+    page: PageSpec = field(default_factory=PageSpec)
+    seed: int = 0  # augmentation seed (each page: seed * 1000003 + its index)
+    options: dict[str, Any] = field(default_factory=dict)  # the reader's options
+
+    def settings(self) -> dict[str, Any]:
+        """What the pages depend on (the render.stamp): every field but `out`, the page's
+        settings flat (as stamps written before PageSpec have them)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("out", "page")}
+        return {**d, **asdict(self.page)}
 
 
 _WORKER: dict[str, Any] = {}
@@ -105,8 +109,7 @@ def _render_one(i: int) -> tuple[str, str | None, str | None]:
     entry = db.entries[i]
     try:
         rec = db.read(entry)
-        image, page = render_page(rec, job.layout, job.paper, job.dpi, job.style, job.augment,
-                                  seed=job.seed * 1_000_003 + i)  # fmt: skip
+        image, page = render_page(rec, job.page, seed=job.seed * 1_000_003 + i)
     except (ECGReadError, ValueError) as e:
         reason = e.reason if isinstance(e, ECGReadError) else "render_error"
         return entry.record_id, reason, str(e)
@@ -123,7 +126,7 @@ def render_database(
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     # the pages already there are reused only if the same settings drew them
-    settings = {k: v for k, v in asdict(job).items() if k != "out"}
+    settings = job.settings()
     stamp = out / "render.stamp"  # JSON, not named .json: every .json here is a page's sidecar
     if stamp.exists() and json.loads(stamp.read_text()) != json.loads(json.dumps(settings)):
         raise ValueError(

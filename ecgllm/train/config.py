@@ -25,16 +25,14 @@ class ModelCfg:
     vision: Any = "tiny"  # "tiny", "none", a hub name / local path, or a config dict
     ecg: Any = "tiny"  # "tiny", "none", or EcgEncoderConfig kwargs
     chat_family: str | None = None  # force a chat template family (llama3, gemma, chatml, ecgllm)
-    init_from: str | None = (
-        None  # a previous stage's output dir: its trained modules are loaded first
-    )
-    ecg_weights: str | None = (
-        None  # pretrained ECG-encoder safetensors (recipes/pretrain_ecg_encoder.py)
-    )
-    gradient_checkpointing: bool = False
-    ecg_projector: str = "mlp2x_gelu"
-    image_projector: str = "mlp2x_gelu"
-    image_pool: int = 1
+    # a previous stage's output dir: its trained modules are loaded first
+    init_from: str | None = None
+    # pretrained ECG-encoder safetensors (recipes/pretrain_ecg_encoder.py)
+    ecg_weights: str | None = None
+    gradient_checkpointing: bool = False  # recompute activations in backward (less memory)
+    ecg_projector: str = "mlp2x_gelu"  # ECG tokens -> LLM: linear or mlp2x_gelu
+    image_projector: str = "mlp2x_gelu"  # vision patches -> LLM: linear or mlp2x_gelu
+    image_pool: int = 1  # average-pool the vision patch grid by this factor per side
 
 
 @dataclass
@@ -43,13 +41,15 @@ class DataCfg:
     # simulated default and your real records: [runs/default/instruct, data/ludb])
     path: str | list[str] = "runs/default/instruct"
     tasks: list[str] | None = None  # keep only these task families (None: all)
-    max_length: int = 1024
-    group_by_length: bool = True
+    max_length: int = (
+        1024  # tokens per sample (longer ones cut at the end; dropped if that splits an ECG)
+    )
+    group_by_length: bool = True  # batch samples of similar length (less padding)
     # pack each micro-batch's samples into as few rows of max_length as they fit in (block-diagonal
     # attention through position ids; same loss, less padding); not for native VLM backbones
     packing: bool = False
-    limit_train: int | None = None
-    limit_eval: int | None = 64
+    limit_train: int | None = None  # first N training samples only
+    limit_eval: int | None = 64  # validation samples scored for the eval loss
     # cap the training samples of each task family (an int for all, or {task: n}); a seeded random
     # subset keeps a large family (ECG-QA is ~55% of a default build) from dominating a short run
     max_per_task: int | dict | None = None
@@ -61,9 +61,10 @@ class DataCfg:
 @dataclass
 class LoraCfg:
     mode: str = "lora"  # align (LLM frozen; projectors + ECG encoder train), lora, full
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = 16  # LoRA rank
+    alpha: int = 32  # LoRA scale numerator (scale = alpha / r)
+    dropout: float = 0.05  # LoRA dropout
+    # LLM linear layers that get adapters
     targets: list[str] = field(
         default_factory=lambda: [
             "q_proj",
@@ -75,7 +76,7 @@ class LoraCfg:
             "down_proj",
         ]
     )
-    train_ecg_encoder: bool = True
+    train_ecg_encoder: bool = True  # the ECG encoder trains too (false: frozen)
     # LLM modules trained fully besides LoRA (e.g. [embed_tokens, lm_head] for a random-init LLM
     # that has no vocabulary to adapt; empty for pretrained backbones)
     train_modules: list[str] = field(default_factory=list)
@@ -85,29 +86,29 @@ class LoraCfg:
 
 @dataclass
 class TrainCfg:
-    seed: int = 0
-    learning_rate: float = 2e-4
+    seed: int = 0  # initialisation, data order, augmentation
+    learning_rate: float = 2e-4  # peak learning rate of LoRA / trained LLM modules
     projector_learning_rate: float | None = None  # default: learning_rate
-    weight_decay: float = 0.0
-    num_train_epochs: float = 1.0
+    weight_decay: float = 0.0  # AdamW weight decay
+    num_train_epochs: float = 1.0  # passes over the training samples
     max_steps: int = -1  # > 0 overrides num_train_epochs
-    per_device_train_batch_size: int = 4
-    per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.03
+    per_device_train_batch_size: int = 4  # samples per process per micro-batch
+    per_device_eval_batch_size: int = 8  # samples per process per eval batch
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    warmup_ratio: float = 0.03  # share of the steps with a linear warm-up
     lr_scheduler_type: str = "cosine"  # cosine, linear, constant_with_warmup
-    max_grad_norm: float = 1.0
-    logging_steps: int = 10
+    max_grad_norm: float = 1.0  # gradient clipping (0: none)
+    logging_steps: int = 10  # log the loss every N steps
     eval_steps: int = 0  # 0: at the end only
     save_steps: int = 0  # 0: at the end only
-    save_total_limit: int = 2
+    save_total_limit: int = 2  # checkpoints kept in output.dir
     mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU), no, bf16, fp16
     resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest" in output.dir
 
 
 @dataclass
 class OutputCfg:
-    dir: str = "runs/sft"
+    dir: str = "runs/sft"  # checkpoints, logs, final/ (adapter + processor), base/
     report_to: list[str] = field(default_factory=lambda: ["csv"])  # csv, tensorboard
 
 
@@ -116,9 +117,9 @@ class HubCfg:
     """Where recipes/merge_and_push.py publishes this run (saved with every checkpoint's
     recipe.yaml; --push-to-hub and --private on its command line win)."""
 
-    push: bool = False
-    repo_id: str | None = None
-    private: bool = True
+    push: bool = False  # push after merging
+    repo_id: str | None = None  # ORG/NAME on the Hugging Face Hub
+    private: bool = True  # create the repository private
 
 
 @dataclass
@@ -142,14 +143,7 @@ class ConfigError(ValueError):
 
 
 def _section_class(name: str):
-    return {
-        "model": ModelCfg,
-        "data": DataCfg,
-        "lora": LoraCfg,
-        "train": TrainCfg,
-        "output": OutputCfg,
-        "hub": HubCfg,
-    }[name]
+    return next(f.default_factory for f in dataclasses.fields(RecipeConfig) if f.name == name)
 
 
 def from_dict(d: dict, where: str = "config") -> RecipeConfig:

@@ -22,7 +22,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +119,25 @@ def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: 
     return np.stack(xs).astype(np.float32), np.stack(ms).astype(bool), gold
 
 
+@dataclass(frozen=True)
+class PretrainSettings:
+    """pretrain_encoder's training settings (recipes/pretrain_ecg_encoder.py's options)."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # records per step
+    learning_rate: float = 1e-3  # peak learning rate (AdamW; warm-up, then cosine decay)
+    seed: int = 0  # initialisation, batches and augmentation
+    save_every: int = 100  # save the training state to OUT/checkpoint every N steps (0: never)
+
+
+_D = PretrainSettings()
+
+
 def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict | None = None,
-                     steps: int = 600, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
-                     progress: bool = True, augment: dict | bool | None = True,
-                     real: list[tuple[str, str]] | None = None, save_every: int = 100) -> dict:  # fmt: skip
+                     steps: int = _D.steps, batch_size: int = _D.batch_size,
+                     learning_rate: float = _D.learning_rate, seed: int = _D.seed, progress: bool = True,
+                     augment: dict | bool | None = True, real: list[tuple[str, str]] | None = None,
+                     save_every: int = _D.save_every) -> dict:  # fmt: skip
     """Train, validate and save OUT/ecg_encoder.safetensors (+ its head, config and metrics).
     `augment`: SignalAugment settings (True = the defaults). `real`: (source, folder) pairs of
     real records on which the trained head's rhythm is reported (summary["real"]). Reuses a

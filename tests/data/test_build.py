@@ -213,7 +213,7 @@ def test_build_cli(sim_db, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert r.stdout.startswith("built ") and "from 12 of 12 records" in r.stdout
     bad = subprocess.run([*cmd[:-5], "--tasks", "reprt", "--quiet"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown task(s) ['reprt']" in bad.stderr
+    assert bad.returncode == 2 and "unknown tasks ['reprt']" in bad.stderr
 
 
 def test_real_ptbxl_record_at_100hz(real, tmp_path):

@@ -172,9 +172,10 @@ def test_stored_formats():
     img, _ = render_ecg(_sim(6))
     data, ext = encode_page(img)
     assert ext == ".png" and img.mode == "P" and len(data) < 400_000
+    from ecgllm.render.spec import PageSpec
     from ecgllm.render.store import render_page
 
-    photo, _ = render_page(_sim(6), "3x4+II", "letter", 200, "red", "photo", 3)
+    photo, _ = render_page(_sim(6), PageSpec(augment="photo"), 3)
     data, ext = encode_page(photo)
     assert ext == ".jpg" and data[:2] == b"\xff\xd8"
 
