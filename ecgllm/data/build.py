@@ -23,6 +23,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as with_fields
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,9 @@ class BuildConfig:
     report_text: str = "normalised"
 
     def __post_init__(self) -> None:
-        bad = set(self.tasks) - set(T.TASKS) - set(T.CHECK_TASKS)
+        bad = set(self.tasks) - set(T.FAMILIES)
         if bad:
-            raise ValueError(
-                f"unknown task(s) {sorted(bad)}; choose from {[*T.TASKS, *T.CHECK_TASKS]}"
-            )
+            raise ValueError(f"unknown task(s) {sorted(bad)}; choose from {list(T.FAMILIES)}")
         if self.report_text not in T.REPORT_TEXTS:
             raise ValueError(
                 f"report_text must be one of {T.REPORT_TEXTS}, not {self.report_text!r}"
@@ -360,15 +359,11 @@ def comparison_pairs(infos: list[T.RecordInfo], rng: np.random.Generator, per_re
     return pairs
 
 
-SINGLE_RECORD_TASKS = {
-    "report": T.report_task, "detect": T.detect_task, "mcq": T.mcq_task, "ecgqa": T.ecgqa_single,
-    "measure": T.measure_task, "ground": T.ground_task, "rhythm": T.rhythm_task,
-    "findings": T.findings_task,
-}  # fmt: skip
-
-
 def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[dict], Counter]:
-    mods = tuple(m for m in ("signal", "image") if m in cfg.modalities)
+    ctx = T.TaskContext(
+        tuple(m for m in ("signal", "image") if m in cfg.modalities), cfg.report_text
+    )
+    families = [f for name, f in T.FAMILIES.items() if name in cfg.tasks]  # registry order
     out: list[dict] = []
     invalid: Counter = Counter()
 
@@ -377,6 +372,9 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
         for s in samples:
             try:
                 validate_sample(s)
+                missing = T.FAMILIES[s["task"]].missing(s)
+                if missing:
+                    raise SampleError(f"{s['id']}: {s['task']} sample without {missing}")
             except SampleError as e:
                 if cfg.strict:
                     raise
@@ -387,28 +385,18 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
 
     for i, rec in enumerate(infos):
         rng = np.random.default_rng([cfg.seed, i])
-        per: list[dict] = []
-        for (
-            name,
-            task,
-        ) in SINGLE_RECORD_TASKS.items():  # fixed order: the rng sequence is part of the output
-            if name in cfg.tasks:
-                if name == "report":
-                    per += task(rec, rng, mods, text=cfg.report_text)
-                else:
-                    per += task(rec, rng, mods)
-        per = keep(per)
-        if "multiturn" in cfg.tasks:
-            per += keep(T.multiturn_task(rec, rng, mods, per))
+        per = keep([s for f in families if not f.conversation for s in f.generate(rec, rng, ctx)])
+        for f in families:
+            if f.conversation:
+                per += keep(f.generate(rec, rng, with_fields(ctx, pool=tuple(per))))
         out += per
-    if "ecgqa" in cfg.tasks:
-        rng = np.random.default_rng([cfg.seed, len(infos), 7])
-        for a, b, kind in comparison_pairs(infos, rng, cfg.comparisons_per_record):
-            out += keep(
-                T.ecgqa_comparison(
-                    infos[a], infos[b], kind, np.random.default_rng([cfg.seed, a, b]), mods
+    for f in families:
+        if f.pairs is not None:
+            rng = np.random.default_rng([cfg.seed, len(infos), 7])
+            for a, b, kind in comparison_pairs(infos, rng, cfg.comparisons_per_record):
+                out += keep(
+                    f.pairs(infos[a], infos[b], kind, np.random.default_rng([cfg.seed, a, b]), ctx)
                 )
-            )
     ids = Counter(s["id"] for s in out)
     dup = [k for k, v in ids.items() if v > 1]
     if dup:  # same pair drawn twice: keep the first

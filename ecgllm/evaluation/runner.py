@@ -312,16 +312,23 @@ def build_real(root: str, source: str, out: Path) -> Path:
 
 
 def benchmarks_for(data: str | Path) -> list[str]:
-    """The shipped benchmarks whose task the built data has (from its build report)."""
+    """The shipped benchmarks that score the task families the built data has (each family names
+    its benchmarks; all of them when the data has no build report)."""
     import json
 
-    from ..benchmarks import load_benchmark
+    from ..data.tasks import FAMILIES
 
     report = Path(data) / "build_report.json"
     tasks = (
         set(json.loads(report.read_text()).get("samples_by_task", {})) if report.exists() else None
     )
-    names = [b for b in available() if tasks is None or load_benchmark(b).task in tasks]
+    wanted = {
+        b
+        for t in (FAMILIES if tasks is None else tasks)
+        if t in FAMILIES
+        for b in FAMILIES[t].benchmarks
+    }
+    names = [b for b in available() if b in wanted]
     if not names:
         raise ValueError(f"no shipped benchmark scores the tasks of {data} ({sorted(tasks or [])})")
     return names

@@ -91,33 +91,19 @@ def plot_ecg(
                     color="tab:blue",
                     ms=4,
                 )
-            if beat.get("qrs_on") is not None and beat.get("qrs_off") is not None:
-                ax.axvspan(
-                    beat["qrs_on"] / fs,
-                    beat["qrs_off"] / fs,
-                    ymin=0,
-                    ymax=0.25,
-                    color="tab:blue",
-                    alpha=0.15,
-                )
-            if beat.get("p_on") is not None and beat.get("qrs_on") is not None:
-                ax.axvspan(
-                    beat["p_on"] / fs,
-                    beat["qrs_on"] / fs,
-                    ymin=0,
-                    ymax=0.25,
-                    color="tab:green",
-                    alpha=0.12,
-                )
-            if beat.get("t_end") is not None and beat.get("qrs_off") is not None:
-                ax.axvspan(
-                    beat["qrs_off"] / fs,
-                    beat["t_end"] / fs,
-                    ymin=0,
-                    ymax=0.25,
-                    color="tab:orange",
-                    alpha=0.1,
-                )
+            # shaded spans: QRS, PR segment + P wave, ST-T (start, end, colour, opacity)
+            for start, end, colour_, alpha in (("qrs_on", "qrs_off", "tab:blue", 0.15),
+                                               ("p_on", "qrs_on", "tab:green", 0.12),
+                                               ("qrs_off", "t_end", "tab:orange", 0.1)):  # fmt: skip
+                if beat.get(start) is not None and beat.get(end) is not None:
+                    ax.axvspan(
+                        beat[start] / fs,
+                        beat[end] / fs,
+                        ymin=0,
+                        ymax=0.25,
+                        color=colour_,
+                        alpha=alpha,
+                    )
         parts = [f"{k.split('_')[0].upper()} {measurements[k]:.0f} {u}" for k, u in
                  (("hr_bpm", "bpm"), ("pr_ms", "ms"), ("qrs_ms", "ms"), ("qt_ms", "ms"), ("qtc_ms", "ms"), ("axis_deg", "deg"))
                  if measurements.get(k) is not None]  # fmt: skip
