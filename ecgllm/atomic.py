@@ -11,9 +11,11 @@ Unset (always, outside tests) both cost one dictionary lookup per point.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 _COUNT = 0
 
@@ -66,3 +68,30 @@ def remove_stale(folder: str | os.PathLike, *patterns: str) -> int:
                 p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+class Stamp:
+    """What the outputs beside it were made from: a JSON file, written whole then renamed, that a
+    re-run compares with its own settings to decide whether those outputs may be reused (the one
+    "stamp and reuse" mechanism of the builder, the renderer, evaluation and the quickstart)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self) -> Any:
+        """The stamp's content; None when there is none or it is not JSON (it matches nothing)."""
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def matches(self, settings: Any, key: str | None = None) -> bool:
+        """Whether the stamp holds `settings`, compared as JSON (a tuple equals a list); with
+        `key`, only that entry of a mapping stamp."""
+        got = self.read()
+        if key is not None:
+            got = got.get(key) if isinstance(got, dict) else None
+        return got is not None and got == json.loads(json.dumps(settings, default=str))
+
+    def write(self, settings: Any, indent: int | None = None) -> Path:
+        return write_text(self.path, json.dumps(settings, default=str, indent=indent))

@@ -102,10 +102,9 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
     for f, kind, item in _fields(cls):
         if f.name in skip:
             continue
-        if kind == "dataclass":
-            add_fields(
-                parser.add_argument_group(f"{f.name} ({item.__name__})"), item, skip, choices
-            )
+        if kind == "dataclass":  # its fields as a group of options (a group holds no group)
+            group = parser.add_argument_group(f"{f.name} ({item.__name__})") if isinstance(parser, argparse.ArgumentParser) else parser  # fmt: skip
+            add_fields(group, item, skip, choices)
             continue
         if kind == "other":
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line form; pass it in skip")
@@ -125,7 +124,7 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
             kw["required"] = True
         else:
             kw["default"] = default
-            shown = ",".join(map(str, default)) if kind == "sequence" else default
+            shown = ",".join(map(str, default)) if kind == "sequence" and default else default
             kw["help"] = f"{text} (default: {shown})"
         if kind == "sequence":
             kw["type"] = _sequence(item, allowed, f.name)
@@ -157,6 +156,7 @@ def _sequence(item: type, allowed: Collection | None, name: str):
 
 def field_values(args: argparse.Namespace, cls: type, skip: Collection[str] = ()) -> dict[str, Any]:
     """The keyword arguments of `cls` from parsed `args` (nested dataclasses rebuilt)."""
+    hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for f, kind, item in _fields(cls):
         if f.name in skip:
@@ -165,7 +165,11 @@ def field_values(args: argparse.Namespace, cls: type, skip: Collection[str] = ()
             out[f.name] = item(**field_values(args, item, skip))
         elif hasattr(args, f.name):
             value = getattr(args, f.name)
-            out[f.name] = list(value) if typing.get_origin(f.type) is list else value
+            as_list = any(
+                typing.get_origin(t) is list
+                for t in (hints[f.name], *typing.get_args(hints[f.name]))
+            )
+            out[f.name] = list(value) if as_list and value is not None else value
     return out
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ecgllm.atomic import write_text
+from ecgllm.atomic import Stamp
 from ecgllm.data import BuildConfig, build_dataset
 from ecgllm.data.tasks import CHECK_TASKS, TASKS
 from ecgllm.signal import PTBXL, measure, standardize
@@ -61,13 +61,9 @@ PRESETS = {
 
 def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> Path:
     root = out / "sim"
-    stamp = root / "simulation.json"
+    stamp = Stamp(root / "simulation.json")
     want = {"n": n, "seed": seed, "rhythms": rhythms}
-    if (
-        stamp.exists()
-        and json.loads(stamp.read_text()) == want
-        and (root / "ptbxl_database.csv").exists()
-    ):
+    if stamp.matches(want) and (root / "ptbxl_database.csv").exists():
         print(f"[1/8] simulated database: reusing {root}")
         return root
     stale = [out / d for d in DERIVED if (out / d).exists()]
@@ -79,7 +75,7 @@ def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> P
     if root.exists():
         shutil.rmtree(root)
     s = build_database(root, n=n, seed=seed, workers=workers, rhythms=rhythms)
-    stamp.write_text(json.dumps(want))
+    stamp.write(want)
     print(
         f"[1/8] simulated {s['records']} records of {s['patients']} patients in {s['seconds']:.1f} s -> {root}"
     )
@@ -149,16 +145,14 @@ def encoder_data(out: Path, n: int, seed: int, workers: int) -> Path:
     from 3000 records than from the main database's 600 (LUDB rhythm balanced accuracy of the
     stage-0 encoder 0.72 -> 0.81), and the signal-only build costs no page rendering."""
     root, data = out / "sim_encoder", out / "encoder_data"
-    stamp = root / "simulation.json"
+    stamp = Stamp(root / "simulation.json")
     want = {"n": n, "seed": seed + 1, "rhythms": "balanced"}
-    if not (
-        stamp.exists() and json.loads(stamp.read_text()) == want and (data / "samples").exists()
-    ):
+    if not (stamp.matches(want) and (data / "samples").exists()):
         for p in (root, data):
             if p.exists():
                 shutil.rmtree(p)
         build_database(root, n=n, seed=seed + 1, workers=workers, rhythms="balanced")
-        stamp.write_text(json.dumps(want))
+        stamp.write(want)
     b = build_dataset(BuildConfig(source="synthetic", root=str(root), out=str(data), workers=workers,
                                   seed=seed, tasks=("report",), modalities=("signal",)))  # fmt: skip
     print(f"      encoder data: {b['records']} records (signal only) -> {data}")
@@ -216,7 +210,7 @@ def train_stage(
     before) changed."""
     stage = out / name
     done = stage / "train_result.json"
-    stamp = stage / "inputs.json"
+    stamp = Stamp(stage / "inputs.json")
     # the config's text too: editing the YAML file trains the stage again
     want = {
         "config": config,
@@ -224,7 +218,7 @@ def train_stage(
         "overrides": overrides,
     }
     want.update({str(p): p.stat().st_mtime_ns for p in inputs})
-    if stage.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != want):
+    if stage.exists() and not stamp.matches(want):
         print(f"      {stage} was trained from other inputs or settings: training it again")
         shutil.rmtree(stage)
     if done.exists() and (stage / "final").exists():
@@ -237,7 +231,7 @@ def train_stage(
     if stage.exists() and not resume:  # stopped before its first checkpoint: nothing to resume
         shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
-    write_text(stamp, json.dumps(want))
+    stamp.write(want)
     run([str(HERE / "sft.py"), "--config", str(HERE / "configs" / config), f"output.dir={stage}", *overrides, *resume],
         f"training stage {name}")  # fmt: skip
     return json.loads(done.read_text())

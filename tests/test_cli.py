@@ -35,6 +35,7 @@ class Outer:
     count: int | None = None  # how many
     loud: bool = False  # shout
     quiet: bool = True  # whisper
+    tags: list[str] | None = None  # labels
     inner: Inner = field(default_factory=Inner)
     extra: dict = field(default_factory=dict)
 
@@ -57,10 +58,23 @@ def test_options_defaults_and_round_trip():
     args = ap.parse_args(["--name", "x"])
     assert Outer(**field_values(args, Outer, skip={"extra"})) == Outer(name="x")
     args = ap.parse_args(
-        ["--name", "y", "--parts", "c,a", "--count", "3", "--loud", "--no-quiet", "--depth", "2"]
+        [
+            "--name",
+            "y",
+            "--parts",
+            "c,a",
+            "--count",
+            "3",
+            "--loud",
+            "--no-quiet",
+            "--depth",
+            "2",
+            "--tags",
+            "u,v",
+        ]
     )
     got = Outer(**field_values(args, Outer, skip={"extra"}))
-    assert got == Outer("y", ("c", "a"), 3, True, False, Inner(2.0))
+    assert got == Outer("y", ("c", "a"), 3, True, False, ["u", "v"], Inner(2.0))
     with pytest.raises(SystemExit):  # required field missing
         ap.parse_args([])
     with pytest.raises(SystemExit):  # an item outside the choices
@@ -143,3 +157,17 @@ def test_build_cli_rejects_bad_values(tmp_path):
                         "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "workers and chunk_size must be >= 1" in r.stderr
+
+
+def test_stamp_is_the_one_reuse_check(tmp_path):
+    from ecgllm.atomic import Stamp
+
+    s = Stamp(tmp_path / "x.stamp.json")
+    assert s.read() is None and not s.matches({"a": 1})  # no stamp: nothing is reused
+    s.write({"a": (1, 2), "p": tmp_path})  # tuples and paths as JSON
+    assert s.matches({"a": [1, 2], "p": str(tmp_path)}) and not s.matches({"a": [1, 2]})
+    s.write({"fingerprint": "abc", "config": {"workers": 2}})
+    assert s.matches("abc", key="fingerprint") and not s.matches("abd", key="fingerprint")
+    s.path.write_text('{"cut": ')  # a stamp a crash left cut matches nothing
+    assert s.read() is None and not s.matches({"cut": 1})
+    assert not list(tmp_path.glob("*.tmp*"))

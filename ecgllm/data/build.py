@@ -31,7 +31,7 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
-from ..atomic import remove_stale, replace, write_text
+from ..atomic import Stamp, remove_stale, replace, write_text
 from ..render.spec import PageSpec
 from ..render.store import encode_page, render_page
 from ..signal.databases import ECGDatabase, Entry, Rejects, open_database
@@ -258,11 +258,11 @@ def build_records(cfg: BuildConfig, progress: bool = True) -> tuple[list[Path], 
     out = Path(cfg.out)
     work = out / "_work"
     work.mkdir(parents=True, exist_ok=True)
-    stamp = work / "config.json"
+    stamp = Stamp(work / "config.json")
     fp = cfg.fingerprint()
-    if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") != fp:
+    if stamp.path.exists() and not stamp.matches(fp, key="fingerprint"):
         raise ValueError(f"{work} holds a build with other settings; use a new --out or delete it")
-    write_text(stamp, json.dumps({"fingerprint": fp, "config": asdict(cfg)}, default=str, indent=1))
+    stamp.write({"fingerprint": fp, "config": asdict(cfg)}, indent=1)
     remove_stale(work, "records-*.tmp*", ".*.tmp*")  # what a killed run left half-written
     remove_stale(out, ".records.tmp*", ".samples.tmp*", ".*.json.tmp*")
     db = _db(cfg)

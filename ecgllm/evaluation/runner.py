@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import crash_point, write_text
+from ..atomic import Stamp, crash_point, write_text
 from ..benchmarks import available, load_benchmark
 from ..data.collator import EcgCollator
 from ..data.dataset import EcgInstructionDataset
@@ -181,11 +181,11 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
     stamp = {"model": weights, "data": _fingerprint(Path(data_dir) / "samples"), "split": split,
              "max_new_tokens": max_new_tokens, "blank_ecg": blank_ecg, "blank_image": blank_image,
              "perturbation": list(perturbation) if perturbation else None, "seed": seed}  # fmt: skip
-    stamp_path = out / "samples.stamp.json"
-    if path.exists() and (not stamp_path.exists() or json.loads(stamp_path.read_text()) != stamp):
+    stamp_file = Stamp(out / "samples.stamp.json")
+    if path.exists() and not stamp_file.matches(stamp):
         log.warning("%s was written by another model, data or settings: answering afresh", path)
         path.unlink()
-    write_text(stamp_path, json.dumps(stamp))
+    stamp_file.write(stamp)
     _drop_cut_line(path)
     done = _read_done(path)
     was_training = model.training

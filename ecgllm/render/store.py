@@ -13,7 +13,6 @@ page and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +23,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..atomic import remove_stale, write_bytes, write_text
+from ..atomic import Stamp, remove_stale, write_bytes, write_text
 from ..signal.databases import ECGDatabase, Entry, Rejects, open_database
 from ..signal.record import ECGReadError
 from .augment import augment_page
@@ -127,13 +126,13 @@ def render_database(
     out.mkdir(parents=True, exist_ok=True)
     # the pages already there are reused only if the same settings drew them
     settings = job.settings()
-    stamp = out / "render.stamp"  # JSON, not named .json: every .json here is a page's sidecar
-    if stamp.exists() and json.loads(stamp.read_text()) != json.loads(json.dumps(settings)):
+    stamp = Stamp(out / "render.stamp")  # JSON, not named .json: every .json here is a sidecar
+    if stamp.path.exists() and not stamp.matches(settings):
         raise ValueError(
-            f"{out} holds pages rendered with other settings ({stamp}); use a new --out or delete it"
+            f"{out} holds pages rendered with other settings ({stamp.path}); use a new --out or delete it"
         )
     db = open_database(job.source, job.root, **job.options)
-    write_text(stamp, json.dumps(settings, indent=1))
+    stamp.write(settings, indent=1)
     remove_stale(out, ".*.tmp*")  # a page a killed run left half-written
     (out / "rejects.csv").unlink(missing_ok=True)  # rejected records are tried (and logged) again
     rejects = Rejects(str(out / "rejects.csv"))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import replace, write_text
+from ..atomic import Stamp, replace, write_text
 from ..model.configuration_ecgllm import EcgEncoderConfig
 from ..model.ecg_encoder import EcgEncoder
 
@@ -161,12 +161,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                 "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                 "output_stats": "train", "augment": asdict(aug) if aug else None,
                 "real": [list(r) for r in real or []]}  # fmt: skip
-    done = out / "pretrain_summary.json"
-    if done.exists() and (out / "ecg_encoder.safetensors").exists():
-        prev = json.loads(done.read_text())
-        if prev.get("settings") == json.loads(json.dumps(settings)):
-            shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
-            return prev | {"reused": True}
+    done = Stamp(out / "pretrain_summary.json")  # the summary holds the settings that made it
+    if done.matches(settings, key="settings") and (out / "ecg_encoder.safetensors").exists():
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
+        return done.read() | {"reused": True}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     records = load_from_disk(str(Path(data_dir) / "records"))
@@ -243,7 +241,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     ckpt = out / "checkpoint"
     start = 0
     if (ckpt / "state.pt").exists():
-        state = torch.load(ckpt / "state.pt", weights_only=False)
+        state = torch.load(ckpt / "state.pt", weights_only=True)  # tensors, numbers, strings only
         if state["settings"] == json.loads(json.dumps(settings)):
             enc.load_state_dict(state["encoder"])
             head.load_state_dict(state["head"])
@@ -326,7 +324,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
                "seconds": round(time.perf_counter() - t0, 1), **metrics,
                "weights": str(out / "ecg_encoder.safetensors")}  # fmt: skip
-    write_text(done, json.dumps(summary, indent=1, default=float))
+    write_text(done.path, json.dumps(summary, indent=1, default=float))
     shutil.rmtree(ckpt, ignore_errors=True)
     return summary
 
