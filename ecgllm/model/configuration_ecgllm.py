@@ -55,6 +55,9 @@ class EcgEncoderConfig(PreTrainedConfig):
     measurement_dim: int = 0
     rhythm_tokens: int = 0
     rhythm_features: list[int] | None = None
+    # > 0: the stage-0 head (this many outputs: statements + intervals) lives in the encoder and
+    # one more token, last, embeds its verdict on the record (averaged over the measurement tokens)
+    verdict_outputs: int = 0
 
     @property
     def uses_measurements(self) -> bool:
@@ -88,6 +91,7 @@ class EcgEncoderConfig(PreTrainedConfig):
             (self.n_samples // self.patch_size) // self.pool
             + self.measurement_tokens
             + self.rhythm_tokens
+            + (1 if self.verdict_outputs else 0)
         )
 
 

@@ -127,6 +127,12 @@ class EcgEncoder(nn.Module):
             self.rhythm_pos = nn.Parameter(torch.zeros(1, r, h))
             nn.init.normal_(self.rhythm_pos, std=0.02)
             self.rhythm_norm = nn.LayerNorm(h)
+        if config.verdict_outputs:  # the encoder's own reading of the record, as one token
+            if not k or r:
+                raise ValueError("verdict_outputs needs measurement tokens and no rhythm tokens")
+            self.verdict_head = nn.Linear(h, config.verdict_outputs)
+            self.verdict_embed = nn.Linear(config.verdict_outputs, h)
+            self.verdict_norm = nn.LayerNorm(h)
         nn.init.normal_(self.pos_embed, std=0.02)
         # per-dimension output standardization (training-split statistics; identity until fitted)
         self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
@@ -191,6 +197,9 @@ class EcgEncoder(nn.Module):
             )
         if extra:  # measurement tokens after the time tokens, on a path of their own (see __init__)
             h = torch.cat([h, *extra], dim=1)
+        if cfg.verdict_outputs:  # the stage-0 head's outputs on the measurement tokens, embedded
+            verdict = self.verdict_head(h[:, -k:]).mean(dim=1).clamp(-10.0, 10.0)
+            h = torch.cat([h, self.verdict_norm(self.verdict_embed(verdict))[:, None]], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 
     @torch.no_grad()

@@ -80,7 +80,9 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
     cols = [codes.index(c) for c in RHYTHM_CLASSES if c in codes]
     names = [c for c in RHYTHM_CLASSES if c in codes]
     # with rhythm tokens those carry the rhythm, else the measurement tokens when there are some
-    k = enc.config.rhythm_tokens or enc.config.measurement_tokens
+    k = (enc.config.rhythm_tokens or enc.config.measurement_tokens) + (
+        1 if enc.config.verdict_outputs else 0
+    )
     enc.eval()
     with torch.no_grad():
         logits = []
@@ -191,8 +193,13 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         else None
     )
     enc = EcgEncoder(cfg)
-    head = nn.Linear(cfg.hidden_size, len(codes) + len(REGRESSION))
-    params = [*enc.parameters(), *head.parameters()]
+    n_out = len(codes) + len(REGRESSION)
+    if cfg.verdict_outputs and cfg.verdict_outputs != n_out:
+        raise ValueError(f"verdict_outputs is {cfg.verdict_outputs}, but {data_dir} gives the head {n_out} "
+                         f"outputs ({len(codes)} statements + {len(REGRESSION)} intervals)")  # fmt: skip
+    # with a verdict token the head is the encoder's own (it ships with it); else a separate one
+    head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
+    params = [*enc.parameters(), *([] if cfg.verdict_outputs else head.parameters())]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -211,10 +218,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     rate_outputs = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [
         len(codes) + REGRESSION.index("hr_bpm")
     ]
-    n_out = len(codes) + len(REGRESSION)
     n_tok = cfg.num_tokens
     weight = torch.ones(n_tok, n_out)
-    carriers = k_rhy or k_meas  # the last `carriers` tokens carry the rate outputs
+    # the last `carriers` tokens carry the rate outputs (with the verdict token, which is last)
+    carriers = (k_rhy or k_meas) + (1 if cfg.verdict_outputs else 0)
     if carriers:
         weight[: n_tok - carriers, rate_outputs] = 0.0
     if k_rhy:

@@ -387,3 +387,43 @@ def test_encoder_with_rhythm_tokens(instruct, tmp_path):
     model, proc = build_model(ecg=cfg)
     load_encoder_weights(model.ecg_encoder, enc["weights"])
     assert model.config.num_ecg_tokens == 25 + 4 + 1 == proc.num_ecg_tokens
+
+
+def test_encoder_with_verdict_token(instruct, tmp_path):
+    """Stage 0 with a verdict token: the head is the encoder's own (saved with it), a head of the
+    wrong size is refused, and the last token carries the head's verdict into a model."""
+    import json
+
+    import torch
+
+    from ecgllm.model import build_model
+    from ecgllm.model.ecg_encoder import load_encoder_weights
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.train.encoder_pretrain import pretrain_encoder
+
+    with pytest.raises(ValueError, match="verdict_outputs is 3, but"):
+        pretrain_encoder(instruct, tmp_path / "bad", encoder_config={**TINY_ECG, "verdict_outputs": 3},
+                         steps=1, batch_size=8, progress=False)  # fmt: skip
+    n_codes = len(
+        pretrain_encoder(instruct, tmp_path / "plain", steps=1, batch_size=8, progress=False)[
+            "codes"
+        ]
+    )
+    cfg = {**TINY_ECG, "verdict_outputs": n_codes + 6}
+    enc = pretrain_encoder(
+        instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8, progress=False
+    )
+    saved = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert saved["verdict_outputs"] == n_codes + 6
+    model, proc = build_model(ecg=cfg)
+    load_encoder_weights(model.ecg_encoder, enc["weights"])
+    assert model.config.num_ecg_tokens == 25 + 4 + 1 == proc.num_ecg_tokens
+    e = model.ecg_encoder.eval()
+    x = torch.randn(2, 12, 5000) * 0.3
+    meas = torch.randn(2, e.config.measurement_dim)
+    out = e(x, None, meas)
+    assert out.shape == (2, 30, 64)
+    with torch.no_grad():  # a different verdict moves only the last token
+        e.verdict_head.bias += 5.0
+    out2 = e(x, None, meas)
+    assert torch.allclose(out[:, :-1], out2[:, :-1]) and not torch.allclose(out[:, -1], out2[:, -1])
