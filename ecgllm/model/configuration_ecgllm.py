@@ -31,7 +31,10 @@ class EcgEncoderConfig(PreTrainedConfig):
     default, as measured on the embedded default (issue 15): the stage-0 encoder head reads LUDB
     rhythm better through it (balanced accuracy 0.805 vs 0.791, sinus rhythm recall 0.66 vs 0.58)
     and the LLM's real findings AUC rose (0.82 vs 0.60), but the LLM read rhythm worse (simulated
-    0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58).
+    0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58). With
+    `verdict_outputs` = N (the stage-0 head's output count), that head lives in the encoder and one
+    last token embeds its verdict on the record; off by default (its one run read LUDB worse at
+    stage 0: 0.624 vs 0.791).
     """
 
     model_type = "ecgllm_ecg_encoder"
