@@ -115,6 +115,13 @@ def test_page_spec_checks_and_reads_builds():
     flat = {"source": "ptbxl", "layout": "12x1", "style": "bw", "seed": 3}
     assert PageSpec.from_mapping(flat) == PageSpec(layout="12x1", style="bw")
     assert PageSpec.from_mapping(None) == PageSpec()
+    # a mapping where a spec is expected (as YAML or JSON give it)
+    assert BuildConfig(source="ptbxl", root="r", out="o", page={"dpi": 100}).page == PageSpec(
+        dpi=100
+    )
+    assert RenderJob(root="r", out="o", page={"layout": "6x2"}).page.layout == "6x2"
+    with pytest.raises(ValueError, match="page style"):
+        RenderJob(root="r", out="o", page={"style": "teal"})
 
 
 def test_stamps_keep_their_pre_pagespec_form():

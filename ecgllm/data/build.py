@@ -72,6 +72,8 @@ class BuildConfig:
     report_text: str = "normalised"
 
     def __post_init__(self) -> None:
+        if isinstance(self.page, dict):  # as YAML or JSON give it
+            self.page = PageSpec(**self.page)
         bad = set(self.tasks) - set(T.FAMILIES)
         if bad:
             raise ValueError(f"unknown task(s) {sorted(bad)}; choose from {list(T.FAMILIES)}")

@@ -72,6 +72,10 @@ class RenderJob:
     seed: int = 0  # augmentation seed (each page: seed * 1000003 + its index)
     options: dict[str, Any] = field(default_factory=dict)  # the reader's options
 
+    def __post_init__(self) -> None:
+        if isinstance(self.page, dict):  # as YAML or JSON give it
+            self.page = PageSpec(**self.page)
+
     def settings(self) -> dict[str, Any]:
         """What the pages depend on (the render.stamp): every field but `out`, the page's
         settings flat (as stamps written before PageSpec have them)."""
