@@ -126,8 +126,12 @@ def real_sources(spec: list[str] | None) -> list[tuple[str, str]]:
     real records shipped with the tests (3 LUDB, 4 Challenge: a smoke check, not a score);
     "none": no real check."""
     if spec is None:
-        return [(s, str(root / d)) for s, d in DEFAULT_REAL
-                for root in [SHARED_REAL if (SHARED_REAL / d).is_dir() else SHIPPED_REAL] if (root / d).is_dir()]  # fmt: skip
+        found = [(s, str(root / d)) for s, d in DEFAULT_REAL
+                 for root in [SHARED_REAL if (SHARED_REAL / d).is_dir() else SHIPPED_REAL] if (root / d).is_dir()]  # fmt: skip
+        if any(Path(d).is_relative_to(SHIPPED_REAL) for _, d in found):
+            print(f"      note: {SHARED_REAL} not found: the real-records check uses the few records shipped "
+                  "with the tests (a smoke check, not a score); --real SOURCE=DIR points it at yours")  # fmt: skip
+        return found
     if spec == ["none"]:
         return []
     out = []
