@@ -10,6 +10,8 @@ on the number of workers; the same seed gives the same database.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -37,44 +39,24 @@ PTBXL_COLUMNS = [
     "extra_beats", "pacemaker", "strat_fold", "filename_lr", "filename_hr",
 ]  # fmt: skip
 
-# English report phrases in PTB-XL's terse style; several wordings per statement.
-PHRASES: dict[str, tuple[str, ...]] = {
-    "SR": ("sinus rhythm",),
-    "SBRAD": ("sinus bradycardia",),
-    "STACH": ("sinus tachycardia",),
-    "SARRH": ("sinus arrhythmia",),
-    "AFIB": ("atrial fibrillation",),
-    "AFLT": ("atrial flutter",),
-    "PVC": ("ventricular premature complex", "ventricular extrasystole"),
-    "PAC": ("atrial premature complex", "supraventricular extrasystole"),
-    "1AVB": ("first degree av block", "prolonged pr interval, first degree av block"),
-    "CLBBB": ("complete left bundle branch block", "left bundle branch block"),
-    "CRBBB": ("complete right bundle branch block", "right bundle branch block"),
-    "IRBBB": ("incomplete right bundle branch block",),
-    "LAFB": ("left anterior fascicular block", "left anterior hemiblock"),
-    "LVH": ("left ventricular hypertrophy", "left ventricular hypertrophy with strain"),
-    "VCLVH": ("voltage criteria for left ventricular hypertrophy",),
-    "IMI": ("inferior myocardial infarction", "inferior infarction, age undetermined"),
-    "ASMI": ("anteroseptal myocardial infarction", "anteroseptal infarction, old"),
-    "AMI": ("anterior myocardial infarction", "anterior infarction"),
-    "STD_": ("st depression in inferolateral leads", "non-specific st depression"),
-    "ISC_": ("non-specific ischemic changes",),
-    "NDT": ("non-diagnostic t abnormalities", "flat t waves"),
-    "INVT": ("inverted t waves", "t wave inversion"),
-    "NT_": ("non-specific t wave changes",),
-    "LNGQT": ("long qt interval", "prolonged qt"),
-    "LVOLT": ("low qrs voltages in the frontal and horizontal leads", "low voltage"),
-    "NORM": ("normal ecg",),
-}
-_ORDER = ["SR", "SBRAD", "STACH", "SARRH", "AFIB", "AFLT", "PVC", "PAC", "1AVB", "CLBBB",
-          "CRBBB", "IRBBB", "LAFB", "LVH", "VCLVH", "IMI", "ASMI", "AMI", "STD_", "ISC_",
-          "NDT", "INVT", "NT_", "LNGQT", "LVOLT", "NORM"]  # fmt: skip
+
+def _phrases() -> dict[str, tuple[str, ...]]:
+    """English report phrases in PTB-XL's terse style, several wordings per statement, in report
+    order (ecgllm/resources/sim_report_phrases.csv: a row per wording)."""
+    out: dict[str, list[str]] = {}
+    text = (resources.files("ecgllm") / "resources" / "sim_report_phrases.csv").read_text()
+    for row in csv.DictReader(io.StringIO(text)):
+        out.setdefault(row["code"], []).append(row["phrase"])
+    return {code: tuple(p) for code, p in out.items()}
+
+
+PHRASES = _phrases()
 
 
 def report_text(labels: dict[str, float], rng: np.random.Generator) -> str:
     """PTB-XL-style English report from scp codes: "sinus rhythm. left anterior ... ."."""
     parts = []
-    for code in _ORDER:
+    for code in PHRASES:  # the table's order
         if code in labels:
             options = PHRASES[code]
             parts.append(options[int(rng.integers(len(options)))])
