@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--real", action="append", default=None, metavar="SOURCE=DIR",
                     help="real records to check the model on (default: the shared LUDB and Challenge "
                     "records in ../shared/data/real, when present); --real none skips it")  # fmt: skip
+    ap.add_argument("--expert-features", default="none", choices=["none", "rhythm", "all"],
+                    help="each ECG's measurements as text in the prompt (model.expert_features; "
+                    "default none: the model reads the ECG alone)")  # fmt: skip
     ap.add_argument(
         "--eval-limit", type=int, default=None, help="first N samples per benchmark (quick checks)"
     )
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     common = [f"data.path={data}", f"model.ecg_weights={weights}"]
     if args.max_steps:
         common.append(f"train.max_steps={args.max_steps}")
+    if args.expert_features != "none":
+        common.append(f"model.expert_features={args.expert_features}")
     align_cfg, sft_cfg, eval_limit = PRESETS[args.backbone]
     args.eval_limit = args.eval_limit or eval_limit
     print("[5/8] training, stage 1 (align: LLM frozen, projectors learn) and stage 2 (LoRA SFT):")

@@ -88,8 +88,17 @@ class EcgCollator:
                 images = [Image.new("RGB", im.size, "white") for im in images]
         return ecgs, masks, list(images)
 
+    def messages(self, row: dict, inputs: tuple | None = None) -> list[dict]:
+        """The row's messages as the model sees them: with each ECG's measurements as text after
+        it when the processor has expert features (from the signals as given to the model, so the
+        blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if already made."""
+        if getattr(self.proc, "ecg_expert_features", "none") == "none" or not row.get("record_ids"):
+            return row["messages"]
+        ecgs, masks, _ = inputs if inputs is not None else self.row_inputs(row)
+        return self.proc.add_expert_text(row["messages"], ecgs, masks)
+
     def length(self, row: dict) -> int:
-        return len(self.encode(row["messages"])[0])
+        return len(self.encode(self.messages(row))[0])
 
     def truncate(
         self, ids: list[int], mask: list[int], rid: str
@@ -126,11 +135,12 @@ class EcgCollator:
             return self._native_batch(rows)
         seqs, inputs, keys = [], [], []
         for row in rows:
-            enc = self.truncate(*self.encode(row["messages"]), row.get("id", "?"))
+            row_in = self.row_inputs(row)
+            enc = self.truncate(*self.encode(self.messages(row, row_in)), row.get("id", "?"))
             if enc is None:
                 continue
             seqs.append(enc)
-            inputs.append(self.row_inputs(row))
+            inputs.append(row_in)
             keys.append([f"{row.get('id')}:{k}" for k in range(len(inputs[-1][0]))])
         self._check_supervised(sum(1 for _, m in seqs if any(m)), len(seqs))
         if self.packing:
@@ -219,7 +229,9 @@ class EcgCollator:
         tails, texts, inputs = [], [], []
         for row in rows:
             rid = row.get("id", "?")
-            ids, mask = self.encode(row["messages"])
+            row_in = self.row_inputs(row)
+            messages = self.messages(row, row_in)
+            ids, mask = self.encode(messages)
             last = max((i for i, t in enumerate(ids) if t == self.img_id), default=-1)
             if any(mask[: last + 1]):
                 raise ValueError(
@@ -227,8 +239,8 @@ class EcgCollator:
                     "every image must precede the supervised turns (put the pages in the first user turn)"
                 )
             tails.append((ids[last + 1 :], mask[last + 1 :]))
-            texts.append(self.proc.apply_chat_template(row["messages"]))
-            inputs.append(self.row_inputs(row))
+            texts.append(self.proc.apply_chat_template(messages))
+            inputs.append(row_in)
         ecgs, masks, images = self._concat(inputs)
         enc = self.proc(text=texts, ecgs=ecgs or None, images=images or None, padding=True,
                         lead_masks=masks or None)  # fmt: skip
@@ -269,10 +281,13 @@ class EcgCollator:
         try:
             texts, ecgs, masks, images = [], [], [], []
             for r in rows:
-                texts.append(
-                    self.proc.apply_chat_template(r["messages"][:1], add_generation_prompt=True)
-                )
                 e, m, i = self.row_inputs(r)
+                texts.append(
+                    self.proc.apply_chat_template(
+                        self.messages({**r, "messages": r["messages"][:1]}, (e, m, i)),
+                        add_generation_prompt=True,
+                    )
+                )
                 ecgs, masks, images = ecgs + e, masks + m, images + i
             return self.proc(text=texts, ecgs=ecgs or None, images=images or None,
                              lead_masks=masks or None)  # fmt: skip
@@ -296,7 +311,7 @@ class EcgCollator:
         cache = {} if cache is None else cache
         seqs, feats = [], []
         for it in rows:
-            enc = self.truncate(*self.encode(it["messages"]), it.get("id", "?"))
+            enc = self.truncate(*self.encode(self.messages(it)), it.get("id", "?"))
             if enc is None:
                 raise ValueError(
                     f"candidate answer of {it.get('id')} dropped ({dict(self.dropped)}): raise max_length"

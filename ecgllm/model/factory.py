@@ -117,6 +117,7 @@ def build_model(
     ecg_seconds: float = 10.0,
     ecg_fs: float = 500.0,
     ecg_normalization: str = "clip",
+    expert_features: str = "none",
 ) -> tuple[EcgLlmForConditionalGeneration, EcgLlmProcessor]:
     """A model and its processor. `backbone`/`vision`: a config dict (random init) or a hub name /
     local path (pretrained weights). `ecg`: EcgEncoderConfig kwargs (None: no ECG encoder).
@@ -188,7 +189,7 @@ def build_model(
         native_kwargs=native_kwargs,
         ecg_token=ecg_tok, image_token=img_tok, num_ecg_tokens=config.num_ecg_tokens,
         num_image_tokens=config.num_image_tokens, ecg_fs=ecg_fs, ecg_seconds=ecg_seconds,
-        ecg_normalization=ecg_normalization,
+        ecg_normalization=ecg_normalization, ecg_expert_features=expert_features,
         ecg_measurement_dim=(
             config.ecg_config.measurement_dim
             if config.ecg_config is not None and config.ecg_config.uses_measurements else 0

@@ -88,6 +88,7 @@ class EcgLlmProcessor(ProcessorMixin):
         native_processor_class: str | None = None,
         native_kwargs: dict | None = None,
         ecg_measurement_dim: int = 0,
+        ecg_expert_features: str = "none",
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -102,6 +103,13 @@ class EcgLlmProcessor(ProcessorMixin):
         # > 0: the model's ECG encoder takes measurement tokens; compute each ECG's measurement
         # vector (ecgllm.signal.features) of this length
         self.ecg_measurement_dim = int(ecg_measurement_dim)
+        # "rhythm" / "all": each ECG's measurements as a line of text after its placeholder
+        # (add_expert_text; ecgllm.signal.features.expert_text), "none": the ECG alone
+        if ecg_expert_features not in ("none", "rhythm", "all"):
+            raise ValueError(
+                f"ecg_expert_features must be none, rhythm or all, not {ecg_expert_features!r}"
+            )
+        self.ecg_expert_features = ecg_expert_features
         self._measure_cache = None
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
@@ -145,28 +153,81 @@ class EcgLlmProcessor(ProcessorMixin):
             out["ecg_measurements"] = self.measurements(raw, lead_mask.numpy())
         return out
 
-    def measurements(self, signals: Sequence[np.ndarray], lead_masks: np.ndarray) -> torch.Tensor:
-        """Measurement vectors [N, ecg_measurement_dim] of signals [12, n] in mV (memoised)."""
+    @staticmethod
+    def _features(why: str):
         try:  # by name: this file also ships alone with exported checkpoints (remote code)
-            features = importlib.import_module("ecgllm.signal.features")
+            return importlib.import_module("ecgllm.signal.features")
         except ImportError:
             raise ImportError(
-                "this model's ECG encoder takes measurement tokens, computed by the ecgllm package "
-                "(pip install ecgllm); without it pass ecg_measurements yourself"
+                f"{why}, computed by the ecgllm package (pip install ecgllm); without it pass "
+                "ecg_measurements yourself"
             ) from None
+
+    def _vectors(self, features, signals, lead_masks) -> list[np.ndarray]:
+        if self._measure_cache is None:
+            self._measure_cache = features.MeasurementCache()
+        return [
+            self._measure_cache(np.asarray(x, np.float32), self.ecg_fs, m)
+            for x, m in zip(signals, lead_masks, strict=True)
+        ]
+
+    def measurements(self, signals: Sequence[np.ndarray], lead_masks: np.ndarray) -> torch.Tensor:
+        """Measurement vectors [N, ecg_measurement_dim] of signals [12, n] in mV (memoised)."""
+        features = self._features("this model's ECG encoder takes measurement tokens")
         if features.MEASUREMENT_DIM != self.ecg_measurement_dim:
             raise ValueError(
                 f"the processor expects measurement vectors of {self.ecg_measurement_dim} values, the "
                 f"installed ecgllm makes {features.MEASUREMENT_DIM}: use the ecgllm version the model was trained with"
             )
-        if self._measure_cache is None:
-            self._measure_cache = features.MeasurementCache()
-        rows = [
-            self._measure_cache(x, self.ecg_fs, m) for x, m in zip(signals, lead_masks, strict=True)
-        ]
+        rows = self._vectors(features, signals, lead_masks)
         return (
             torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.ecg_measurement_dim)
         )
+
+    def add_expert_text(
+        self, messages: list[dict], signals: Sequence[np.ndarray], lead_masks: Sequence[Any]
+    ) -> list[dict]:
+        """`messages` with each ECG item followed by a text item of that ECG's measurements
+        (signals [12, n] in mV at the processor's rate, in the order of the ECG items), when the
+        processor was made with ecg_expert_features "rhythm" or "all"; unchanged otherwise. Call
+        it before apply_chat_template when generating by hand, as the collator does in training
+        and evaluation."""
+        if self.ecg_expert_features == "none":
+            return messages
+        n_items = sum(
+            1
+            for msg in messages
+            if not isinstance(msg.get("content"), str)
+            for it in msg.get("content") or []
+            if it.get("type") == "ecg"
+        )
+        if n_items != len(signals):
+            raise ValueError(
+                f"the messages hold {n_items} ECG items but {len(signals)} signals were given"
+            )
+        if not n_items:
+            return messages
+        features = self._features("expert features (measurements as text) are measurements")
+        masks = [
+            np.ones(len(self.ecg_leads), bool) if m is None else np.asarray(m, bool)
+            for m in lead_masks
+        ]
+        lines = iter(
+            features.expert_text(v, self.ecg_expert_features)
+            for v in self._vectors(features, signals, masks)
+        )
+        out = []
+        for msg in messages:
+            if isinstance(msg.get("content"), str):
+                out.append(msg)
+                continue
+            items = []
+            for it in msg.get("content") or []:
+                items.append(it)
+                if it.get("type") == "ecg":
+                    items.append({"type": "text", "text": next(lines) + "\n"})
+            out.append({**msg, "content": items})
+        return out
 
     def process_ecgs(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """ECGRecords (standardized here) or arrays [12, n] in mV -> (ecg_values [N, 12, n] float32,

@@ -141,3 +141,64 @@ class MeasurementCache:
         if len(self._d) > self.max_items:
             self._d.popitem(last=False)
         return v
+
+
+# --- expert features: the measurements as text in the prompt ------------------------------------
+# Why: an LLM can be handed what an ECG cart's program prints, as VILA-M3 hands its LLM the output
+# of expert models, and must still be shown to read the ECG without it (the blank-ECG ablation
+# blanks the text's source too: a zero signal reads "no beats detected"). Numbers are written as
+# whole numbers (a rate of 62, RR variation 3 %): one or two tokens each, no decimals to parse.
+EXPERT_MODES = ("none", "rhythm", "all")
+
+
+def _unscaled(vector: np.ndarray, name: str) -> float | None:
+    """A measurement's value back from its scaled entry, or None when not measured."""
+    i, n = FEATURE_NAMES.index(name), len(FEATURE_NAMES)
+    if vector[n + i] < 0.5:
+        return None
+    return float(vector[i]) * float(SCALES[i]) + float(CENTERS[i])
+
+
+def expert_text(vector: np.ndarray, mode: str = "rhythm") -> str:
+    """A measurement vector (measurement_vector()) as one line of text. mode "rhythm": rate, beat
+    count, RR variation (RMSSD of successive RR differences / mean RR, %) and range, P waves and
+    how alike they are beat to beat;
+    "all": also PR, P, QRS, QT, QTc, frontal axis and Sokolow-Lyon voltage."""
+    if mode not in EXPERT_MODES or mode == "none":
+        raise ValueError(f"expert features mode must be rhythm or all, not {mode!r}")
+    v = np.asarray(vector, dtype=np.float32)
+    if v.shape != (MEASUREMENT_DIM,):
+        raise ValueError(
+            f"expected a measurement vector of {MEASUREMENT_DIM} values, got shape {v.shape}"
+        )
+    get = lambda name: _unscaled(v, name)  # noqa: E731
+    hr, beats = get("hr_bpm"), get("n_beats")
+    if hr is None or beats is None:
+        return "Measured: no beats detected."
+    parts = [f"heart rate {hr:.0f} bpm", f"{beats:.0f} beats"]
+    nrmssd, rr_range = get("rr_nrmssd"), get("rr_range_ms")
+    if nrmssd is not None:
+        parts.append(f"RR variation {100 * nrmssd:.0f} %")
+    if rr_range is not None:
+        parts.append(f"RR range {rr_range:.0f} ms")
+    p, cons = get("p_waves"), get("p_consistency")
+    if p is not None:
+        # consistency: how alike the beats' P-wave segments are (median correlation, measure())
+        parts.append(
+            f"P waves present, consistency {100 * cons:.0f} %"
+            if p > 0.5 and cons is not None
+            else ("P waves present" if p > 0.5 else "no P waves")
+        )
+    if mode == "all":
+        for name, label in (("pr_ms", "PR"), ("p_ms", "P"), ("qrs_ms", "QRS"), ("qt_ms", "QT"),
+                            ("qtc_ms", "QTc")):  # fmt: skip
+            x = get(name)
+            if x is not None:
+                parts.append(f"{label} {x:.0f} ms")
+        s, c = get("axis_sin"), get("axis_cos")
+        if s is not None and c is not None:
+            parts.append(f"axis {math.degrees(math.atan2(s, c)):.0f} degrees")
+        sl = get("sokolow_lyon_mv")
+        if sl is not None:
+            parts.append(f"Sokolow-Lyon {sl:.1f} mV")
+    return "Measured: " + ", ".join(parts) + "."

@@ -33,6 +33,10 @@ class ModelCfg:
     ecg_projector: str = "mlp2x_gelu"  # ECG tokens -> LLM: linear or mlp2x_gelu
     image_projector: str = "mlp2x_gelu"  # vision patches -> LLM: linear or mlp2x_gelu
     image_pool: int = 1  # average-pool the vision patch grid by this factor per side
+    # each ECG's measurements as a line of text after it in the prompt ("expert features"): none,
+    # rhythm (rate, RR variation, P waves) or all (also intervals, axis, voltage); saved with the
+    # processor, so evaluation and generation add the same text
+    expert_features: str = "none"
 
 
 @dataclass
@@ -249,6 +253,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def validate(cfg: RecipeConfig) -> None:
+    if cfg.model.expert_features not in ("none", "rhythm", "all"):
+        raise ConfigError(
+            f"model.expert_features must be none, rhythm or all, not {cfg.model.expert_features!r}"
+        )
     if cfg.lora.mode not in ("align", "lora", "full"):
         raise ConfigError(f"lora.mode must be align, lora or full, not {cfg.lora.mode!r}")
     if cfg.lora.quantize not in (None, 4, 8):

@@ -183,3 +183,50 @@ def test_packing_gives_the_unpacked_loss_in_fewer_rows(instruct, backbone):
     # the original order gives a different loss
     wrong = dict(packed, ecg_values=plain["ecg_values"], lead_mask=plain["lead_mask"])
     assert not torch.allclose(model(**wrong, num_items_in_batch=n).loss, l2)
+
+
+def test_expert_features_as_text(instruct, tmp_path):
+    """model.expert_features: each ECG's measurements follow it as text, in training and scoring
+    batches alike; the blank-ECG ablation blanks the text's source too; saved with the processor."""
+    from transformers import AutoProcessor
+
+    from ecgllm.signal import STANDARD_12, ECGRecord, measure
+    from ecgllm.signal.features import expert_text, measurement_vector
+
+    proc = build_model(expert_features="rhythm")[1]
+    ds = EcgInstructionDataset(instruct, "train")
+    multi = next(i for i in range(len(ds)) if len(ds.samples[i]["record_ids"]) > 1)
+    rows = [ds[0], ds[multi]]
+    batch = EcgCollator(proc)(rows)
+    tok = proc.tokenizer
+    for r, row in enumerate(rows):
+        text = tok.decode(batch["input_ids"][r])
+        assert text.count("Measured: heart rate") == len(row["record_ids"])
+        lab = batch["labels"][r]  # the supervised text is the replies alone, as without the text
+        replies = [m["content"][0]["text"] for m in row["messages"] if m["role"] == "assistant"]
+        assert tok.decode(lab[lab != -100]) == "".join(f"{t}<|end|>\n" for t in replies)
+    # the text states what measure() measures
+    sig = rows[0]["signal"][0]
+    hr = measure(ECGRecord(sig, proc.ecg_fs, list(STANDARD_12), "x"))["hr_bpm"]
+    assert f"heart rate {hr:.0f} bpm" in tok.decode(batch["input_ids"][0])
+    blank = tok.decode(EcgCollator(proc, blank_ecg=True)([rows[0]])["input_ids"][0])
+    assert "Measured: no beats detected." in blank and "heart rate" not in blank
+    # generation prompts carry it too
+    prompt = tok.decode(EcgCollator(proc).prompt_batch([rows[0]])["input_ids"][0])
+    assert "Measured: heart rate" in prompt
+    full = expert_text(measurement_vector(sig, proc.ecg_fs), "all")
+    assert " QRS " in full and " axis " in full and "RR variation" in full
+    with pytest.raises(ValueError, match="rhythm or all"):
+        expert_text(measurement_vector(sig, proc.ecg_fs), "none")
+    with pytest.raises(ValueError, match="2 ECG items but 1 signals"):
+        proc.add_expert_text(rows[1]["messages"], [sig], [None])
+    proc.save_pretrained(tmp_path)
+    assert AutoProcessor.from_pretrained(tmp_path).ecg_expert_features == "rhythm"
+    assert build_model()[1].add_expert_text(rows[0]["messages"], [], []) is rows[0]["messages"]
+
+
+def test_expert_features_config_is_checked():
+    from ecgllm.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="model.expert_features must be none, rhythm or all"):
+        load_config(None, ["model.expert_features=some"])
