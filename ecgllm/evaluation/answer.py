@@ -1,7 +1,17 @@
 """How the model answers a benchmark's rows: greedy generation (batched, KV cache, left
-padding), option log-likelihood (the sum of the log-probabilities of each candidate answer's
-tokens, on the same assistant span the training loss uses) and, for detection, P(yes) per label
-from the likelihoods of "yes" and "no" to the verify question."""
+padding), option log-likelihood and, for detection, P(yes) per label from the likelihoods of "yes"
+and "no" to the verify question.
+
+Option log-likelihood is kept three ways per candidate answer "B. atrial fibrillation" (one
+forward pass gives all three):
+- `loglik`: the sum of the log-probabilities of the whole answer span, exactly the tokens the
+  training loss supervises (letter, text and end of turn). The headline: it is the probability
+  the model gives to the exact answer it was trained to write, so it ranks what training taught.
+- `loglik_letter`: the first answer token alone (the letter), as multiple-choice harnesses score
+  MMLU: the model must have mapped the options to their letters in the prompt.
+- `loglik_norm`: the span's sum divided by the answer's length in characters (lm-evaluation-
+  harness's acc_norm), so that a long option is not penalised for its length; the fair choice
+  for a pretrained backbone scored on options it never saw written out."""
 
 from __future__ import annotations
 
@@ -42,26 +52,36 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
     """Sum of log p(assistant tokens | prompt) for rows whose messages are [user, assistant]:
     exactly the tokens the training loss supervises (the chat template's assistant span).
     Candidates of one sample (same id) share its ECG and page: those are processed once."""
+    return [sum(t) for t in token_logprobs(model, collator, items, batch_size)]
+
+
+@torch.no_grad()
+def token_logprobs(
+    model, collator: EcgCollator, items: list[dict], batch_size: int
+) -> list[list[float]]:
+    """Per row, log p of each supervised token in order (what loglik_batch sums)."""
     cache: dict[str, dict[str, torch.Tensor]] = {}
-    out: list[float] = []
+    out: list[list[float]] = []
     for s in range(0, len(items), batch_size):
-        out += _sum_logprobs(model, collator.candidate_batch(items[s : s + batch_size], cache))
+        out += _token_logprobs(model, collator.candidate_batch(items[s : s + batch_size], cache))
     return out
 
 
-def _sum_logprobs(model, batch: dict) -> list[float]:
-    """Per row, the sum of log p over the tokens that have labels. The LM head and log-softmax
-    run only at positions that predict a labelled token (the union over the batch): a real
-    vocabulary (262k for Gemma) makes the full logits large."""
+def _token_logprobs(model, batch: dict) -> list[list[float]]:
+    """Per row, log p of each token that has a label. The LM head and log-softmax run only at
+    positions that predict a labelled token (the union over the batch): a real vocabulary (262k
+    for Gemma) makes the full logits large."""
     labels = batch.pop("labels")
     pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
     logits = model(**batch, logits_to_keep=pos).logits
     target = labels[:, pos + 1]
     keep = target != -100
     lp = torch.log_softmax(logits[keep].float(), dim=-1)
-    tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1)
-    row = keep.nonzero()[:, 0]
-    return torch.zeros(labels.shape[0]).index_add_(0, row, tok_lp).tolist()
+    tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1).tolist()
+    out: list[list[float]] = [[] for _ in range(labels.shape[0])]
+    for r, v in zip(keep.nonzero()[:, 0].tolist(), tok_lp, strict=True):  # row-major: in order
+        out[r].append(v)
+    return out
 
 
 def _question(row: dict) -> str:
@@ -90,12 +110,14 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
         for i, r in enumerate(rows):
             for j, o in enumerate(r["options"]):
                 items.append(_with_turns(r, None, f"{LETTERS[j]}. {o}"))
-                owner.append(i)
-        ll = loglik_batch(model, collator, items, 4 * batch_size)
+                owner.append((i, len(f"{LETTERS[j]}. {o}")))
+        ll = token_logprobs(model, collator, items, 4 * batch_size)
         for rec in recs:
-            rec["loglik"] = []
-        for i, v in zip(owner, ll, strict=True):
-            recs[i]["loglik"].append(v)
+            rec["loglik"], rec["loglik_letter"], rec["loglik_norm"] = [], [], []
+        for (i, chars), v in zip(owner, ll, strict=True):
+            recs[i]["loglik"].append(sum(v))
+            recs[i]["loglik_letter"].append(v[0])
+            recs[i]["loglik_norm"].append(sum(v) / chars)
     if "yes_prob" in bench.methods:
         items, owner = [], []
         for i, r in enumerate(rows):

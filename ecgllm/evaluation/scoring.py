@@ -51,9 +51,17 @@ def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
         per = g["per_sample"]
     if all("loglik" in r for r in recs):
         picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
-        ok = [p == g for p, g in zip(picks, gold, strict=True)]
-        res["accuracy_loglik"] = float(np.mean(ok)) if ok else float("nan")
-        per = ok if bench.metric == "accuracy_loglik" else per
+        # the whole answer span (the headline), the letter alone and the length-normalised span
+        # (evaluation.answer explains the three)
+        for key, name in (("loglik", "accuracy_loglik"), ("loglik_letter", "accuracy_letter"),
+                          ("loglik_norm", "accuracy_norm")):  # fmt: skip
+            if all(key in r for r in recs):
+                ok = [
+                    r["options"][int(np.argmax(r[key]))] == g
+                    for r, g in zip(recs, gold, strict=True)
+                ]
+                res[name] = float(np.mean(ok)) if ok else float("nan")
+                per = ok if bench.metric == name else per
     else:
         picks = [parse_choice(r.get("prediction"), r["options"]) or "(unparsed)" for r in recs]
     res["per_sample"] = per or []

@@ -92,7 +92,12 @@ def test_all_benchmarks_ablation_sweep_report(tiny_dir, instruct, tmp_path):
             assert set(rec["label_scores"]) == set(labels)
             assert all(0 < p < 1 for p in rec["label_scores"].values())
         if rec["benchmark"] in ("mcq", "rhythm"):
-            assert len(rec["loglik"]) == len(rec["options"])
+            assert len(rec["loglik"]) == len(rec["options"]) == len(rec["loglik_letter"])
+            for j, o in enumerate(rec["options"]):  # normalised = span sum / answer characters
+                chars = len(f"{'ABCDEFGHIJ'[j]}. {o}")
+                assert abs(rec["loglik_norm"][j] * chars - rec["loglik"][j]) < 1e-4
+                assert rec["loglik_letter"][j] >= rec["loglik"][j] - 1e-6  # one token of the sum
+    assert {"accuracy_letter", "accuracy_norm"} <= set(res["mcq"])
     blank = json.loads((out / "blank_ecg/results.json").read_text())
     assert blank["config"]["blank_ecg"] and blank["config"]["blank_image"]
     sweep = json.loads((out / "sweep/sweep.json").read_text())
@@ -239,3 +244,23 @@ def test_real_records_benchmark(tiny_dir, real, tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "--real and --source go together" in bad.stderr
+
+
+def test_three_option_scorings():
+    """score_mcq: the whole span (headline), the letter alone and the length-normalised span pick
+    differently when the options differ in length; the benchmark's metric names the headline."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.evaluation.scoring import score_mcq
+
+    bench = load_benchmark("mcq")
+    rec = {"options": ["sinus rhythm", "atrial fibrillation with rapid ventricular response"],
+           "answer": ["atrial fibrillation with rapid ventricular response"],
+           "loglik": [-3.0, -5.0], "loglik_letter": [-2.0, -0.5],
+           "loglik_norm": [-3.0 / 15, -5.0 / 55]}  # fmt: skip
+    res = score_mcq(bench, [rec])
+    assert (
+        res["accuracy_loglik"] == 0.0
+        and res["accuracy_letter"] == 1.0
+        and res["accuracy_norm"] == 1.0
+    )
+    assert res["per_sample"] == [False]  # the headline's samples feed its interval
