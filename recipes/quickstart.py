@@ -206,6 +206,24 @@ def run(cmd: list[str], what: str) -> None:
         )
 
 
+def retrieval_step(out: Path, data: Path, encoder: Path) -> Path:
+    """The retrieval index of the training split (data_builders/retrieval_index.py), rebuilt
+    when the data or the encoder changed."""
+    index = out / "retrieval"
+    stamp = Stamp(index / "inputs.json")
+    want = {
+        str(p): p.stat().st_mtime_ns
+        for p in (data / "build_report.json", encoder / "ecg_encoder.safetensors")
+    }
+    if stamp.matches(want) and (index / "index.json").exists():
+        print(f"      reusing the retrieval index {index}")
+        return index
+    run([str(HERE.parent / "data_builders" / "retrieval_index.py"), "--data", str(data), "--encoder", str(encoder),
+         "--out", str(index)], "retrieval index")  # fmt: skip
+    stamp.write(want)
+    return index
+
+
 def train_stage(
     name: str, config: str, out: Path, overrides: list[str], inputs: list[Path]
 ) -> dict:
@@ -273,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expert-features", default="none", choices=["none", "rhythm", "all"],
                     help="each ECG's measurements as text in the prompt (model.expert_features; "
                     "default none: the model reads the ECG alone)")  # fmt: skip
+    ap.add_argument("--retrieve", type=int, default=0, metavar="K",
+                    help="put the reports of the K most similar training ECGs in each prompt, in "
+                    "training and evaluation (index: OUT/retrieval; default 0: off)")  # fmt: skip
     ap.add_argument(
         "--eval-limit", type=int, default=None, help="first N samples per benchmark (quick checks)"
     )
@@ -345,6 +366,11 @@ def main(argv: list[str] | None = None) -> None:
         common.append(f"train.max_steps={args.max_steps}")
     if args.expert_features != "none":
         common.append(f"model.expert_features={args.expert_features}")
+    retrieval: list[str] = []  # eval/run.py's options
+    if args.retrieve:
+        index = retrieval_step(out, data, out / "ecg_encoder")
+        common += [f"data.retrieve={args.retrieve}", f"data.retrieval_index={index}"]
+        retrieval = ["--retrieve", str(args.retrieve), "--retrieval-index", str(index)]
     align_cfg, sft_cfg, eval_limit = PRESETS[args.backbone]
     args.eval_limit = args.eval_limit or eval_limit
     print("[5/8] training, stage 1 (align: LLM frozen, projectors learn) and stage 2 (LoRA SFT):")
@@ -364,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     sft, ev, export = out / "sft", out / "eval", out / "export"
     print("[6/8] every benchmark on the held-out split, then with the ECG blanked:")
     cmd = [str(HERE.parent / "eval" / "run.py"), "--model", str(sft / "base"), "--adapter", str(sft / "final" / "adapter"),
-           "--processor", str(sft / "final"), "--data", str(data), "--out", str(ev), "--ablation"]  # fmt: skip
+           "--processor", str(sft / "final"), "--data", str(data), "--out", str(ev), "--ablation", *retrieval]  # fmt: skip
     cmd += ["--sweep", args.sweep] if args.sweep else []
     trained = (sft / "train_result.json").stat().st_mtime
     finished = [ev / "results.json", ev / "blank_ecg" / "results.json"]
@@ -384,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"      reusing {d}")
             continue
         run([str(HERE.parent / "eval" / "run.py"), "--model", str(sft / "base"), "--adapter", str(sft / "final" / "adapter"),
-             "--processor", str(sft / "final"), "--real", root, "--source", source, "--out", str(d), "--ablation",
+             "--processor", str(sft / "final"), "--real", root, "--source", source, "--out", str(d), "--ablation", *retrieval,
              *(["--limit", str(args.eval_limit)] if args.eval_limit else [])],
             f"real-records evaluation ({source})")  # fmt: skip
     if args.stop_after == "eval":

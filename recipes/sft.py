@@ -43,6 +43,7 @@ from ecgllm.cli import describe
 from ecgllm.data.collator import EcgCollator, approx_lengths, length_grouped_order
 from ecgllm.data.dataset import EcgInstructionDataset
 from ecgllm.model.lora import trainable_summary
+from ecgllm.retrieval import retriever_for
 from ecgllm.train.checkpoint import latest_checkpoint, save_checkpoint, save_model_files
 from ecgllm.train.config import ConfigError, RecipeConfig, load_config
 from ecgllm.train.logs import MetricLog
@@ -153,11 +154,17 @@ class SFTRecipe:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"data.augment: {e}") from None
         try:
+            retriever = retriever_for(c.retrieve, c.retrieval_index)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"data.retrieval_index: {e}") from None
+        try:
             self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing,
-                                        augment=augment, seed=self.cfg.train.seed)  # fmt: skip
+                                        augment=augment, seed=self.cfg.train.seed, retriever=retriever)  # fmt: skip
         except ValueError as e:  # packing with a native VLM backbone
             raise ConfigError(f"data.packing: {e}; set data.packing=false") from None
-        self.eval_collator = EcgCollator(self.processor, max_length=c.max_length)
+        self.eval_collator = EcgCollator(
+            self.processor, max_length=c.max_length, retriever=retriever
+        )
 
     def setup_optimizer(self) -> None:
         t = self.cfg.train

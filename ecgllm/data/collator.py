@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 class EcgCollator:
     def __init__(
         self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False,
-        packing: bool = False, augment=None, seed: int = 0,
+        packing: bool = False, augment=None, seed: int = 0, retriever=None,
     ):  # fmt: skip
         self.proc = processor
+        # ecgllm.retrieval.Retriever: each ECG is followed by the reports of the most similar
+        # training ECGs (none of the row's own patient)
+        self.retriever = retriever
         self.packing = packing
         # training only: ecgllm.data.augment.SignalAugment applied to each batch's signals after
         # their measurements are taken; its random draws are seeded by the batch's sample ids, so
@@ -92,10 +95,20 @@ class EcgCollator:
         """The row's messages as the model sees them: with each ECG's measurements as text after
         it when the processor has expert features (from the signals as given to the model, so the
         blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if already made."""
-        if getattr(self.proc, "ecg_expert_features", "none") == "none" or not row.get("record_ids"):
+        expert = getattr(self.proc, "ecg_expert_features", "none") != "none"
+        if not (expert or self.retriever) or not row.get("record_ids"):
             return row["messages"]
         ecgs, masks, _ = inputs if inputs is not None else self.row_inputs(row)
-        return self.proc.add_expert_text(row["messages"], ecgs, masks)
+        messages = row["messages"]
+        if self.retriever is not None and ecgs:
+            from ..model.processing_ecgllm import insert_after_ecgs
+
+            lines = [
+                self.retriever.text(x, m, row.get("patient_id"))
+                for x, m in zip(ecgs, masks, strict=True)
+            ]
+            messages = insert_after_ecgs(messages, [t + "\n" for t in lines])
+        return self.proc.add_expert_text(messages, ecgs, masks)  # placed first, after each ECG
 
     def length(self, row: dict) -> int:
         return len(self.encode(self.messages(row))[0])

@@ -145,6 +145,12 @@ class EvalSettings:
     blank_ecg: bool = False  # zero the ECG signals (ablation)
     blank_image: bool = False  # blank the ECG pages (ablation)
     seed: int = 0  # seeds the model's sampling and the perturbations
+    # put the reports of the k most similar training ECGs in each prompt (0: off); use the k and
+    # the index the model was trained with (data.retrieve, data.retrieval_index)
+    retrieve: int = 0
+    retrieval_index: str | None = (
+        None  # an index of data_builders/retrieval_index.py (with --retrieve)
+    )
 
 
 _D = EvalSettings()
@@ -154,7 +160,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                    split: str = _D.split, limit: int | None = _D.limit, batch_size: int = _D.batch_size,
                    max_new_tokens: int | None = _D.max_new_tokens, blank_ecg: bool = _D.blank_ecg,
                    blank_image: bool = _D.blank_image, perturbation: tuple[str, float] | None = None,
-                   seed: int = _D.seed, progress: bool = True, model_path: str | None = None) -> dict:  # fmt: skip
+                   seed: int = _D.seed, progress: bool = True, model_path: str | None = None,
+                   retrieve: int = _D.retrieve, retrieval_index: str | None = _D.retrieval_index) -> dict:  # fmt: skip
     benches = []
     unknown = []
     for b in benchmarks:
@@ -174,13 +181,20 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
             train = EcgInstructionDataset(data_dir, "train").samples
         except KeyError:
             train = None
-    collator = EcgCollator(processor, blank_ecg=blank_ecg, blank_image=blank_image)
+    from ..retrieval import retriever_for
+
+    retriever = retriever_for(retrieve, retrieval_index)
+    collator = EcgCollator(
+        processor, blank_ecg=blank_ecg, blank_image=blank_image, retriever=retriever
+    )
     path = out / "samples.jsonl"
     # finished answers are reused on a re-run only if the same model, data and settings made them
     weights = model_fingerprint(model)
     stamp = {"model": weights, "data": _fingerprint(Path(data_dir) / "samples"), "split": split,
              "max_new_tokens": max_new_tokens, "blank_ecg": blank_ecg, "blank_image": blank_image,
              "perturbation": list(perturbation) if perturbation else None, "seed": seed}  # fmt: skip
+    if retriever is not None:  # (absent when off: stamps of runs before retrieval still match)
+        stamp["retrieval"] = {"k": retrieve, "index": retriever.index.fingerprint()}
     stamp_file = Stamp(out / "samples.stamp.json")
     if path.exists() and not stamp_file.matches(stamp):
         log.warning("%s was written by another model, data or settings: answering afresh", path)
@@ -234,7 +248,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                        for b in benches},
         "config": {"split": split, "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
-                   "perturbation": list(perturbation) if perturbation else None, "seed": seed},
+                   "perturbation": list(perturbation) if perturbation else None, "seed": seed,
+                   "retrieve": retrieve, "retrieval_index": retrieval_index},
         "model": {"path": model_path, "fingerprint": weights},
         "data": {"path": str(data_dir), "fingerprint": stamp["data"]},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

@@ -70,6 +70,36 @@ def as_rgb(image: Any, i: int = 0) -> Image.Image:
     return image.convert("RGB")
 
 
+def count_ecg_items(messages: list[dict]) -> int:
+    return sum(
+        1
+        for msg in messages
+        if not isinstance(msg.get("content"), str)
+        for it in msg.get("content") or []
+        if it.get("type") == "ecg"
+    )
+
+
+def insert_after_ecgs(messages: list[dict], texts: Sequence[str]) -> list[dict]:
+    """A copy of `messages` with texts[i] as a text item right after the i-th ECG item."""
+    if count_ecg_items(messages) != len(texts):
+        raise ValueError(
+            f"the messages hold {count_ecg_items(messages)} ECG items but {len(texts)} texts were given"
+        )
+    lines, out = iter(texts), []
+    for msg in messages:
+        if isinstance(msg.get("content"), str):
+            out.append(msg)
+            continue
+        items = []
+        for it in msg.get("content") or []:
+            items.append(it)
+            if it.get("type") == "ecg":
+                items.append({"type": "text", "text": next(lines)})
+        out.append({**msg, "content": items})
+    return out
+
+
 class EcgLlmProcessor(ProcessorMixin):
     def __init__(
         self,
@@ -194,13 +224,7 @@ class EcgLlmProcessor(ProcessorMixin):
         and evaluation."""
         if self.ecg_expert_features == "none":
             return messages
-        n_items = sum(
-            1
-            for msg in messages
-            if not isinstance(msg.get("content"), str)
-            for it in msg.get("content") or []
-            if it.get("type") == "ecg"
-        )
+        n_items = count_ecg_items(messages)
         if n_items != len(signals):
             raise ValueError(
                 f"the messages hold {n_items} ECG items but {len(signals)} signals were given"
@@ -212,22 +236,11 @@ class EcgLlmProcessor(ProcessorMixin):
             np.ones(len(self.ecg_leads), bool) if m is None else np.asarray(m, bool)
             for m in lead_masks
         ]
-        lines = iter(
-            features.expert_text(v, self.ecg_expert_features)
+        lines = [
+            features.expert_text(v, self.ecg_expert_features) + "\n"
             for v in self._vectors(features, signals, masks)
-        )
-        out = []
-        for msg in messages:
-            if isinstance(msg.get("content"), str):
-                out.append(msg)
-                continue
-            items = []
-            for it in msg.get("content") or []:
-                items.append(it)
-                if it.get("type") == "ecg":
-                    items.append({"type": "text", "text": next(lines) + "\n"})
-            out.append({**msg, "content": items})
-        return out
+        ]
+        return insert_after_ecgs(messages, lines)
 
     def process_ecgs(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """ECGRecords (standardized here) or arrays [12, n] in mV -> (ecg_values [N, 12, n] float32,

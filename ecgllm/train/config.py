@@ -60,6 +60,11 @@ class DataCfg:
     # signal augmentation of the training batches (ecgllm.data.augment.SignalAugment): true for
     # its defaults (gain, offset, wander, noise, time shift, lead dropout), or a dict of its fields
     augment: bool | dict = False
+    # put the reports of the k most similar training ECGs after each ECG in the prompt (0: off);
+    # evaluate with the same k and index (eval/run.py --retrieve --retrieval-index)
+    retrieve: int = 0
+    # the index (data_builders/retrieval_index.py: training-split embeddings + reports)
+    retrieval_index: str | None = None
 
 
 @dataclass
@@ -253,6 +258,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def validate(cfg: RecipeConfig) -> None:
+    if cfg.data.retrieve < 0 or (cfg.data.retrieve and not cfg.data.retrieval_index):
+        raise ConfigError(
+            f"data.retrieve {cfg.data.retrieve}: must be 0 (off) or k >= 1 with data.retrieval_index set"
+        )
     if cfg.model.expert_features not in ("none", "rhythm", "all"):
         raise ConfigError(
             f"model.expert_features must be none, rhythm or all, not {cfg.model.expert_features!r}"
