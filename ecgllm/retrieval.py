@@ -161,31 +161,32 @@ class ReportIndex:
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a retrieval index ({type(e).__name__}: {e})") from None
 
-    def search(self, queries: np.ndarray, k: int, exclude_patients: Sequence[str | None] | None = None
-               ) -> list[list[int]]:  # fmt: skip
+    def search(self, queries: np.ndarray, k: int, exclude_patients: Sequence[str | None] | None = None,
+               exclude_records: Sequence[str | None] | None = None) -> list[list[int]]:  # fmt: skip
         """The indices of the k most similar records per query (most similar first), never one of
-        the query's own patient (exclude_patients[i]); ties broken by index order."""
+        the query's own patient (exclude_patients[i]) nor the query's own record
+        (exclude_records[i]); ties broken by index order."""
         q = np.atleast_2d(np.asarray(queries, np.float32))
         excl = list(exclude_patients) if exclude_patients is not None else [None] * len(q)
-        if len(excl) != len(q):
-            raise ValueError(f"{len(excl)} patients for {len(q)} queries")
+        own = list(exclude_records) if exclude_records is not None else [None] * len(q)
+        if len(excl) != len(q) or len(own) != len(q):
+            raise ValueError(f"{len(excl)} patients and {len(own)} records for {len(q)} queries")
         if k <= 0 or not len(self):
             return [[] for _ in q]
         # enough candidates that k remain after the excluded patient's records
         per_patient = max(
             (self.patient_ids.count(p) for p in set(excl) if p is not None), default=0
         )
-        depth = min(len(self), k + per_patient)
+        depth = min(len(self), k + per_patient + 1)
         if len(self) >= FAISS_MIN and self._faiss_index() is not None:
             _, cand = self._faiss.search(q, depth)
         else:
             sims = q @ self.embeddings.T
             cand = np.argsort(-sims, axis=1, kind="stable")[:, :depth]
         out = []
-        for row, p in zip(cand, excl, strict=True):
-            out.append(
-                [int(i) for i in row if i >= 0 and (p is None or self.patient_ids[i] != str(p))][:k]
-            )
+        for row, p, r in zip(cand, excl, own, strict=True):
+            out.append([int(i) for i in row if i >= 0 and (p is None or self.patient_ids[i] != str(p))
+                        and (r is None or self.record_ids[i] != str(r))][:k])  # fmt: skip
         return out
 
     def fingerprint(self) -> str:
@@ -219,26 +220,32 @@ class Retriever:
         self.fs = float(index.meta.get("fs", 500.0))
         self._cache: OrderedDict[bytes, list[int]] = OrderedDict()
 
-    def neighbours(self, signal: np.ndarray, lead_mask, patient_id: str | None) -> list[int]:
+    def neighbours(self, signal: np.ndarray, lead_mask, patient_id: str | None,
+                   record_id: str | None = None) -> list[int]:  # fmt: skip
         x = np.ascontiguousarray(signal, dtype=np.float32)
         m = np.ones(x.shape[0], bool) if lead_mask is None else np.asarray(lead_mask, bool)
         h = hashlib.blake2b(x.tobytes(), digest_size=16)
         h.update(m.tobytes())
-        h.update(str(patient_id).encode())
+        h.update(f"{patient_id}\0{record_id}".encode())
         key = h.digest()
         if key not in self._cache:
             q = embed(self.encoder, [x], [m], self.fs)
-            self._cache[key] = self.index.search(q, self.k, [patient_id])[0]
+            self._cache[key] = self.index.search(q, self.k, [patient_id], [record_id])[0]
             if len(self._cache) > 50_000:
                 self._cache.popitem(last=False)
         return self._cache[key]
 
-    def reports(self, signal: np.ndarray, lead_mask, patient_id: str | None) -> list[str]:
-        return [self.index.reports[i] for i in self.neighbours(signal, lead_mask, patient_id)]
+    def reports(self, signal: np.ndarray, lead_mask, patient_id: str | None,
+                record_id: str | None = None) -> list[str]:  # fmt: skip
+        return [
+            self.index.reports[i] for i in self.neighbours(signal, lead_mask, patient_id, record_id)
+        ]
 
-    def text(self, signal: np.ndarray, lead_mask, patient_id: str | None) -> str:
+    def text(
+        self, signal: np.ndarray, lead_mask, patient_id: str | None, record_id: str | None = None
+    ) -> str:
         """The prompt line: the neighbours' reports, most similar first."""
-        reps = self.reports(signal, lead_mask, patient_id)
+        reps = self.reports(signal, lead_mask, patient_id, record_id)
         if not reps or not np.abs(np.asarray(signal)).max() > 0:
             return "Similar ECGs: none found."
         return "Reports of similar ECGs: " + " ".join(f"({i + 1}) {r}" for i, r in enumerate(reps))

@@ -72,7 +72,7 @@ def test_no_leakage(instruct, index_dir):
     split_of = {r["record_id"]: r["split"] for r in recs}
     for r in recs:
         x = np.asarray(r["signal"], np.float32)
-        hits = retriever.neighbours(x, r["lead_mask"], r["patient_id"])
+        hits = retriever.neighbours(x, r["lead_mask"], r["patient_id"], r["record_id"])
         assert len(hits) == 3
         for i in hits:
             assert split_of[index.record_ids[i]] == "train"

@@ -92,9 +92,10 @@ class EcgCollator:
         return ecgs, masks, list(images)
 
     def messages(self, row: dict, inputs: tuple | None = None) -> list[dict]:
-        """The row's messages as the model sees them: with each ECG's measurements as text after
-        it when the processor has expert features (from the signals as given to the model, so the
-        blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if already made."""
+        """The row's messages as the model sees them: each ECG followed by its measurements as text
+        when the processor has expert features, then by the reports of the most similar training
+        ECGs when the collator has a retriever (both from the signals as given to the model, so
+        the blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if made."""
         expert = getattr(self.proc, "ecg_expert_features", "none") != "none"
         if not (expert or self.retriever) or not row.get("record_ids"):
             return row["messages"]
@@ -103,9 +104,10 @@ class EcgCollator:
         if self.retriever is not None and ecgs:
             from ..model.processing_ecgllm import insert_after_ecgs
 
+            # never the row's patient nor the ECG's own record (a comparison's second ECG)
             lines = [
-                self.retriever.text(x, m, row.get("patient_id"))
-                for x, m in zip(ecgs, masks, strict=True)
+                self.retriever.text(x, m, row.get("patient_id"), rid)
+                for x, m, rid in zip(ecgs, masks, row["record_ids"], strict=True)
             ]
             messages = insert_after_ecgs(messages, [t + "\n" for t in lines])
         return self.proc.add_expert_text(messages, ecgs, masks)  # placed first, after each ECG
