@@ -47,7 +47,9 @@ def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
     per = None
     if all("prediction" in r for r in recs):
         g = mcq_accuracy([r["prediction"] for r in recs], gold, [r["options"] for r in recs])
-        res.update(accuracy_generate=g["accuracy"], unparsed_rate=g["unparsed_rate"])
+        res.update(accuracy_generate=g["accuracy"], unparsed_rate=g["unparsed_rate"],
+                   accuracy_generate_text=g["accuracy_text"],
+                   letter_text_conflict_rate=g["letter_text_conflict_rate"])  # fmt: skip
         per = g["per_sample"]
     if all("loglik" in r for r in recs):
         picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]

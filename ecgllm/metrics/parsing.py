@@ -50,11 +50,17 @@ _LETTER_RE = [
 ]
 
 
-def parse_choice(text: str | None, options: list[str]) -> str | None:
+def parse_choice(text: str | None, options: list[str], prefer: str = "letter") -> str | None:
     """A multiple-choice answer: a leading letter ("B", "B.", "(B)"), "answer is B", or exactly one
-    option named in full. Returns the option text, or None (unparsed)."""
+    option named in full. Returns the option text, or None (unparsed). `prefer="text"`: when the
+    answer names exactly one option in full, that option, whatever its letter says ("D. sinus
+    tachycardia" with sinus tachycardia as option B is B); the letter otherwise."""
     if not text or not text.strip():
         return None
+    if prefer == "text":
+        named = match_options(text, options)
+        if named and len(named) == 1:
+            return named[0]
     for rx in _LETTER_RE:
         m = rx.search(text)
         if m:

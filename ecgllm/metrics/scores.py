@@ -46,11 +46,20 @@ def qa_exact_match(preds: Sequence[str | None], golds: Sequence[Sequence[str]], 
 def mcq_accuracy(
     preds: Sequence[str | None], golds: Sequence[str], options: Sequence[Sequence[str]]
 ) -> dict:
+    """Accuracy of generated answers parsed by their letter (parse_choice), and beside it by the
+    option they name in full (`accuracy_text`) with the share of answers whose letter and named
+    option disagree (`letter_text_conflict_rate`): a model that writes the right option under
+    the wrong letter is visible as such, not only as wrong."""
     picked = [parse_choice(p, list(o)) for p, o in zip(preds, options, strict=True)]
+    by_text = [parse_choice(p, list(o), prefer="text") for p, o in zip(preds, options, strict=True)]
     correct = [c is not None and c == g for c, g in zip(picked, golds, strict=True)]
     n = len(correct)
-    return {"accuracy": float(np.mean(correct)) if n else float("nan"), "n": n,
-            "unparsed_rate": sum(c is None for c in picked) / n if n else float("nan"), "per_sample": correct}  # fmt: skip
+    mean = lambda v: float(np.mean(v)) if n else float("nan")  # noqa: E731
+    return {"accuracy": mean(correct), "n": n, "unparsed_rate": mean([c is None for c in picked]),
+            "accuracy_text": mean([c is not None and c == g for c, g in zip(by_text, golds, strict=True)]),
+            "letter_text_conflict_rate": mean([a is not None and b is not None and a != b
+                                               for a, b in zip(picked, by_text, strict=True)]),
+            "per_sample": correct}  # fmt: skip
 
 
 def class_recall(

@@ -65,6 +65,15 @@ def test_mcq_letters_and_text_never_random():
         [opts] * 3,
     )
     assert r["accuracy"] == pytest.approx(2 / 3) and r["unparsed_rate"] == pytest.approx(1 / 3)
+    # the right option under the wrong letter: wrong by letter, right by the option named
+    assert parse_choice("D. sinus rhythm", opts) == "sinus tachycardia"
+    assert parse_choice("D. sinus rhythm", opts, prefer="text") == "sinus rhythm"
+    assert (
+        parse_choice("D", opts, prefer="text") == "sinus tachycardia"
+    )  # no option named: the letter
+    r = mcq_accuracy(["D. sinus rhythm", "B. sinus rhythm", "C"], ["sinus rhythm"] * 3, [opts] * 3)
+    assert r["accuracy"] == pytest.approx(1 / 3) and r["accuracy_text"] == pytest.approx(2 / 3)
+    assert r["letter_text_conflict_rate"] == pytest.approx(1 / 3)
 
 
 def test_multilabel_matches_sklearn_and_hand_values():

