@@ -17,6 +17,14 @@ benchmarks are those whose task the data has.
 
 --ablation also runs the same model with the ECG blanked (signal zeroed, page white) into
 OUT/blank_ecg; --sweep runs perturbed copies into OUT/sweep; both appear in OUT/report.html.
+
+--fewshot N,K answers ECG-QA questions in context instead (ecgllm.evaluation.fewshot: N-way
+K-shot episodes of meta-test classes, support from the training split, queries from the test
+split): K-shot, zero-shot on the same queries and, with --ablation, K-shot with every ECG blanked,
+for each lead subset of --fewshot-leads; OUT/fewshot.json and a table.
+
+    python eval/run.py --model DIR --data runs/default/instruct --out runs/fewshot --fewshot 5,5 \
+        --fewshot-leads 12,1 --fewshot-episodes 20 --ablation
 """
 
 from __future__ import annotations
@@ -59,7 +67,16 @@ def main(argv: list[str] | None = None) -> dict:
         "--sweep", default=None, help='perturbations, e.g. "noise=0.05,0.2;wander=0.5;leads=6,1"'
     )
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--fewshot", default=None, metavar="N,K",
+                    help="N-way K-shot in-context ECG-QA instead of the benchmarks (with --data)")  # fmt: skip
+    ap.add_argument("--fewshot-episodes", type=int, default=10, help="episodes per question type")
+    ap.add_argument(
+        "--fewshot-queries", type=int, default=1, help="query samples per class per episode"
+    )
+    ap.add_argument("--fewshot-leads", default="12", help="comma list of lead subsets: 12, 6, 3, 1")
     a = ap.parse_args(argv)
+    if a.fewshot:
+        return fewshot_main(a, ap)
     if sum(x is not None for x in (a.data, a.ecgqa_json, a.real)) != 1:
         ap.exit(2, "error: give exactly one of --data, --ecgqa-json and --real\n")
     if (a.real is None) != (a.source is None):
@@ -90,6 +107,31 @@ def main(argv: list[str] | None = None) -> dict:
         parts.append(f"{b} {m} {v:.3f} (chance {res.get('chance', float('nan')):.3f}, n={res['n']})" if v is not None else f"{b} n=0")  # fmt: skip
     print("evaluated: " + "; ".join(parts) + f" in {r['seconds']:.0f} s -> {Path(a.out) / 'results.json'}"
           + (f", {r['report']}" if r.get("report") else ""))  # fmt: skip
+    return r
+
+
+def fewshot_main(a, ap) -> dict:
+    from ecgllm.evaluation.fewshot import FewShotSettings, fewshot_table
+
+    if not a.data:
+        ap.exit(2, "error: --fewshot needs --data (a built dataset with ECG-QA samples)\n")
+    try:
+        n, k = (int(x) for x in a.fewshot.split(","))
+        leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
+        runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
+                                leads=ld, seed=a.seed) for ld in leads]  # fmt: skip
+    except ValueError as e:
+        ap.exit(2, f"error: --fewshot {a.fewshot} / --fewshot-leads {a.fewshot_leads}: {e}\n")
+    try:
+        model, proc = load(a.model, a.adapter, a.processor)
+        r = fewshot_table(
+            model, proc, a.data, a.out, runs, ablation=a.ablation, batch_size=a.batch_size
+        )
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        ap.exit(2, f"error: {e}\n")
+    print(r["table"])
+    print(f"done: {n}-way {k}-shot in context, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
+          f"question type -> {Path(a.out) / 'fewshot.json'}")  # fmt: skip
     return r
 
 

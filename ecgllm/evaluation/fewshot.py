@@ -1,0 +1,275 @@
+"""Few-shot ECG question answering (the ECG-LM meta-learning setting, Tang et al., CHIL 2025):
+N-way K-shot episodes over ECG-QA-style samples, answered in context.
+
+    s = FewShotSettings(n_way=5, k_shot=5, episodes=20)
+    eps = build_episodes(train_samples, test_samples, s, "single-verify")
+    r = run_fewshot(model, processor, "runs/default/instruct", "runs/fewshot", s)   # per type
+
+Protocol (stated, as the paper's code is not public):
+- A **class** is an (question, answer) pair of one question type, e.g. ("Does this ECG show
+  symptoms of sinus rhythm?", "yes"): the paper's "attribute-answer pairs".
+- **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
+  class (share `meta_test_share` to meta-test), so meta-test classes are never the meta-train
+  ones; episodes for evaluation use meta-test classes only.
+- An **episode** of a question type: N classes of that type, K support samples per class from
+  the dataset's training split and `queries` query samples per class from its test split (so no
+  query ECG is a support ECG, and no patient of a query is in the support set). For query-type
+  questions ("What are the symptoms ...?") the N classes share one question and differ in their
+  answers; for verify and choose types they are N different questions with their answers.
+- **Answering in context**: one user turn holds the K*N support examples, shuffled (each: its ECG,
+  the question and "Answer: ..."), then the query ECG and question; the model's answer is the most
+  likely candidate (sum of log-probabilities of the answer span, as evaluation.answer scores
+  multiple choice). Candidates: the question's own options for verify/choose questions (yes /
+  no / not sure; the two findings / none / both), the N classes' answers for query questions.
+  K = 0 is the zero-shot baseline on the same queries; the blank-ECG ablation blanks every ECG
+  of the prompt.
+- **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
+  ECG of the episode.
+- **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
+  episodes' spread (t-interval of the episode means), and the chance level (mean 1/candidates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+QUESTION_TYPES = ("single-verify", "single-choose", "single-query")
+
+
+@dataclass(frozen=True)
+class FewShotSettings:
+    n_way: int = 5  # classes per episode
+    k_shot: int = 5  # support samples per class (0: zero-shot on the same queries)
+    queries: int = 1  # query samples per class per episode
+    episodes: int = 10  # episodes per question type
+    leads: int = 12  # leads kept in every ECG of an episode: 12, 6, 3 or 1
+    meta_test_share: float = 0.5  # share of the classes held out for meta-test (evaluation)
+    # classes need this many training samples (at least k_shot): runs with K = 0, 1, ... 5 then
+    # share their episodes and queries, so zero-shot and few-shot are compared on the same ones
+    min_support: int = 5
+    seed: int = 0  # seeds the meta split and the episodes
+    question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
+
+    def __post_init__(self):
+        from ..signal.perturb import LEAD_SUBSETS
+
+        if self.n_way < 2 or self.k_shot < 0 or self.queries < 1 or self.episodes < 1:
+            raise ValueError(
+                f"few-shot needs n_way >= 2, k_shot >= 0, queries >= 1, episodes >= 1; got {self.n_way}, "
+                f"{self.k_shot}, {self.queries}, {self.episodes}"
+            )
+        if self.leads not in LEAD_SUBSETS:
+            raise ValueError(f"leads must be one of {sorted(LEAD_SUBSETS)}, not {self.leads}")
+        if not 0 < self.meta_test_share <= 1:
+            raise ValueError(f"meta_test_share must be in (0, 1], not {self.meta_test_share}")
+
+
+def question_of(sample: dict) -> str:
+    return " ".join(c["text"] for c in sample["messages"][0]["content"] if c["type"] == "text")
+
+
+def answer_of(sample: dict) -> str:
+    return sample["messages"][1]["content"][0]["text"]
+
+
+def class_key(sample: dict) -> str:
+    return f"{sample['question_type']}|{question_of(sample)}|{answer_of(sample)}"
+
+
+def is_meta_test(key: str, share: float, seed: int) -> bool:
+    """The seeded meta split of a class: stable across datasets and runs."""
+    h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64 < share
+
+
+@dataclass
+class Episode:
+    question_type: str
+    classes: list[str]  # class keys
+    support: list[int]  # indices into the training samples, shuffled
+    queries: list[int]  # indices into the test samples
+    candidates: list[list[str]]  # per query: the answers scored
+
+
+def _pools(samples, qtype: str, settings: FewShotSettings) -> dict[str, list[int]]:
+    pool: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        if s["task"] == "ecgqa" and s["question_type"] == qtype and len(s["record_ids"]) == 1:
+            key = class_key(s)
+            if is_meta_test(key, settings.meta_test_share, settings.seed):
+                pool[key].append(i)
+    return pool
+
+
+def build_episodes(train, test, settings: FewShotSettings, qtype: str) -> list[Episode]:
+    """`settings.episodes` episodes of question type `qtype` (fewer, possibly none, when too few
+    meta-test classes have K training and `queries` test samples). `train`/`test`: sequences of
+    sample dicts (a built dataset's splits)."""
+    sup, qry = _pools(train, qtype, settings), _pools(test, qtype, settings)
+    need = max(settings.k_shot, settings.min_support)
+    ok = sorted(k for k in qry if len(sup.get(k, [])) >= need and len(qry[k]) >= settings.queries)
+    groups: dict[str, list[str]] = defaultdict(list)  # query questions: classes sharing a question
+    for k in ok:
+        groups[k.split("|")[1] if qtype.endswith("query") else ""].append(k)
+    groups = {g: ks for g, ks in groups.items() if len(ks) >= settings.n_way}
+    if not groups:
+        return []
+    t = QUESTION_TYPES.index(qtype) if qtype in QUESTION_TYPES else len(QUESTION_TYPES)
+    rng = np.random.default_rng([settings.seed, t])  # classes and queries: the same for every K
+    names = sorted(groups)
+    out = []
+    for e in range(settings.episodes):
+        ks = groups[names[int(rng.integers(len(names)))]]
+        classes = [ks[i] for i in sorted(rng.choice(len(ks), settings.n_way, replace=False))]
+        queries = [
+            int(i) for k in classes for i in rng.choice(qry[k], settings.queries, replace=False)
+        ]
+        rs = np.random.default_rng([settings.seed, t, e, 1])  # the support set: its own stream
+        support = [
+            int(i) for k in classes for i in rs.choice(sup[k], settings.k_shot, replace=False)
+        ]
+        rs.shuffle(support)
+        answers = sorted({k.split("|", 2)[2] for k in classes})
+        cands = []
+        for i in queries:
+            s = test[i]
+            cands.append(answers if qtype.endswith("query") else sorted(set(s["options"])))
+        out.append(Episode(qtype, classes, support, queries, cands))
+    return out
+
+
+def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
+    """Per query, the candidate rows to score: [user (support examples + query), assistant
+    (candidate)], with every ECG of the prompt (support, then the query) on the lead subset."""
+    from ..signal.perturb import LEAD_SUBSETS
+    from ..signal.record import STANDARD_12
+
+    keep = np.array([ld in LEAD_SUBSETS[leads] for ld in STANDARD_12])
+    support = [train_ds[i] for i in ep.support]
+    rows = []
+    for qi, cands in zip(ep.queries, ep.candidates, strict=True):
+        q = test_ds[qi]
+        items: list[dict] = []
+        for j, s in enumerate(support):
+            items += [{"type": "text", "text": f"Example {j + 1}: "}, {"type": "ecg", "text": None},
+                      {"type": "text", "text": f"{question_of(s)} Answer: {answer_of(s)}\n"}]  # fmt: skip
+        lead = "Now this ECG: " if support else ""
+        items += [{"type": "text", "text": lead}, {"type": "ecg", "text": None},
+                  {"type": "text", "text": question_of(q)}]  # fmt: skip
+        sig = np.concatenate([np.asarray(s["signal"], np.float32) for s in [*support, q]])
+        mask = np.concatenate([np.asarray(s["lead_mask"], bool) for s in [*support, q]]) & keep
+        sig = sig * mask[:, :, None]
+        base = {"id": f"{q['id']}@{'+'.join(str(i) for i in ep.support[:3])}", "record_ids":
+                [r for s in [*support, q] for r in s["record_ids"]], "patient_id": q["patient_id"],
+                "modalities": ["signal"], "signal": sig, "lead_mask": mask}  # fmt: skip
+        for c in cands:
+            rows.append({**base, "messages": [{"role": "user", "content": items},
+                                              {"role": "assistant", "content": [{"type": "text", "text": c}]}],
+                         "gold": answer_of(q), "candidate": c})  # fmt: skip
+    return rows
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (float("nan"), float("nan"))
+    from scipy import stats
+
+    m, se = float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    h = se * float(stats.t.ppf(0.975, len(values) - 1))
+    return (m - h, m + h)
+
+
+@torch.no_grad()
+def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, settings: FewShotSettings,
+                blank_ecg: bool = False, batch_size: int = 4, progress: bool = True) -> dict:  # fmt: skip
+    """Accuracy per question type over `settings.episodes` episodes (fewshot.json in `out`)."""
+    from tqdm.auto import tqdm
+
+    from ..atomic import write_text
+    from ..data.collator import EcgCollator
+    from ..data.dataset import EcgInstructionDataset
+    from .answer import loglik_batch
+
+    train_ds, test_ds = (
+        EcgInstructionDataset(data_dir, "train"),
+        EcgInstructionDataset(data_dir, "test"),
+    )
+    train, test = train_ds.samples.to_list(), test_ds.samples.to_list()
+    collator = EcgCollator(processor, blank_ecg=blank_ecg, max_length=1 << 16)
+    was = model.training
+    model.eval()
+    results: dict[str, Any] = {}
+    for qtype in settings.question_types:
+        eps = build_episodes(train, test, settings, qtype)
+        if not eps:
+            results[qtype] = {
+                "episodes": 0,
+                "note": "too few meta-test classes with enough samples",
+            }
+            continue
+        accs, chance = [], []
+        for ep in tqdm(eps, desc=f"{qtype} {settings.n_way}-way {settings.k_shot}-shot", unit="ep",
+                       disable=not progress):  # fmt: skip
+            rows = episode_rows(ep, train_ds, test_ds, settings.leads)
+            ll = loglik_batch(model, collator, rows, batch_size)
+            by_q: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+            for r, v in zip(rows, ll, strict=True):
+                by_q[r["id"]].append((v, r))
+            ok = [
+                max(c, key=lambda t: t[0])[1]["candidate"] == c[0][1]["gold"] for c in by_q.values()
+            ]
+            accs.append(float(np.mean(ok)))
+            chance.append(float(np.mean([1 / len(c) for c in by_q.values()])))
+        lo, hi = _interval(accs)
+        results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
+                          "episodes": len(eps), "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
+    model.train(was)
+    report = {"settings": asdict(settings), "blank_ecg": blank_ecg, "results": results}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "fewshot.json", json.dumps(report, indent=1))
+    return report
+
+
+def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs: list[FewShotSettings],
+                  ablation: bool = False, batch_size: int = 4, progress: bool = True) -> dict:  # fmt: skip
+    """Each settings' K-shot run, its zero-shot run on the same queries and, with `ablation`, the
+    K-shot run with every ECG blanked, into OUT/<leads>leads/{kshot,zeroshot,blank}; one table
+    (accuracy [95% interval] per question type, chance) in OUT/fewshot.json."""
+    from dataclasses import replace
+
+    from ..atomic import write_text
+
+    out = Path(out)
+    rows, lines = [], []
+    head = f"{'leads':>5s} {'run':9s} " + " ".join(f"{t:>22s}" for t in runs[0].question_types)
+    lines.append(head)
+    for s in runs:
+        base = out / f"{s.leads}leads"
+        variants = [("kshot", s, False), ("zeroshot", replace(s, k_shot=0), False)]
+        if ablation:
+            variants.append(("blank", s, True))
+        for name, st, blank in variants:
+            r = run_fewshot(model, processor, data_dir, base / name, st, blank_ecg=blank,
+                            batch_size=batch_size, progress=progress)  # fmt: skip
+            rows.append(
+                {"leads": s.leads, "run": name, "k_shot": st.k_shot, "n_way": st.n_way, **r}
+            )
+            cells = []
+            for t in st.question_types:
+                v = r["results"].get(t, {})
+                cells.append(f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] c{v['chance']:.2f}"
+                             if "accuracy" in v else "-")  # fmt: skip
+            label = f"{st.k_shot}-shot" + (" blank" if blank else "")
+            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>22s}" for c in cells))
+    table = "\n".join(lines)
+    write_text(out / "fewshot.json", json.dumps({"runs": rows, "table": table}, indent=1))
+    return {"runs": rows, "table": table}

@@ -1,0 +1,108 @@
+"""Few-shot ECG-QA: episodes (meta split, support/query splits, same queries for every K, lead
+subsets), in-context answering and its command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ecgllm.evaluation.fewshot import (
+    FewShotSettings,
+    build_episodes,
+    class_key,
+    episode_rows,
+    is_meta_test,
+    run_fewshot,
+)
+
+S = dict(n_way=2, k_shot=2, min_support=2, queries=1, episodes=3, meta_test_share=1.0)
+
+
+@pytest.fixture(scope="module")
+def splits(instruct):
+    from ecgllm.data.dataset import EcgInstructionDataset
+
+    tr, te = EcgInstructionDataset(instruct, "train"), EcgInstructionDataset(instruct, "test")
+    return tr, te, tr.samples.to_list(), te.samples.to_list()
+
+
+def test_episodes(splits):
+    tr_ds, te_ds, train, test = splits
+    s = FewShotSettings(**S)
+    eps = build_episodes(train, test, s, "single-verify")
+    assert len(eps) == 3 and eps == build_episodes(train, test, s, "single-verify")  # seeded
+    zero = build_episodes(train, test, FewShotSettings(**{**S, "k_shot": 0}), "single-verify")
+    for ep, z in zip(eps, zero, strict=True):
+        assert (
+            ep.classes == z.classes and ep.queries == z.queries and z.support == []
+        )  # same queries
+        assert len(set(ep.classes)) == 2 and len(ep.support) == 4 and len(ep.queries) == 2
+        assert sorted(class_key(train[i]) for i in ep.support) == sorted(
+            ep.classes * 2
+        )  # K per class
+        assert {class_key(test[i]) for i in ep.queries} == set(ep.classes)
+        assert not {train[i]["patient_id"] for i in ep.support} & {
+            test[i]["patient_id"] for i in ep.queries
+        }
+        for c, i in zip(ep.candidates, ep.queries, strict=True):  # the question's own options
+            assert {"no", "yes"} <= set(c) and c == sorted(set(test[i]["options"]))
+    # the meta split: a class is on one side only, about the asked share on each
+    keys = {class_key(x) for x in train if x["task"] == "ecgqa"}
+    held = [k for k in keys if is_meta_test(k, 0.5, 0)]
+    assert 0 < len(held) < len(keys)
+    half = build_episodes(
+        train, test, FewShotSettings(**{**S, "meta_test_share": 0.5}), "single-verify"
+    )
+    assert all(is_meta_test(k, 0.5, 0) for ep in half for k in ep.classes)
+    # query questions: N answers of one question
+    for ep in build_episodes(train, test, s, "single-query"):
+        assert len({k.split("|")[1] for k in ep.classes}) == 1 and len(ep.candidates[0]) == 2
+    # the prompt: K*N support ECGs then the query, every ECG on the lead subset
+    rows = episode_rows(eps[0], tr_ds, te_ds, leads=1)
+    assert len(rows) == sum(len(c) for c in eps[0].candidates)  # per query, one row per candidate
+    r = rows[0]
+    n_ecg = sum(1 for it in r["messages"][0]["content"] if it["type"] == "ecg")
+    assert n_ecg == 5 == len(r["signal"]) == len(r["record_ids"])
+    assert r["lead_mask"].sum(axis=1).tolist() == [1] * 5 and r["lead_mask"][:, 1].all()  # lead II
+    assert not r["signal"][:, 0].any()
+    with pytest.raises(ValueError, match="leads must be one of"):
+        FewShotSettings(leads=4)
+
+
+def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
+    from ecgllm.evaluation import load
+
+    model, proc = load(str(tiny_dir), None, None)
+    s = FewShotSettings(**{**S, "episodes": 2, "question_types": ("single-verify",)})
+    r = run_fewshot(model, proc, instruct, tmp_path / "fs", s, progress=False)
+    v = r["results"]["single-verify"]
+    assert 0 <= v["accuracy"] <= 1 and 1 / 3 <= v["chance"] <= 1 / 2 and v["episodes"] == 2
+    assert json.loads((tmp_path / "fs" / "fewshot.json").read_text())["settings"]["k_shot"] == 2
+    from tests.conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data", str(instruct),
+           "--out", str(tmp_path / "cli"), "--fewshot", "2,1", "--fewshot-episodes", "1", "--fewshot-leads", "12,1",
+           "--ablation"]  # fmt: skip
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    table = json.loads((tmp_path / "cli" / "fewshot.json").read_text())
+    assert [(x["leads"], x["run"]) for x in table["runs"]] == [
+        (12, "kshot"), (12, "zeroshot"), (12, "blank"), (1, "kshot"), (1, "zeroshot"), (1, "blank")]  # fmt: skip
+    assert "1-shot blank" in p.stdout and p.stdout.strip().splitlines()[-1].startswith(
+        "done: 2-way 1-shot"
+    )
+    bad = subprocess.run(cmd[:-7] + ["--fewshot", "2"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "error: --fewshot 2" in bad.stderr
+    assert np.isfinite(
+        [x["results"]["single-verify"].get("accuracy", 0) for x in table["runs"]]
+    ).all()
