@@ -148,9 +148,11 @@ class EvalSettings:
     # put the reports of the k most similar training ECGs in each prompt (0: off); use the k and
     # the index the model was trained with (data.retrieve, data.retrieval_index)
     retrieve: int = 0
-    retrieval_index: str | None = (
-        None  # an index of data_builders/retrieval_index.py (with --retrieve)
-    )
+    # an index of data_builders/retrieval_index.py (with --retrieve)
+    retrieval_index: str | None = None
+    # detection: fit per-label Platt scaling of P(yes) on the validation split (same limit) and
+    # report F1, micro AUC and Brier score of the calibrated scores too (macro AUC is unchanged)
+    calibrate: bool = False
 
 
 _D = EvalSettings()
@@ -161,7 +163,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                    max_new_tokens: int | None = _D.max_new_tokens, blank_ecg: bool = _D.blank_ecg,
                    blank_image: bool = _D.blank_image, perturbation: tuple[str, float] | None = None,
                    seed: int = _D.seed, progress: bool = True, model_path: str | None = None,
-                   retrieve: int = _D.retrieve, retrieval_index: str | None = _D.retrieval_index) -> dict:  # fmt: skip
+                   retrieve: int = _D.retrieve, retrieval_index: str | None = _D.retrieval_index,
+                   calibrate: bool = _D.calibrate) -> dict:  # fmt: skip
     benches = []
     unknown = []
     for b in benchmarks:
@@ -231,6 +234,10 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                 bar.update(len(rows))
             bar.close()
             recs = [done[f"{bench.name}:{sid}"] for sid in ids]
+            if calibrate and "yes_prob" in bench.methods and recs and split != "validation":
+                val = _validation_answers(model, processor, collator, bench, data_dir, limit, batch_size,
+                                          done, f, progress)  # fmt: skip
+                recs = _calibrated(recs, val)
             tr = None
             if bench.chance == "train_majority" and train is not None:
                 tidx = bench.select(train)
@@ -249,7 +256,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         "config": {"split": split, "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
                    "perturbation": list(perturbation) if perturbation else None, "seed": seed,
-                   "retrieve": retrieve, "retrieval_index": retrieval_index},
+                   "retrieve": retrieve, "retrieval_index": retrieval_index, "calibrate": calibrate},
         "model": {"path": model_path, "fingerprint": weights},
         "data": {"path": str(data_dir), "fingerprint": stamp["data"]},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
@@ -259,6 +266,59 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
     }  # fmt: skip
     write_text(out / "results.json", json.dumps(report, indent=1, default=float))
     return report
+
+
+def _validation_answers(model, processor, collator, bench, data_dir, limit, batch_size, done, f,
+                        progress) -> list[dict]:  # fmt: skip
+    """P(yes) per label for the benchmark's validation-split samples (kept in samples.jsonl under
+    "<bench>@validation:<id>", so a re-run reuses them)."""
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    try:
+        ds = EcgInstructionDataset(data_dir, "validation")
+    except KeyError:
+        raise ValueError(
+            f"calibrate: {data_dir} has no validation split to fit the calibration on"
+        ) from None
+    only = dataclasses.replace(bench, methods=("yes_prob",))
+    idx = bench.select(ds.samples)[:limit]
+    ids = ds.samples.select(idx)["id"] if idx else []
+    key = f"{bench.name}@validation"
+    todo = [i for i, sid in zip(idx, ids, strict=True) if f"{key}:{sid}" not in done]
+    for s in tqdm(
+        range(0, len(todo), batch_size), desc=f"{bench.name} (validation)", disable=not progress
+    ):
+        for rec in answer_rows(model, processor, collator, only, [ds[i] for i in todo[s : s + batch_size]],
+                               batch_size):  # fmt: skip
+            rec["benchmark"] = key
+            f.write(json.dumps(rec) + "\n")
+            done[f"{key}:{rec['id']}"] = rec
+        f.flush()
+    return [done[f"{key}:{sid}"] for sid in ids]
+
+
+def _calibrated(recs: list[dict], val: list[dict]) -> list[dict]:
+    """Test records with `label_scores_calibrated`: per (label set, label) Platt scaling fitted on
+    the validation records (ecgllm.metrics.calibration)."""
+    from ..metrics.calibration import apply_platt, fit_platt
+
+    fits: dict[tuple[str, str], dict] = {}
+    pairs: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
+    for r in val:
+        for lab, p in (r.get("label_scores") or {}).items():
+            s, y = pairs.setdefault((r.get("attribute_type") or "-", lab), ([], []))
+            s.append(p)
+            y.append(int(lab in r["answer"]))
+    for k, (s, y) in pairs.items():
+        fits[k] = fit_platt(s, y)
+    out = []
+    for r in recs:
+        cal = {lab: float(apply_platt([p], fits.get((r.get("attribute_type") or "-", lab), {"constant": 0.5}))[0])
+               for lab, p in (r.get("label_scores") or {}).items()}  # fmt: skip
+        out.append({**r, "label_scores_calibrated": cal})
+    return out
 
 
 def run_sweep(model, processor, data_dir: str | Path, out: str | Path, benchmarks: Sequence[str],

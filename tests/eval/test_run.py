@@ -264,3 +264,39 @@ def test_three_option_scorings():
         and res["accuracy_norm"] == 1.0
     )
     assert res["per_sample"] == [False]  # the headline's samples feed its interval
+
+
+def test_detection_calibrated_on_the_validation_split(tiny_dir, instruct, tmp_path):
+    """--calibrate: per-label Platt scaling fitted on validation answers (kept for re-runs),
+    applied to the test scores; the headline (macro AUC of the raw scores) is unchanged."""
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.runner import run_benchmarks
+    from ecgllm.metrics.calibration import apply_platt, brier, fit_platt
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.clip(0.6 + 0.3 * y + rng.normal(0, 0.15, 200), 0.01, 0.99)  # says "yes" to everything
+    p = fit_platt(s, y)
+    c = apply_platt(s, p)
+    assert p["a"] > 0 and np.all(np.diff(c[np.argsort(s)]) >= -1e-12)  # monotone
+    assert brier(c, y) < brier(s, y)
+    assert fit_platt([0.2, 0.9], [1, 1]) == {"constant": 2.5 / 3, "n": 2}
+    model, proc = load(str(tiny_dir), None, None)
+    plain = run_benchmarks(
+        model, proc, instruct, tmp_path / "a", ["detect"], limit=4, progress=False
+    )
+    r = run_benchmarks(
+        model, proc, instruct, tmp_path / "b", ["detect"], limit=4, progress=False, calibrate=True
+    )
+    d = r["results"]["detect"]
+    assert d["value"] == plain["results"]["detect"]["value"]
+    assert {"macro_f1", "brier", "brier_raw", "by_group"} <= set(d["calibrated"])
+    lines = [json.loads(x) for x in (tmp_path / "b" / "samples.jsonl").read_text().splitlines()]
+    assert sum(x["benchmark"] == "detect@validation" for x in lines) == 4
+    again = run_benchmarks(
+        model, proc, instruct, tmp_path / "b", ["detect"], limit=4, progress=False, calibrate=True
+    )
+    assert json.dumps(again["results"]["detect"]["calibrated"]) == json.dumps(
+        d["calibrated"]
+    )  # reused
+    assert len((tmp_path / "b" / "samples.jsonl").read_text().splitlines()) == len(lines)
