@@ -117,7 +117,8 @@ class EcgLlmConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     vision_config: dict | PreTrainedConfig | None = None
     ecg_config: dict | PreTrainedConfig | None = None
-    ecg_projector: Literal["linear", "mlp2x_gelu"] = "mlp2x_gelu"
+    ecg_projector: Literal["linear", "mlp2x_gelu", "qformer"] = "mlp2x_gelu"
+    ecg_query_tokens: int = 32  # tokens per ECG with the qformer projector (its learned queries)
     image_projector: Literal["linear", "mlp2x_gelu"] = "mlp2x_gelu"
     ecg_token_id: int = -1
     image_token_id: int = -1
@@ -145,4 +146,8 @@ class EcgLlmConfig(PreTrainedConfig):
 
     @property
     def num_ecg_tokens(self) -> int:
-        return self.ecg_config.num_tokens if self.ecg_config is not None else 0
+        if self.ecg_config is None:
+            return 0
+        return (
+            self.ecg_query_tokens if self.ecg_projector == "qformer" else self.ecg_config.num_tokens
+        )

@@ -110,6 +110,7 @@ def build_model(
     tokenizer: Any = None,
     chat_family: str | None = None,
     ecg_projector: str = "mlp2x_gelu",
+    ecg_query_tokens: int = 32,
     image_projector: str = "mlp2x_gelu",
     image_pool: int = 1,
     vision_feature_layer: int = -1,
@@ -155,6 +156,7 @@ def build_model(
             ecg_cfg["measurement_dim"] = MEASUREMENT_DIM
     config = EcgLlmConfig(
         text_config=text_cfg, vision_config=vis_cfg, ecg_config=ecg_cfg, ecg_projector=ecg_projector,
+        ecg_query_tokens=ecg_query_tokens,
         image_projector=image_projector, ecg_token_id=tokenizer.convert_tokens_to_ids(ecg_tok),
         image_token_id=tokenizer.convert_tokens_to_ids(img_tok), image_pool=image_pool,
         vision_feature_layer=vision_feature_layer, native_vision=native,

@@ -31,10 +31,44 @@ from .configuration_ecgllm import EcgLlmConfig
 from .ecg_encoder import EcgEncoder, load_encoder_weights
 
 
-class Projector(nn.Module):
-    """`linear`: one Linear; `mlp2x_gelu`: Linear-GELU-Linear (LLaVA-1.5's projector)."""
+class QueryFusion(nn.Module):
+    """Q-Former-style fusion (BLIP-2): `n_queries` learned query tokens, each layer self-attention
+    among the queries, cross-attention from the queries to the encoder's tokens and an MLP
+    (pre-norm, residual), then a Linear to the LLM's width. The LLM gets n_queries tokens per ECG
+    whatever the encoder makes, and the module trains with the LLM frozen (lora.mode: align). The
+    queries do not see the question (BLIP-2 at inference, not InstructBLIP's instruction-aware
+    variant)."""
 
-    def __init__(self, kind: str, in_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, out_dim: int, n_queries: int, n_layers: int = 2):
+        super().__init__()
+        heads = next(h for h in (8, 4, 2, 1) if in_dim % h == 0)
+        self.queries = nn.Parameter(torch.randn(1, n_queries, in_dim) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({
+                "norm1": nn.LayerNorm(in_dim), "self_attn": nn.MultiheadAttention(in_dim, heads, batch_first=True),
+                "norm2": nn.LayerNorm(in_dim), "cross_attn": nn.MultiheadAttention(in_dim, heads, batch_first=True),
+                "norm3": nn.LayerNorm(in_dim),
+                "mlp": nn.Sequential(nn.Linear(in_dim, 4 * in_dim), nn.GELU(), nn.Linear(4 * in_dim, in_dim)),
+            })
+            for _ in range(n_layers)
+        )  # fmt: skip
+        self.out = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.queries.expand(x.shape[0], -1, -1).to(x.dtype)
+        for layer in self.layers:
+            h = layer["norm1"](q)
+            q = q + layer["self_attn"](h, h, h, need_weights=False)[0]
+            q = q + layer["cross_attn"](layer["norm2"](q), x, x, need_weights=False)[0]
+            q = q + layer["mlp"](layer["norm3"](q))
+        return self.out(q)
+
+
+class Projector(nn.Module):
+    """`linear`: one Linear; `mlp2x_gelu`: Linear-GELU-Linear (LLaVA-1.5's projector); `qformer`:
+    QueryFusion with `n_queries` output tokens."""
+
+    def __init__(self, kind: str, in_dim: int, out_dim: int, n_queries: int = 0):
         super().__init__()
         if kind == "linear":
             self.net = nn.Linear(in_dim, out_dim)
@@ -42,8 +76,12 @@ class Projector(nn.Module):
             self.net = nn.Sequential(
                 nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)
             )
+        elif kind == "qformer":
+            if n_queries < 1:
+                raise ValueError("the qformer projector needs ecg_query_tokens >= 1")
+            self.net = QueryFusion(in_dim, out_dim, n_queries)
         else:
-            raise ValueError(f"projector must be 'linear' or 'mlp2x_gelu', not {kind!r}")
+            raise ValueError(f"projector must be 'linear', 'mlp2x_gelu' or 'qformer', not {kind!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -99,7 +137,9 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             else None
         )
         self.ecg_projector = (
-            Projector(config.ecg_projector, config.ecg_config.hidden_size, hidden)
+            Projector(
+                config.ecg_projector, config.ecg_config.hidden_size, hidden, config.ecg_query_tokens
+            )
             if self.ecg_encoder is not None
             else None
         )

@@ -30,7 +30,10 @@ class ModelCfg:
     # pretrained ECG-encoder safetensors (recipes/pretrain_ecg_encoder.py)
     ecg_weights: str | None = None
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory)
-    ecg_projector: str = "mlp2x_gelu"  # ECG tokens -> LLM: linear or mlp2x_gelu
+    # ECG tokens -> LLM: linear, mlp2x_gelu, or qformer (learned queries cross-attending to the
+    # encoder's tokens: ecg_query_tokens tokens per ECG; trains with the LLM frozen too)
+    ecg_projector: str = "mlp2x_gelu"
+    ecg_query_tokens: int = 32  # tokens per ECG with the qformer projector
     image_projector: str = "mlp2x_gelu"  # vision patches -> LLM: linear or mlp2x_gelu
     image_pool: int = 1  # average-pool the vision patch grid by this factor per side
     # each ECG's measurements as a line of text after it in the prompt ("expert features"): none,
@@ -258,6 +261,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def validate(cfg: RecipeConfig) -> None:
+    if (
+        cfg.model.ecg_projector not in ("linear", "mlp2x_gelu", "qformer")
+        or cfg.model.ecg_query_tokens < 1
+    ):
+        raise ConfigError(
+            f"model.ecg_projector must be linear, mlp2x_gelu or qformer (with model.ecg_query_tokens >= 1), "
+            f"not {cfg.model.ecg_projector!r} / {cfg.model.ecg_query_tokens}"
+        )
     if cfg.data.retrieve < 0 or (cfg.data.retrieve and not cfg.data.retrieval_index):
         raise ConfigError(
             f"data.retrieve {cfg.data.retrieve}: must be 0 (off) or k >= 1 with data.retrieval_index set"

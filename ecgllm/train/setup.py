@@ -35,6 +35,7 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
     model, processor = build_model(
         backbone=backbone, vision=vision, ecg=_resolve(m.ecg, TINY_ECG),
         chat_family=m.chat_family, ecg_projector=m.ecg_projector, image_projector=m.image_projector,
+        ecg_query_tokens=m.ecg_query_tokens,
         image_pool=m.image_pool, expert_features=m.expert_features,
     )  # fmt: skip
     if m.ecg_weights:

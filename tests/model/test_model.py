@@ -613,3 +613,29 @@ def test_measurement_tokens():
                 col,
                 same,
             )
+
+
+def test_qformer_fusion_projector(tmp_path):
+    """ecg_projector qformer: ecg_query_tokens tokens per ECG whatever the encoder makes, trained
+    with the LLM frozen (align), saved and reloaded with the same logits."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch.manual_seed(0)
+    model, proc = build_model(vision=None, ecg_projector="qformer", ecg_query_tokens=6)
+    assert proc.num_ecg_tokens == model.config.num_ecg_tokens == 6
+    b = _batch(proc, [_msgs(["ecg"])], [_ecg()], None)
+    assert int((b["input_ids"] == model.config.ecg_token_id).sum()) == 6
+    peft = prepare_for_training(model, mode="align")
+    peft(**b, labels=b["input_ids"]).loss.backward()
+    grads = {n: p.grad for n, p in peft.named_parameters() if p.requires_grad}
+    assert any("queries" in n and g is not None and g.abs().sum() > 0 for n, g in grads.items())
+    assert not any("language_model" in n for n in grads)  # the LLM stays frozen
+    model, proc = build_model(vision=None, ecg_projector="qformer", ecg_query_tokens=6)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    m2 = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    assert AutoProcessor.from_pretrained(tmp_path).num_ecg_tokens == 6
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(**b).logits, m2(**b).logits, atol=1e-5)
+    with pytest.raises(ValueError, match="'linear', 'mlp2x_gelu' or 'qformer'"):
+        build_model(vision=None, ecg_projector="perceiver")

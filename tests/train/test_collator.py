@@ -230,3 +230,13 @@ def test_expert_features_config_is_checked():
 
     with pytest.raises(ConfigError, match="model.expert_features must be none, rhythm or all"):
         load_config(None, ["model.expert_features=some"])
+    with pytest.raises(
+        ConfigError, match="model.ecg_projector must be linear, mlp2x_gelu or qformer"
+    ):
+        load_config(None, ["model.ecg_projector=perceiver"])
+    assert (
+        load_config(
+            None, ["model.ecg_projector=qformer", "model.ecg_query_tokens=8"]
+        ).model.ecg_query_tokens
+        == 8
+    )
