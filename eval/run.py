@@ -74,6 +74,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--fewshot-queries", type=int, default=1, help="query samples per class per episode"
     )
     ap.add_argument("--fewshot-leads", default="12", help="comma list of lead subsets: 12, 6, 3, 1")
+    ap.add_argument("--fewshot-adapt-steps", type=int, default=0,
+                    help="adapt the fusion module on each support set (MAML's inner loop) instead of "
+                    "showing it in the prompt (default 0: in context)")  # fmt: skip
+    ap.add_argument(
+        "--fewshot-adapt-lr", type=float, default=1e-3, help="the inner loop's learning rate"
+    )
+    ap.add_argument("--fewshot-fusion", default=None,
+                    help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
     if a.fewshot:
         return fewshot_main(a, ap)
@@ -119,11 +127,16 @@ def fewshot_main(a, ap) -> dict:
         n, k = (int(x) for x in a.fewshot.split(","))
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
-                                leads=ld, seed=a.seed) for ld in leads]  # fmt: skip
+                                leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
+                                adapt_lr=a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
     except ValueError as e:
         ap.exit(2, f"error: --fewshot {a.fewshot} / --fewshot-leads {a.fewshot_leads}: {e}\n")
     try:
         model, proc = load(a.model, a.adapter, a.processor)
+        if a.fewshot_fusion:
+            from ecgllm.evaluation.fewshot import load_fusion
+
+            load_fusion(model, a.fewshot_fusion)
         r = fewshot_table(
             model, proc, a.data, a.out, runs, ablation=a.ablation, batch_size=a.batch_size
         )

@@ -148,6 +148,8 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("eval/run.py", ["--batch-size", "samples answered per forward pass (default: 8)"]),
         ("recipes/pretrain_ecg_encoder.py", ["--steps", "optimizer steps (default: 1000)"]),
         ("recipes/sft.py", ["config keys", "lora.r (int, default 16): LoRA rank"]),
+        ("recipes/meta_train.py", ["--inner-steps", "gradient steps on the support set per episode (default: 1)"]),
+        ("data_builders/retrieval_index.py", ["--encoder", "the split indexed (default train)"]),
     ],
 )  # fmt: skip
 def test_entry_point_help_lists_fields(script, needles):

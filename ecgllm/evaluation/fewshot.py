@@ -55,6 +55,10 @@ class FewShotSettings:
     # classes need this many training samples (at least k_shot): runs with K = 0, 1, ... 5 then
     # share their episodes and queries, so zero-shot and few-shot are compared on the same ones
     min_support: int = 5
+    # 0: answer in context (support examples in the prompt); > 0: adapt the fusion module on the
+    # support set with this many gradient steps (MAML's inner loop), then answer without them
+    adapt_steps: int = 0
+    adapt_lr: float = 1e-3  # the inner loop's learning rate
     seed: int = 0  # seeds the meta split and the episodes
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
 
@@ -99,22 +103,30 @@ class Episode:
     candidates: list[list[str]]  # per query: the answers scored
 
 
-def _pools(samples, qtype: str, settings: FewShotSettings) -> dict[str, list[int]]:
+def _pools(
+    samples, qtype: str, settings: FewShotSettings, held: bool = True
+) -> dict[str, list[int]]:
+    """Sample indices per class of the meta-test classes (held) or of the meta-train ones."""
     pool: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         if s["task"] == "ecgqa" and s["question_type"] == qtype and len(s["record_ids"]) == 1:
             key = class_key(s)
-            if is_meta_test(key, settings.meta_test_share, settings.seed):
+            if is_meta_test(key, settings.meta_test_share, settings.seed) == held:
                 pool[key].append(i)
     return pool
 
 
-def build_episodes(train, test, settings: FewShotSettings, qtype: str) -> list[Episode]:
+def build_episodes(
+    train, test, settings: FewShotSettings, qtype: str, meta_train: bool = False
+) -> list[Episode]:
     """`settings.episodes` episodes of question type `qtype` (fewer, possibly none, when too few
     meta-test classes have K training and `queries` test samples). `train`/`test`: sequences of
-    sample dicts (a built dataset's splits)."""
-    sup, qry = _pools(train, qtype, settings), _pools(test, qtype, settings)
-    need = max(settings.k_shot, settings.min_support)
+    sample dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train
+    classes for meta-training, queries and support both from `train` (pass it twice), never the
+    same sample in both."""
+    held = not meta_train
+    sup, qry = _pools(train, qtype, settings, held), _pools(test, qtype, settings, held)
+    need = max(settings.k_shot, settings.min_support) + (settings.queries if meta_train else 0)
     ok = sorted(k for k in qry if len(sup.get(k, [])) >= need and len(qry[k]) >= settings.queries)
     groups: dict[str, list[str]] = defaultdict(list)  # query questions: classes sharing a question
     for k in ok:
@@ -133,8 +145,13 @@ def build_episodes(train, test, settings: FewShotSettings, qtype: str) -> list[E
             int(i) for k in classes for i in rng.choice(qry[k], settings.queries, replace=False)
         ]
         rs = np.random.default_rng([settings.seed, t, e, 1])  # the support set: its own stream
+        taken = set(queries) if meta_train else set()
         support = [
-            int(i) for k in classes for i in rs.choice(sup[k], settings.k_shot, replace=False)
+            int(i)
+            for k in classes
+            for i in rs.choice(
+                [j for j in sup[k] if j not in taken], settings.k_shot, replace=False
+            )
         ]
         rs.shuffle(support)
         answers = sorted({k.split("|", 2)[2] for k in classes})
@@ -175,6 +192,86 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
                                               {"role": "assistant", "content": [{"type": "text", "text": c}]}],
                          "gold": answer_of(q), "candidate": c})  # fmt: skip
     return rows
+
+
+def sample_rows(indices: list[int], ds, leads: int) -> list[dict]:
+    """The samples as training rows (their own question and answer), every ECG on the lead subset:
+    the support set that a model adapts on (adapt_steps) or meta-trains on."""
+    from ..signal.perturb import LEAD_SUBSETS
+    from ..signal.record import STANDARD_12
+
+    keep = np.array([ld in LEAD_SUBSETS[leads] for ld in STANDARD_12])
+    rows = []
+    for i in indices:
+        r = dict(ds[i])
+        r["lead_mask"] = np.asarray(r["lead_mask"], bool) & keep
+        r["signal"] = np.asarray(r["signal"], np.float32) * r["lead_mask"][:, :, None]
+        r["modalities"] = ["signal"]  # the pages are not shown (as in the episodes' prompts)
+        r["messages"] = [
+            {**m, "content": [c for c in m["content"] if c["type"] != "image"]}
+            if not isinstance(m["content"], str)
+            else m
+            for m in r["messages"]
+        ]
+        r.pop("images", None)
+        rows.append(r)
+    return rows
+
+
+def fusion_parameters(model) -> list[torch.nn.Parameter]:
+    """The parameters few-shot adaptation and meta-training change: the ECG projector's (the
+    fusion module), the trained copy when the model is a PEFT model; the LLM and encoders stay."""
+    params = [
+        p
+        for n, p in model.named_parameters()
+        if "ecg_projector" in n and "original_module" not in n
+    ]
+    if not params:
+        raise ValueError("the model has no ECG projector to adapt")
+    return params
+
+
+def load_fusion(model, path: str | Path) -> None:
+    """Meta-trained fusion weights (recipes/meta_train.py) into the model's ECG projector."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    own = dict(model.named_parameters())
+    missing = [k for k in state if k not in own]
+    if missing or not state:
+        raise ValueError(f"{path}: keys {missing[:3]} are not this model's ECG projector parameters "
+                         "(meta-train with the same model and adapter)")  # fmt: skip
+    with torch.no_grad():
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise ValueError(
+                    f"{path}: {k} has shape {tuple(v.shape)}, the model's {tuple(own[k].shape)}"
+                )
+            own[k].copy_(v)
+
+
+def adapt(
+    model, collator, rows: list[dict], params: list, steps: int, lr: float, batch_size: int = 8
+) -> float:
+    """`steps` plain gradient steps of the fusion parameters on `rows` (MAML's inner loop); returns
+    the last loss. The caller restores the parameters afterwards."""
+    loss = float("nan")
+    flags = [p.requires_grad for p in params]
+    for p in params:  # a model loaded for evaluation has them frozen
+        p.requires_grad_(True)
+    for _ in range(steps):
+        for s in range(0, len(rows), batch_size):
+            with torch.enable_grad():
+                out = model(**collator(rows[s : s + batch_size])).loss
+                grads = torch.autograd.grad(out, params, allow_unused=True)
+            with torch.no_grad():
+                for p, g in zip(params, grads, strict=True):
+                    if g is not None:
+                        p.sub_(lr * g)
+            loss = float(out)
+    for p, f in zip(params, flags, strict=True):
+        p.requires_grad_(f)
+    return loss
 
 
 def _interval(values: list[float]) -> tuple[float, float]:
@@ -218,8 +315,20 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         accs, chance = [], []
         for ep in tqdm(eps, desc=f"{qtype} {settings.n_way}-way {settings.k_shot}-shot", unit="ep",
                        disable=not progress):  # fmt: skip
-            rows = episode_rows(ep, train_ds, test_ds, settings.leads)
-            ll = loglik_batch(model, collator, rows, batch_size)
+            if settings.adapt_steps and ep.support:  # adapted on the support set, then asked alone
+                params = fusion_parameters(model)
+                saved = [p.detach().clone() for p in params]
+                adapt(model, collator, sample_rows(ep.support, train_ds, settings.leads), params,
+                      settings.adapt_steps, settings.adapt_lr, batch_size)  # fmt: skip
+                shown = Episode(ep.question_type, ep.classes, [], ep.queries, ep.candidates)
+                rows = episode_rows(shown, train_ds, test_ds, settings.leads)
+                ll = loglik_batch(model, collator, rows, batch_size)
+                with torch.no_grad():
+                    for p, v in zip(params, saved, strict=True):
+                        p.copy_(v)
+            else:
+                rows = episode_rows(ep, train_ds, test_ds, settings.leads)
+                ll = loglik_batch(model, collator, rows, batch_size)
             by_q: dict[str, list[tuple[float, dict]]] = defaultdict(list)
             for r, v in zip(rows, ll, strict=True):
                 by_q[r["id"]].append((v, r))
