@@ -132,14 +132,24 @@ class ReportIndex:
                    {"data": str(data_dir), "encoder": str(encoder_dir), "split": split, "fs": fs})  # fmt: skip
 
     def save(self, out: str | Path) -> None:
-        """embeddings.safetensors + index.json (ids, patients, reports, meta), each written whole
-        then renamed."""
+        """embeddings.safetensors + index.json (ids, patients, reports, meta) and, when the index
+        was built here, a copy of its encoder in encoder/ (the index then works wherever it is
+        copied, without the folder it was built from); each file written whole then renamed."""
+        import shutil
+
         from safetensors.numpy import save_file
 
         from .atomic import replace, write_text
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        src = Path(self.meta.get("encoder") or "")
+        if self.meta.get("encoder") and src.resolve() != (out / "encoder").resolve():
+            (out / "encoder").mkdir(exist_ok=True)
+            for name in ("config.json", "ecg_encoder.safetensors"):
+                tmp = out / "encoder" / f"{name}.tmp"
+                shutil.copyfile(src / name, tmp)
+                replace(tmp, out / "encoder" / name)
         tmp = out / "embeddings.safetensors.tmp"
         save_file({"embeddings": self.embeddings}, str(tmp))
         replace(tmp, out / "embeddings.safetensors")
@@ -156,8 +166,11 @@ class ReportIndex:
                 raise FileNotFoundError(f"{path / name} not found: build the index with data_builders/retrieval_index.py")  # fmt: skip
         try:
             d = json.loads((path / "index.json").read_text())
+            meta = dict(d.get("meta") or {})
+            if (path / "encoder" / "ecg_encoder.safetensors").exists():  # its own copy (save())
+                meta["encoder"] = str(path / "encoder")
             return cls(load_file(str(path / "embeddings.safetensors"))["embeddings"], d["record_ids"],
-                       d["patient_ids"], d["reports"], d.get("meta"))  # fmt: skip
+                       d["patient_ids"], d["reports"], meta)  # fmt: skip
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a retrieval index ({type(e).__name__}: {e})") from None
 

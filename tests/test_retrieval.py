@@ -45,6 +45,11 @@ def test_index_holds_the_training_split_and_search_is_exact(instruct, index_dir,
     assert sorted(index.record_ids) == sorted(r["record_id"] for r in train)
     assert np.allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
     assert json.loads((index_dir / "index.json").read_text())["meta"]["split"] == "train"
+    # self-contained: its encoder travels with it
+    assert (
+        index.meta["encoder"] == str(index_dir / "encoder")
+        and (index_dir / "encoder" / "config.json").exists()
+    )
     # a record's own embedding finds itself first when nothing is excluded
     first = index.search(index.embeddings[:3], k=1)
     assert [f[0] for f in first] == [0, 1, 2]
