@@ -1,0 +1,88 @@
+"""GRPO's objective against a hand computation, and the rewards against the benchmark scorers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ecgllm.train.grpo import RewardWeights, group_advantages, grpo_loss, reward
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    a = group_advantages(r, eps=0.0 + 1e-12)
+    sd = math.sqrt(1 / 3)  # unbiased SD of 1, 0, 0, 1
+    assert torch.allclose(a[0], torch.tensor([0.5, -0.5, -0.5, 0.5]) / sd, atol=1e-5)
+    assert torch.equal(group_advantages(r)[1], torch.zeros(4))  # no spread: no signal
+    assert torch.allclose(group_advantages(r, scale=False)[0], torch.tensor([0.5, -0.5, -0.5, 0.5]))
+
+
+def test_loss_by_hand():
+    logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    old = torch.tensor([[-1.2, -1.5, 0.0], [-0.5, -0.9, -0.5]])
+    ref = torch.tensor([[-1.0, -1.0, 0.0], [-0.4, -0.5, -0.5]])
+    adv = torch.tensor([1.0, -2.0])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    loss, stats = grpo_loss(logp, old, ref, adv, mask, eps_low=0.2, beta=0.1)
+    # by hand, token by token
+    want_rows = []
+    for i in range(2):
+        toks = []
+        for t in range(3):
+            if not mask[i, t]:
+                continue
+            rho = math.exp(float(logp[i, t] - old[i, t]))
+            a = float(adv[i])
+            surr = min(rho * a, min(max(rho, 0.8), 1.2) * a)
+            d = float(ref[i, t] - logp[i, t])
+            kl = math.exp(d) - d - 1
+            toks.append(-surr + 0.1 * kl)
+        want_rows.append(sum(toks) / len(toks))
+    assert float(loss) == pytest.approx(sum(want_rows) / 2, abs=1e-6)
+    loss.backward()
+    assert logp.grad is not None and logp.grad[0, 2] == 0  # masked token: no gradient
+    # per-token aggregation (DAPO) and clip-higher: the same tokens pooled
+    tok, _ = grpo_loss(logp.detach(), old, None, adv, mask, eps_low=0.2, eps_high=0.28, beta=0.0,
+                       aggregation="per_token")  # fmt: skip
+    vals = []
+    for i in range(2):
+        for t in range(3):
+            if mask[i, t]:
+                rho = math.exp(float(logp[i, t] - old[i, t]))
+                a = float(adv[i])
+                vals.append(-min(rho * a, min(max(rho, 0.8), 1.28) * a))
+    assert float(tok) == pytest.approx(sum(vals) / len(vals), abs=1e-6)
+    assert 0 <= stats["clip_fraction"] <= 1 and stats["kl"] >= 0
+    with pytest.raises(ValueError, match="per_sequence or per_token"):
+        grpo_loss(logp, old, None, adv, mask, aggregation="mean")
+
+
+def test_rewards_agree_with_the_scorers():
+    from ecgllm.metrics.scores import mcq_accuracy, measurement_errors
+
+    opts = ["atrial fibrillation", "sinus rhythm", "atrial flutter"]
+    row = {"task": "rhythm", "options": opts, "answer": ["sinus rhythm"]}
+    for text in ("B. sinus rhythm", "A", "no idea", "B"):
+        right = mcq_accuracy([text], ["sinus rhythm"], [opts])["accuracy"] == 1.0
+        parsed = mcq_accuracy([text], ["sinus rhythm"], [opts])["unparsed_rate"] == 0.0
+        assert reward(text, row) == pytest.approx(
+            (0.1 if parsed else 0.0) + (1.0 if right else 0.0)
+        )
+    m = {"task": "measure", "value": 72.0, "tolerance": 5.0}
+    assert reward("74 bpm", m) == pytest.approx(1.1)
+    assert measurement_errors(["74 bpm"], [72.0], [5.0])["within_tolerance"] == 1.0
+    assert reward("82 bpm", m) == pytest.approx(0.1 + (1 - 10 / 15))  # partial credit
+    assert reward("100 bpm", m) == pytest.approx(0.1) and reward("fast", m) == 0.0
+    rep = {
+        "task": "report",
+        "messages": [{}, {"content": [{"text": "sinus rhythm. left ventricular hypertrophy."}]}],
+    }
+    assert reward("sinus rhythm. left ventricular hypertrophy.", rep) == pytest.approx(1.1)
+    assert reward("sinus rhythm.", rep) == pytest.approx(0.1 + 2 / 3)
+    assert reward("sinus rhythm.", rep, RewardWeights(correct=2.0, format=0.0)) == pytest.approx(
+        4 / 3
+    )
+    with pytest.raises(ValueError, match="without options"):
+        reward("x", {"task": "ecgqa"})
