@@ -150,6 +150,7 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("recipes/sft.py", ["config keys", "lora.r (int, default 16): LoRA rank"]),
         ("recipes/meta_train.py", ["--inner-steps", "gradient steps on the support set per episode (default: 1)"]),
         ("data_builders/retrieval_index.py", ["--encoder", "the split indexed (default train)"]),
+        ("recipes/grpo.py", ["--group-size", "completions sampled per prompt (G) (default: 4)"]),
     ],
 )  # fmt: skip
 def test_entry_point_help_lists_fields(script, needles):

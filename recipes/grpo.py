@@ -1,0 +1,64 @@
+"""GRPO after SFT with verifiable rewards from the benchmark scorers (ecgllm.train.grpo): the
+SFT adapter is the policy, the same model with the adapter disabled is the reference.
+
+    python recipes/grpo.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
+        --processor runs/default/sft/final --data runs/default/instruct --out runs/grpo --steps 100
+    python eval/run.py --model runs/default/sft/base --adapter runs/grpo/final/adapter \\
+        --processor runs/grpo/final --data runs/default/instruct --out runs/grpo/eval --ablation
+
+Not yet: resume from a checkpoint, accelerate/DeepSpeed launch, the quickstart stage (issue 19).
+TRL's GRPOTrainer is not used: it drives text-only (or its own VLM processors') generation and
+cannot pass this model's ECG inputs (ecg_values, lead_mask, ecg_measurements) through sampling
+and scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ecgllm.cli import add_fields, field_values
+from ecgllm.train.grpo import GrpoSettings, grpo_train
+
+
+def load_policy(model_dir: str, adapter: str, processor_dir: str | None):
+    from pathlib import Path
+
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from ecgllm import model as _model  # noqa: F401 - registers the Auto classes
+
+    for p in (model_dir, adapter):
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p} does not exist")
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    policy = PeftModel.from_pretrained(base, adapter, is_trainable=True)
+    return policy, AutoProcessor.from_pretrained(processor_dir or str(Path(adapter).parent))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", required=True, help="the SFT base (sft/base)")
+    ap.add_argument(
+        "--adapter", required=True, help="the SFT adapter, trained further (sft/final/adapter)"
+    )
+    ap.add_argument("--processor", default=None, help="default: the adapter's parent folder")
+    ap.add_argument("--data", required=True, help="a dataset built by data_builders/build.py")
+    ap.add_argument("--out", required=True)
+    add_fields(ap, GrpoSettings, choices={"aggregation": ("per_token", "per_sequence")})
+    a = ap.parse_args(argv)
+    try:
+        policy, proc = load_policy(a.model, a.adapter, a.processor)
+        r = grpo_train(policy, proc, a.data, a.out, GrpoSettings(**field_values(a, GrpoSettings)))
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        sys.exit(f"error: {e}")
+    print(f"done: {r['steps']} GRPO steps, mean reward {r['reward_first_fifth']:.3f} (first fifth) -> "
+          f"{r['reward_last_fifth']:.3f} (last fifth) in {r['seconds']:.0f} s -> {r['output']}")  # fmt: skip
+    return r
+
+
+if __name__ == "__main__":
+    main()
