@@ -1,9 +1,10 @@
-"""GRPO after SFT with verifiable rewards from the benchmark scorers (ecgllm.train.grpo): the
-SFT adapter is the policy, the same model with the adapter disabled is the reference.
+"""GRPO after SFT with verifiable rewards from the benchmark scorers (ecgllm.train.grpo): the SFT
+adapter is merged into its base (saved as OUT/base), a fresh LoRA adapter on it is the policy,
+and the same model with that adapter disabled, i.e. the SFT model, is the KL reference.
 
     python recipes/grpo.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
         --processor runs/default/sft/final --data runs/default/instruct --out runs/grpo --steps 100
-    python eval/run.py --model runs/default/sft/base --adapter runs/grpo/final/adapter \\
+    python eval/run.py --model runs/grpo/base --adapter runs/grpo/final/adapter \\
         --processor runs/grpo/final --data runs/default/instruct --out runs/grpo/eval --ablation
 
 Not yet: resume from a checkpoint, accelerate/DeepSpeed launch, the quickstart stage (issue 19).
@@ -21,20 +22,32 @@ from ecgllm.cli import add_fields, field_values
 from ecgllm.train.grpo import GrpoSettings, grpo_train
 
 
-def load_policy(model_dir: str, adapter: str, processor_dir: str | None):
+def load_policy(
+    model_dir: str, adapter: str, processor_dir: str | None, out: str, r: int, alpha: int
+):
+    """The SFT model (base + its adapter, merged) saved to OUT/base, with a fresh LoRA adapter on
+    it as the policy: disabling that adapter gives back the SFT model, the KL reference."""
     from pathlib import Path
 
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ecgllm import model as _model  # noqa: F401 - registers the Auto classes
+    from ecgllm.model.lora import merge_lora, prepare_for_training
 
     for p in (model_dir, adapter):
         if not Path(p).exists():
             raise FileNotFoundError(f"{p} does not exist")
-    base = AutoModelForImageTextToText.from_pretrained(model_dir)
-    policy = PeftModel.from_pretrained(base, adapter, is_trainable=True)
-    return policy, AutoProcessor.from_pretrained(processor_dir or str(Path(adapter).parent))
+    proc = AutoProcessor.from_pretrained(processor_dir or str(Path(adapter).parent))
+    sft = merge_lora(
+        PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(model_dir), adapter)
+    )
+    sft.save_pretrained(Path(out) / "base")
+    proc.save_pretrained(Path(out) / "base")
+    policy = prepare_for_training(
+        sft, mode="lora", r=r, alpha=alpha, dropout=0.0, train_ecg_encoder=False
+    )
+    return policy, proc
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_fields(ap, GrpoSettings, choices={"aggregation": ("per_token", "per_sequence")})
     a = ap.parse_args(argv)
     try:
-        policy, proc = load_policy(a.model, a.adapter, a.processor)
+        policy, proc = load_policy(a.model, a.adapter, a.processor, a.out, a.lora_r, a.lora_alpha)
         r = grpo_train(policy, proc, a.data, a.out, GrpoSettings(**field_values(a, GrpoSettings)))
     except (ValueError, FileNotFoundError, KeyError) as e:
         sys.exit(f"error: {e}")

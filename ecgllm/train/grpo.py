@@ -9,7 +9,8 @@ The loop: per step, `prompts_per_step` training rows of the chosen tasks, each s
 `group_size` times (temperature sampling, the row repeated so every completion has its own ECG
 inputs), rewarded, advantages per group, one AdamW step on the policy's trainable parameters
 (one update per sampled batch, so the old policy is the current one and the ratio starts at 1);
-the reference is the same PeftModel with its adapter disabled. Not yet: resume, distributed
+the reference is the same PeftModel with its adapter disabled (recipes/grpo.py merges the
+SFT adapter first and adds a fresh one, so the reference is the SFT model). Not yet: resume, distributed
 launch, the quickstart stage, a measured gain (issue 19).
 
 Objective (Shao et al. 2024, DeepSeekMath; the DAPO variant of Yu et al. 2025 as options):
@@ -142,6 +143,8 @@ class GrpoSettings:
     aggregation: str = "per_token"  # per_token (DAPO) or per_sequence (GRPO)
     scale_advantages: bool = True  # divide by the group's SD (GRPO); false: Dr. GRPO
     seed: int = 0
+    lora_r: int = 16  # rank of the fresh GRPO adapter (recipes/grpo.py)
+    lora_alpha: int = 32  # its scale numerator
 
 
 def completion_logprobs(model, batch: dict, sequences: torch.Tensor, prompt_len: int, mask: torch.Tensor,

@@ -155,3 +155,6 @@ def test_grpo_trains_the_adapter(instruct, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip().splitlines()[-1].startswith("done: 1 GRPO steps")
+    # a fresh adapter on the merged SFT model: the policy starts as its reference (KL 0)
+    first = next(csv.DictReader(open(tmp_path / "again/log.csv")))
+    assert abs(float(first["kl"])) < 1e-4 and (tmp_path / "again/base/config.json").exists()
