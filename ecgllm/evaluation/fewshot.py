@@ -163,13 +163,18 @@ def build_episodes(
     return out
 
 
-def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
-    """Per query, the candidate rows to score: [user (support examples + query), assistant
-    (candidate)], with every ECG of the prompt (support, then the query) on the lead subset."""
+def _kept_leads(leads: int) -> np.ndarray:
+    """[12] bool: the leads of the subset (ecgllm.signal.perturb.LEAD_SUBSETS) in STANDARD_12 order."""
     from ..signal.perturb import LEAD_SUBSETS
     from ..signal.record import STANDARD_12
 
-    keep = np.array([ld in LEAD_SUBSETS[leads] for ld in STANDARD_12])
+    return np.array([ld in LEAD_SUBSETS[leads] for ld in STANDARD_12])
+
+
+def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
+    """Per query, the candidate rows to score: [user (support examples + query), assistant
+    (candidate)], with every ECG of the prompt (support, then the query) on the lead subset."""
+    keep = _kept_leads(leads)
     support = [train_ds[i] for i in ep.support]
     rows = []
     for qi, cands in zip(ep.queries, ep.candidates, strict=True):
@@ -197,10 +202,7 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
 def sample_rows(indices: list[int], ds, leads: int) -> list[dict]:
     """The samples as training rows (their own question and answer), every ECG on the lead subset:
     the support set that a model adapts on (adapt_steps) or meta-trains on."""
-    from ..signal.perturb import LEAD_SUBSETS
-    from ..signal.record import STANDARD_12
-
-    keep = np.array([ld in LEAD_SUBSETS[leads] for ld in STANDARD_12])
+    keep = _kept_leads(leads)
     rows = []
     for i in indices:
         r = dict(ds[i])
