@@ -126,6 +126,8 @@ def test_each_backbone_preset_is_a_pair_of_shipped_configs():
     import re
 
     src = (ROOT / "recipes/quickstart.py").read_text()
+    # paths, and the switches a user passes on its command line (--max-steps, --expert-features,
+    # --retrieve): nothing the quickstart decides by itself
     paths = {"data.path", "model.ecg_weights", "model.init_from", "output.dir", "train.max_steps",
-             "train.resume_from_checkpoint"}  # fmt: skip
+             "train.resume_from_checkpoint", "model.expert_features", "data.retrieve", "data.retrieval_index"}  # fmt: skip
     assert set(re.findall(r"\b((?:model|data|lora|train|output|hub)\.\w+)=", src)) <= paths
