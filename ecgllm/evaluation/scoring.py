@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..benchmarks import Benchmark
+from ..metrics.calibration import brier
 from ..metrics.grounding import ground_scores
 from ..metrics.parsing import match_options, parse_choice
 from ..metrics.scores import (
@@ -105,6 +106,9 @@ def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
         for r in recs:
             sets.setdefault(r.get("attribute_type") or "-", []).append(r)
         per_label, by = {}, {}
+        # --calibrate: scores rescaled per label on the validation split (evaluation.runner)
+        calibrated = all("label_scores_calibrated" in r for r in recs)
+        cal_f1, cal_by, raw_b, cal_b = [], {}, [], []
         for name, rs in sorted(sets.items()):
             labels = option_labels(rs[0]["options"])
             y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
@@ -112,20 +116,14 @@ def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
             m = multilabel(y, s, labels)
             by[name] = {k: m[k] for k in ("macro_auc", "micro_auc", "macro_f1", "micro_f1", "hamming_loss")} | {"n": len(rs)}  # fmt: skip
             per_label.update({f"{name}: {k}": v for k, v in m["per_label"].items()})
-        if all("label_scores_calibrated" in r for r in recs):  # fitted on the validation split
-            from ..metrics.calibration import brier
-
-            cal_f1, cal_by, raw_b, cal_b = [], {}, [], []
-            for name, rs in sorted(sets.items()):
-                labels = option_labels(rs[0]["options"])
-                y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
-                s = np.array([[r["label_scores"][lab] for lab in labels] for r in rs])
+            if calibrated:
                 c = np.array([[r["label_scores_calibrated"][lab] for lab in labels] for r in rs])
-                m = multilabel(y, c, labels)
-                cal_by[name] = {"macro_f1": m["macro_f1"], "micro_auc": m["micro_auc"]}
-                cal_f1 += [v["f1"] for v in m["per_label"].values()]
+                mc = multilabel(y, c, labels)
+                cal_by[name] = {"macro_f1": mc["macro_f1"], "micro_auc": mc["micro_auc"]}
+                cal_f1 += [v["f1"] for v in mc["per_label"].values()]
                 raw_b.append((brier(s, y), y.size))
                 cal_b.append((brier(c, y), y.size))
+        if calibrated:
             wmean = lambda v: float(sum(a * n for a, n in v) / max(1, sum(n for _, n in v)))  # noqa: E731
             res["calibrated"] = {"macro_f1": float(np.mean(cal_f1)) if cal_f1 else float("nan"), "by_group": cal_by,
                                  "brier_raw": wmean(raw_b), "brier": wmean(cal_b),
