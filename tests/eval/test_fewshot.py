@@ -83,17 +83,12 @@ def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
     assert 0 <= v["accuracy"] <= 1 and 1 / 3 <= v["chance"] <= 1 / 2 and v["episodes"] == 2
     assert json.loads((tmp_path / "fs" / "fewshot.json").read_text())["settings"]["k_shot"] == 2
     from tests.conftest import ROOT
+    from tests.train.test_recipe import ENV  # the subprocess environment the recipe tests use
 
     cmd = [sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data", str(instruct),
            "--out", str(tmp_path / "cli"), "--fewshot", "2,1", "--fewshot-episodes", "1", "--fewshot-leads", "12,1",
            "--ablation"]  # fmt: skip
-    env = {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     table = json.loads((tmp_path / "cli" / "fewshot.json").read_text())
     assert [(x["leads"], x["run"]) for x in table["runs"]] == [
@@ -101,7 +96,7 @@ def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
     assert "1-shot blank" in p.stdout and p.stdout.strip().splitlines()[-1].startswith(
         "done: 2-way 1-shot"
     )
-    bad = subprocess.run(cmd[:-7] + ["--fewshot", "2"], capture_output=True, text=True, env=env)
+    bad = subprocess.run(cmd[:-7] + ["--fewshot", "2"], capture_output=True, text=True, env=ENV)
     assert bad.returncode == 2 and "error: --fewshot 2" in bad.stderr
     assert np.isfinite(
         [x["results"]["single-verify"].get("accuracy", 0) for x in table["runs"]]
@@ -116,6 +111,7 @@ def test_meta_training_and_adapted_evaluation(instruct, tiny_dir, tmp_path, spli
     from ecgllm.evaluation import load
     from ecgllm.evaluation.fewshot import fusion_parameters, load_fusion
     from tests.conftest import ROOT
+    from tests.train.test_recipe import ENV  # the subprocess environment the recipe tests use
 
     _, _, train, _ = splits
     s = FewShotSettings(**{**S, "meta_test_share": 0.5})
@@ -126,13 +122,7 @@ def test_meta_training_and_adapted_evaluation(instruct, tiny_dir, tmp_path, spli
     cmd = [sys.executable, str(ROOT / "recipes/meta_train.py"), "--model", str(tiny_dir), "--data", str(instruct),
            "--out", str(out), "--n-way", "2", "--k-shot", "2", "--queries", "1", "--meta-steps", "3",
            "--inner-lr", "0.01", "--outer-lr", "0.01"]  # fmt: skip
-    env = {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((out / "meta_train.json").read_text())
     assert len(summary["losses"]) == 3 and np.isfinite(summary["losses"]).all()

@@ -142,17 +142,12 @@ def test_grpo_trains_the_adapter(instruct, tmp_path):
     import sys
 
     from tests.conftest import ROOT
+    from tests.train.test_recipe import ENV  # the subprocess environment the recipe tests use
 
     cmd = [sys.executable, str(ROOT / "recipes/grpo.py"), "--model", str(tmp_path / "base"), "--adapter",
            str(tmp_path / "final/adapter"), "--data", str(instruct), "--out", str(tmp_path / "again"), "--steps", "1",
            "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "4", "--tasks", "measure"]  # fmt: skip
-    env = {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip().splitlines()[-1].startswith("done: 1 GRPO steps")
     # a fresh adapter on the merged SFT model: the policy starts as its reference (KL 0)
