@@ -7,7 +7,12 @@ and the same model with that adapter disabled, i.e. the SFT model, is the KL ref
     python eval/run.py --model runs/grpo/base --adapter runs/grpo/final/adapter \\
         --processor runs/grpo/final --data runs/default/instruct --out runs/grpo/eval --ablation
 
-Not yet: resume from a checkpoint, accelerate/DeepSpeed launch, the quickstart stage (issue 19).
+Checkpoints every --save-steps; re-run with --resume-from-checkpoint latest after a stop. On
+several processes (DDP; the same steps as one process at the same --prompts-per-step):
+
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/grpo.py ...   # CPUs
+    accelerate launch --multi_gpu --num_processes 8 recipes/grpo.py ...                          # GPUs
+
 TRL's GRPOTrainer is not used: it drives text-only (or its own VLM processors') generation and
 cannot pass this model's ECG inputs (ecg_values, lead_mask, ecg_measurements) through sampling
 and scoring.
@@ -20,15 +25,18 @@ import sys
 
 from ecgllm.cli import add_fields, field_values
 from ecgllm.train.grpo import GrpoSettings, grpo_train
+from ecgllm.train.setup import make_accelerator
 
 
-def load_policy(
-    model_dir: str, adapter: str, processor_dir: str | None, out: str, r: int, alpha: int
-):
-    """The SFT model (base + its adapter, merged) saved to OUT/base, with a fresh LoRA adapter on
-    it as the policy: disabling that adapter gives back the SFT model, the KL reference."""
+def load_policy(model_dir: str, adapter: str, processor_dir: str | None, out: str, r: int, alpha: int,
+                save: bool = True, seed: int = 0):  # fmt: skip
+    """The SFT model (base + its adapter, merged) saved to OUT/base (by one process: `save`;
+    written whole, then renamed), with a fresh LoRA adapter on it as the policy: disabling that
+    adapter gives back the SFT model, the KL reference."""
+    import shutil
     from pathlib import Path
 
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -42,8 +50,16 @@ def load_policy(
     sft = merge_lora(
         PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(model_dir), adapter)
     )
-    sft.save_pretrained(Path(out) / "base")
-    proc.save_pretrained(Path(out) / "base")
+    if save:
+        from ecgllm.atomic import replace
+
+        base, tmp = Path(out) / "base", Path(out) / "base.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        sft.save_pretrained(tmp)
+        proc.save_pretrained(tmp)
+        shutil.rmtree(base, ignore_errors=True)
+        replace(tmp, base)
+    torch.manual_seed(seed)  # the fresh adapter's A matrices: the same on every process and run
     policy = prepare_for_training(
         sft, mode="lora", r=r, alpha=alpha, dropout=0.0, train_ecg_encoder=False
     )
@@ -63,13 +79,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True)
     add_fields(ap, GrpoSettings, choices={"aggregation": ("per_token", "per_sequence")})
     a = ap.parse_args(argv)
+    acc, _ = make_accelerator("no")
     try:
-        policy, proc = load_policy(a.model, a.adapter, a.processor, a.out, a.lora_r, a.lora_alpha)
-        r = grpo_train(policy, proc, a.data, a.out, GrpoSettings(**field_values(a, GrpoSettings)))
+        s = GrpoSettings(**field_values(a, GrpoSettings))
+        policy, proc = load_policy(a.model, a.adapter, a.processor, a.out, a.lora_r, a.lora_alpha,
+                                   save=acc.is_main_process, seed=s.seed)  # fmt: skip
+        acc.wait_for_everyone()
+        r = grpo_train(policy, proc, a.data, a.out, s, accelerator=acc)
     except (ValueError, FileNotFoundError, KeyError) as e:
         sys.exit(f"error: {e}")
-    print(f"done: {r['steps']} GRPO steps, mean reward {r['reward_first_fifth']:.3f} (first fifth) -> "
-          f"{r['reward_last_fifth']:.3f} (last fifth) in {r['seconds']:.0f} s -> {r['output']}")  # fmt: skip
+    if acc.is_main_process:
+        print(f"done: {r['steps']} GRPO steps on {r['processes']} process(es), mean reward {r['reward_first_fifth']:.3f} "
+              f"(first fifth) -> {r['reward_last_fifth']:.3f} (last fifth) in {r['seconds']:.0f} s -> {r['output']}")  # fmt: skip
     return r
 
 

@@ -17,6 +17,8 @@ Steps, each reused when re-run (and resumed when interrupted):
     ablation;
  7. merge and export a Hub-ready folder, verified by a reload in a fresh process;
  8. print the tables: per benchmark the score, the chance level and the blank-ECG score.
+Optional (--grpo STEPS): after SFT, GRPO with verifiable rewards (recipes/grpo.py, settings in
+GRPO_ARGS), evaluated like SFT and printed beside it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ TOL = {"hr_bpm": 2.0, "pr_ms": 20.0, "qrs_ms": 12.0, "qt_ms": 25.0}
 
 # everything made from the simulated database, in pipeline order
 DERIVED = ("instruct", "sim_encoder", "encoder_data", "ecg_encoder", "align", "sft", "eval", "eval_real",
-           "export")  # fmt: skip
+           "export", "grpo", "eval_grpo")  # fmt: skip
 # the real records shared beside the project (LUDB, PhysioNet/CinC 2021), if present
 SHARED_REAL = HERE.parents[1] / "shared" / "data" / "real"
 SHIPPED_REAL = HERE.parent / "tests" / "fixtures" / "real"
@@ -259,6 +261,70 @@ def train_stage(
     return json.loads(done.read_text())
 
 
+# the optional GRPO stage (--grpo STEPS): the rewarded tasks and the settings measured in the README
+GRPO_ARGS = ["--tasks", "mcq,rhythm,measure", "--prompts-per-step", "4", "--group-size", "4",
+             "--learning-rate", "1e-3", "--save-steps", "50"]  # fmt: skip
+
+
+def grpo_stage(out: Path, data: Path, steps: int, eval_limit: int | None) -> Path:
+    """GRPO on the SFT model (recipes/grpo.py), resumed from its last checkpoint when stopped,
+    trained again when SFT or the settings changed; then evaluated like SFT (with the blank-ECG
+    ablation) into OUT/eval_grpo. Returns that folder."""
+    sft, stage, ev = out / "sft", out / "grpo", out / "eval_grpo"
+    stamp = Stamp(stage / "inputs.json")
+    want = {
+        "sft": (sft / "train_result.json").stat().st_mtime_ns,
+        "steps": steps,
+        "args": GRPO_ARGS,
+    }
+    if stage.exists() and not stamp.matches(want):
+        print(f"      {stage} was trained from another SFT model or settings: training it again")
+        shutil.rmtree(stage)
+    if (stage / "grpo_result.json").exists() and (stage / "final").exists():
+        print(f"      reusing {stage}/final")
+    else:
+        stage.mkdir(parents=True, exist_ok=True)
+        stamp.write(want)
+        resume = ["--resume-from-checkpoint", "latest"]
+        run([str(HERE / "grpo.py"), "--model", str(sft / "base"), "--adapter", str(sft / "final" / "adapter"),
+             "--processor", str(sft / "final"), "--data", str(data), "--out", str(stage), "--steps", str(steps),
+             *GRPO_ARGS, *resume], "GRPO")  # fmt: skip
+    trained = (stage / "grpo_result.json").stat().st_mtime
+    finished = [ev / "results.json", ev / "blank_ecg" / "results.json"]
+    if all(f.exists() and f.stat().st_mtime > trained for f in finished):
+        print(f"      reusing {ev}")
+    else:
+        run([str(HERE.parent / "eval" / "run.py"), "--model", str(stage / "base"), "--adapter",
+             str(stage / "final" / "adapter"), "--processor", str(stage / "final"), "--data", str(data),
+             "--out", str(ev), "--ablation", *(["--limit", str(eval_limit)] if eval_limit else [])],
+            "GRPO evaluation")  # fmt: skip
+    return ev
+
+
+def grpo_table(ev_sft: Path, ev_grpo: Path) -> None:
+    """SFT beside SFT + GRPO per benchmark (headline metric with its interval; for the choice
+    questions also the generated answer's accuracy, what GRPO rewards), blank ECG for both."""
+    res = [json.loads((e / "results.json").read_text())["results"] for e in (ev_sft, ev_grpo)]
+    blank = [
+        json.loads((e / "blank_ecg" / "results.json").read_text())["results"]
+        for e in (ev_sft, ev_grpo)
+    ]
+    print()
+    print(f"{'benchmark':10s} {'metric':22s} {'SFT':>7s} {'95% CI':>13s} {'+GRPO':>7s} {'95% CI':>13s} "
+          f"{'blank SFT':>9s} {'blank GRPO':>10s}")  # fmt: skip
+    for name, v in res[0].items():
+        g = res[1].get(name)
+        if g is None or name.startswith("real_"):
+            continue
+        ci = [f"{x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}" for x in (v, g)]
+        print(f"{name:10s} {v['main_metric']:22s} {v['value']:7.3f} {ci[0]:>13s} {g['value']:7.3f} {ci[1]:>13s} "
+              f"{blank[0][name]['value']:9.3f} {blank[1][name]['value']:10.3f}")  # fmt: skip
+        if "accuracy_generate" in v and "accuracy_generate" in g:
+            b = [x[name].get("accuracy_generate", float("nan")) for x in blank]
+            print(f"{'':10s} {'accuracy_generate':22s} {v['accuracy_generate']:7.3f} {'':>13s} "
+                  f"{g['accuracy_generate']:7.3f} {'':>13s} {b[0]:9.3f} {b[1]:10.3f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -294,10 +360,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--retrieve", type=int, default=0, metavar="K",
                     help="put the reports of the K most similar training ECGs in each prompt, in "
                     "training and evaluation (index: OUT/retrieval; default 0: off)")  # fmt: skip
+    ap.add_argument("--grpo", type=int, default=0, metavar="STEPS",
+                    help="after SFT, STEPS of GRPO with verifiable rewards (recipes/grpo.py, GRPO_ARGS), "
+                    "evaluated and printed beside SFT (default 0: off)")  # fmt: skip
     ap.add_argument(
         "--eval-limit", type=int, default=None, help="first N samples per benchmark (quick checks)"
     )
     args = ap.parse_args(argv)
+    if args.grpo and args.retrieve:
+        ap.error("--grpo with --retrieve: GRPO's prompts do not carry retrieved reports yet")
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
@@ -413,6 +484,10 @@ def main(argv: list[str] | None = None) -> None:
              "--processor", str(sft / "final"), "--real", root, "--source", source, "--out", str(d), "--ablation", *retrieval,
              *(["--limit", str(args.eval_limit)] if args.eval_limit else [])],
             f"real-records evaluation ({source})")  # fmt: skip
+    ev_grpo = None
+    if args.grpo:
+        print(f"      GRPO: {args.grpo} steps on the SFT model, then every benchmark again:")
+        ev_grpo = grpo_stage(out, data, args.grpo, args.eval_limit)
     if args.stop_after == "eval":
         return
     print("[8/8] merge + Hub-ready export (verified by a reload in a fresh process):")
@@ -441,6 +516,8 @@ def main(argv: list[str] | None = None) -> None:
               f"blank ECG {blank['report'].get('rhythm_accuracy', float('nan')):.1%})")  # fmt: skip
     if real:
         real_tables(ev_real, real, sim=ev)
+    if ev_grpo is not None:
+        grpo_table(ev, ev_grpo)
     print()
     print(f"report:      {ev / 'report.html'}")
     print(f"loss curves: {out / 'align' / 'loss_curve.png'}, {sft / 'loss_curve.png'}")

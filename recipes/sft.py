@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import signal
 import time
@@ -47,7 +46,14 @@ from ecgllm.retrieval import retriever_for
 from ecgllm.train.checkpoint import latest_checkpoint, save_checkpoint, save_model_files
 from ecgllm.train.config import ConfigError, RecipeConfig, load_config
 from ecgllm.train.logs import MetricLog
-from ecgllm.train.setup import memory_estimate, param_groups, scheduler, setup_model, total_steps
+from ecgllm.train.setup import (
+    make_accelerator,
+    memory_estimate,
+    param_groups,
+    scheduler,
+    setup_model,
+    total_steps,
+)
 
 log = logging.getLogger("sft")
 
@@ -91,17 +97,11 @@ class SFTRecipe:
 
     # --- setup -------------------------------------------------------------------------------
     def setup_accelerator(self) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import InitProcessGroupKwargs, set_seed
+        from accelerate.utils import set_seed
 
-        cpu = not torch.cuda.is_available()
-        mp = self.cfg.train.mixed_precision
-        mp = ("no" if cpu else "bf16") if mp == "auto" else mp
-        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        handlers = [InitProcessGroupKwargs(backend="gloo")] if cpu and launched else []
-        self.acc = Accelerator(mixed_precision=mp, kwargs_handlers=handlers,
-                               gradient_accumulation_steps=self.cfg.train.gradient_accumulation_steps)  # fmt: skip
-        self.mixed_precision = mp
+        self.acc, self.mixed_precision = make_accelerator(
+            self.cfg.train.mixed_precision, self.cfg.train.gradient_accumulation_steps
+        )
         set_seed(self.cfg.train.seed, deterministic=False)
         self.out = Path(self.cfg.output.dir)
         if self.acc.is_main_process:

@@ -18,7 +18,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     cmd = [sys.executable, str(ROOT / "recipes/quickstart.py"), "--out", str(tmp_path), "--n", "60", "--workers", "1",
            "--max-steps", "4", "--encoder-steps", "5", "--encoder-records", "40", "--eval-limit", "3",
-           "--real", f"ludb={REAL / 'ludb'}"]  # fmt: skip
+           "--real", f"ludb={REAL / 'ludb'}", "--grpo", "2"]  # fmt: skip
     # 1. killed (SIGKILL, no chance to clean up) once stage 2 has started writing
     p = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True
@@ -63,11 +63,18 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert real[4].split()[0] == "ludb" and real[4].split()[-1] == "3"
     real = "\n".join(real)
     assert "  ludb: recall atrial fibrillation" in real
+    # the optional GRPO stage: trained on the SFT model, evaluated, printed beside SFT
+    grpo = out[out.index("+GRPO") :].split("\n\n")[0].splitlines()
+    assert {line.split()[0] for line in grpo[1:] if not line.startswith(" ")} == names
+    assert any(line.split()[0] == "accuracy_generate" for line in grpo[1:] if line.startswith(" "))
+    assert json.loads((tmp_path / "grpo/grpo_result.json").read_text())["steps"] == 2
+    assert (tmp_path / "eval_grpo/blank_ecg/results.json").exists()
     # 3. run again: everything is reused
     t = time.perf_counter()
     again = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("reusing") >= 3 and "ECG encoder reused" in again.stdout
+    assert f"reusing {tmp_path / 'grpo'}/final" in again.stdout
     assert time.perf_counter() - t < 120
 
 

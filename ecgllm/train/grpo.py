@@ -10,8 +10,8 @@ The loop: per step, `prompts_per_step` training rows of the chosen tasks, each s
 inputs), rewarded, advantages per group, one AdamW step on the policy's trainable parameters
 (one update per sampled batch, so the old policy is the current one and the ratio starts at 1);
 the reference is the same PeftModel with its adapter disabled (recipes/grpo.py merges the
-SFT adapter first and adds a fresh one, so the reference is the SFT model). Not yet: resume, distributed
-launch, the quickstart stage, a measured gain (issue 19).
+SFT adapter first and adds a fresh one, so the reference is the SFT model). Checkpoints and
+resume as sft.py's; one process or DDP through accelerate (see grpo_train).
 
 Objective (Shao et al. 2024, DeepSeekMath; the DAPO variant of Yu et al. 2025 as options):
 - advantages: each completion's reward minus its group's mean (the G completions of one prompt),
@@ -132,7 +132,7 @@ class GrpoSettings:
         "measure",
     )  # task families whose rewards are optimised
     steps: int = 50  # optimizer steps (one per batch of sampled groups)
-    prompts_per_step: int = 4  # prompts per step
+    prompts_per_step: int = 4  # prompts per step, over all processes (a multiple of their number)
     group_size: int = 4  # completions sampled per prompt (G)
     temperature: float = 1.0  # sampling temperature
     max_new_tokens: int = 24  # completion length cap
@@ -145,6 +145,9 @@ class GrpoSettings:
     seed: int = 0
     lora_r: int = 16  # rank of the fresh GRPO adapter (recipes/grpo.py)
     lora_alpha: int = 32  # its scale numerator
+    save_steps: int = 50  # a checkpoint every this many steps (0: none before the end)
+    save_total_limit: int = 2  # checkpoints kept (the newest)
+    resume_from_checkpoint: str = ""  # "latest" (none yet: start) or a checkpoint folder
 
 
 def completion_logprobs(model, batch: dict, sequences: torch.Tensor, prompt_len: int, mask: torch.Tensor,
@@ -164,94 +167,199 @@ def completion_logprobs(model, batch: dict, sequences: torch.Tensor, prompt_len:
     return tok * mask
 
 
-def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool = True) -> dict:
-    """GRPO on `policy` (a PeftModel whose adapter trains; the reference is the same model with the
-    adapter disabled) over the training split's rows of `s.tasks`. Writes OUT/final (adapter +
-    processor), OUT/log.csv (per step: loss, mean reward, KL, clip fraction, completion length)
-    and OUT/grpo_result.json."""
-    import csv
-    import json
-    import time
-    from pathlib import Path
-
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from ..atomic import write_text
-    from ..data.collator import EcgCollator
-    from ..data.dataset import EcgInstructionDataset
-
-    if s.aggregation not in ("per_sequence", "per_token"):
-        raise ValueError(f"aggregation must be per_sequence or per_token, not {s.aggregation!r}")
-    ds = EcgInstructionDataset(data_dir, "train")
-    pool = [i for i, t in enumerate(ds.samples["task"]) if t in s.tasks]
-    if not pool:
-        raise ValueError(f"{data_dir}: no training sample of the tasks {list(s.tasks)}")
-    tok = processor.tokenizer
+def _end_tokens(tok) -> set[int]:
     eos = {
         tok.eos_token_id,
         tok.convert_tokens_to_ids("<|end|>"),
         tok.convert_tokens_to_ids("<end_of_turn>"),
     }
-    eos.discard(None)
-    eos.discard(tok.unk_token_id)
+    return eos - {None, tok.unk_token_id}  # fmt: skip
+
+
+def _resume_point(out, resume: str):
+    """The checkpoint to continue from (None: start), as sft.py's train.resume_from_checkpoint."""
+    from pathlib import Path
+
+    from .checkpoint import latest_checkpoint
+
+    if not resume:
+        return None
+    if resume == "latest":
+        return latest_checkpoint(out)
+    ckpt = Path(resume)
+    if not (ckpt / "trainer_state.json").exists():
+        raise ValueError(f"resume_from_checkpoint={resume!r}: not a checkpoint folder")
+    return ckpt
+
+
+def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool = True,
+               accelerator=None) -> dict:  # fmt: skip
+    """GRPO on `policy` (a PeftModel whose adapter trains; the reference is the same model with the
+    adapter disabled) over the training split's rows of `s.tasks`. Writes OUT/checkpoint-N every
+    `save_steps` (adapter, processor, trainer_state.json with the log and the prompt sampler's
+    state, state/ = accelerate's optimizer and model state), OUT/final (adapter + processor),
+    OUT/log.csv (per step: loss, mean reward, KL, clip fraction, completion length) and
+    OUT/grpo_result.json (last: marks the run done).
+
+    Distributed (`accelerate launch` / torchrun, DDP): every process draws the same prompts and
+    takes its share (prompt j goes to process j mod world); each prompt's group is sampled with a
+    seed of (seed, step, j) alone, and the loss is normalised by the global token (per_token) or
+    prompt (per_sequence) count, so a run on W processes takes the same steps as one process
+    at the same `prompts_per_step` (tested). Sampling one group at a time is what makes that
+    hold (a batched sampler draws each row's tokens from a shared random stream); the cost is
+    smaller generation batches. DeepSpeed ZeRO is not supported here: sampling under ZeRO-3 needs
+    the partitioned weights gathered for every generated token."""
+    import csv
+    import io
+    import json
+    import shutil
+    import time
+    from contextlib import nullcontext
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from ..atomic import replace, write_text
+    from ..data.collator import EcgCollator
+    from ..data.dataset import EcgInstructionDataset
+    from .checkpoint import save_checkpoint, save_model_files
+    from .setup import make_accelerator
+
+    if s.aggregation not in ("per_sequence", "per_token"):
+        raise ValueError(f"aggregation must be per_sequence or per_token, not {s.aggregation!r}")
+    acc = accelerator or make_accelerator("no")[0]
+    world, rank = acc.num_processes, acc.process_index
+    if getattr(acc.state, "deepspeed_plugin", None) is not None:
+        raise ValueError("GRPO runs on one process or DDP; DeepSpeed ZeRO is not supported")
+    if s.prompts_per_step % world:
+        raise ValueError(
+            f"prompts_per_step ({s.prompts_per_step}) must be a multiple of the {world} processes"
+        )
+    ds = EcgInstructionDataset(data_dir, "train")
+    pool = [i for i, t in enumerate(ds.samples["task"]) if t in s.tasks]
+    if not pool:
+        raise ValueError(f"{data_dir}: no training sample of the tasks {list(s.tasks)}")
+    tok = processor.tokenizer
+    eos = _end_tokens(tok)
     collator = EcgCollator(processor)
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
         raise ValueError(
             "the policy has no trainable parameter (load the adapter with is_trainable=True)"
         )
-    opt = torch.optim.AdamW(params, lr=s.learning_rate)
-    rng = np.random.default_rng(s.seed)
-    torch.manual_seed(s.seed)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_rows, t0 = [], time.perf_counter()
-    for step in tqdm(range(s.steps), desc="grpo", unit="step", disable=not progress):
-        idx = rng.choice(pool, s.prompts_per_step, replace=len(pool) < s.prompts_per_step)
-        rows = [ds[int(i)] for i in idx for _ in range(s.group_size)]  # each prompt G times
-        batch = collator.prompt_batch(rows)
-        policy.eval()
-        with torch.no_grad():
-            seqs = policy.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
-                                   max_new_tokens=s.max_new_tokens)  # fmt: skip
-        p_len = batch["input_ids"].shape[1]
-        comp = seqs[:, p_len:]
-        mask = torch.ones_like(comp)
-        for r in range(comp.shape[0]):  # up to and including the first end token
-            ends = [j for j, t in enumerate(comp[r].tolist()) if t in eos]
-            if ends:
-                mask[r, ends[0] + 1 :] = 0
-        texts = tok.batch_decode(
-            comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
-        )
-        rewards = torch.tensor([reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)])
-        adv = group_advantages(
-            rewards.view(s.prompts_per_step, s.group_size), scale=s.scale_advantages
-        ).flatten()
-        with torch.no_grad(), policy.disable_adapter():
-            ref = completion_logprobs(policy, batch, seqs, p_len, mask)
-        policy.train()
-        logp = completion_logprobs(policy, batch, seqs, p_len, mask)
-        loss, stats = grpo_loss(
-            logp, logp.detach(), ref, adv, mask, s.eps_low, s.eps_high, s.beta, s.aggregation
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+    ckpt = _resume_point(out, s.resume_from_checkpoint)
+    model, opt = acc.prepare(policy, torch.optim.AdamW(params, lr=s.learning_rate))
+    inner = acc.unwrap_model(model)  # generation and the reference go around the DDP wrapper
+    rng = np.random.default_rng(s.seed)
+    step, log_rows = 0, []
+    if ckpt is not None:
+        acc.load_state(str(ckpt / "state"))
+        st = json.loads((ckpt / "trainer_state.json").read_text())
+        step, log_rows = st["global_step"], st["log"]
+        rng.bit_generator.state = st["rng"]
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    recipe = json.loads(json.dumps(asdict(s)))  # tuples as lists, for the YAML
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=s.steps,
+        initial=step,
+        desc="grpo",
+        unit="step",
+        disable=not (progress and acc.is_main_process),
+    )
+    while step < s.steps:
+        idx = rng.choice(
+            pool, s.prompts_per_step, replace=len(pool) < s.prompts_per_step
+        )  # same on every process
+        groups, tokens = [], 0
+        inner.eval()
+        for j in range(rank, s.prompts_per_step, world):
+            rows = [ds[int(idx[j])] for _ in range(s.group_size)]  # the prompt G times
+            batch = collator.prompt_batch(rows)
+            torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
+            with torch.no_grad():
+                seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
+                                      max_new_tokens=s.max_new_tokens)  # fmt: skip
+            p_len = batch["input_ids"].shape[1]
+            comp = seqs[:, p_len:]
+            mask = torch.ones_like(comp)
+            for r in range(comp.shape[0]):  # up to and including the first end token
+                ends = [k for k, t in enumerate(comp[r].tolist()) if t in eos]
+                if ends:
+                    mask[r, ends[0] + 1 :] = 0
+            texts = tok.batch_decode(
+                comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
+            )
+            rewards = torch.tensor(
+                [reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)]
+            )
+            with torch.no_grad(), inner.disable_adapter():
+                ref = completion_logprobs(inner, batch, seqs, p_len, mask)
+            groups.append((j, batch, seqs, p_len, mask, rewards, ref))
+            tokens += int(mask.sum())
+        n_tokens = float(acc.reduce(torch.tensor(float(tokens), device=acc.device), "sum"))
+        model.train()
+        sums = torch.zeros(5, device=acc.device)  # loss, reward, kl*tokens, clipped*tokens, tokens
+        for i, (j, batch, seqs, p_len, mask, rewards, ref) in enumerate(groups):
+            adv = group_advantages(rewards[None], scale=s.scale_advantages)[0]
+            torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)  # dropout, if any
+            last = i == len(groups) - 1
+            with acc.no_sync(model) if not last else nullcontext():
+                logp = completion_logprobs(model, batch, seqs, p_len, mask)
+                loss, stats = grpo_loss(logp, logp.detach(), ref, adv, mask, s.eps_low, s.eps_high, s.beta,
+                                        s.aggregation)  # fmt: skip
+                n = float(mask.sum())
+                w = (
+                    n / max(n_tokens, 1.0)
+                    if s.aggregation == "per_token"
+                    else 1.0 / s.prompts_per_step
+                )
+                # DDP averages the processes' gradients: times world, their sum is the global loss's
+                acc.backward(loss * w * world)
+            sums += torch.tensor([float(loss.detach()) * w, float(rewards.sum()), stats["kl"] * n,
+                                  stats["clip_fraction"] * n, n], device=acc.device)  # fmt: skip
         opt.step()
-        log_rows.append({"step": step + 1, "loss": float(loss), "reward": float(rewards.mean()), **stats,
-                         "length": float(mask.sum(1).float().mean())})  # fmt: skip
-    policy.eval()
+        opt.zero_grad(set_to_none=True)
+        sums = acc.reduce(sums, "sum")
+        completions = s.prompts_per_step * s.group_size
+        step += 1
+        log_rows.append({"step": step, "loss": float(sums[0]), "reward": float(sums[1]) / completions,
+                         "kl": float(sums[2] / sums[4].clamp(min=1)), "clip_fraction": float(sums[3] / sums[4].clamp(min=1)),
+                         "length": float(sums[4]) / completions})  # fmt: skip
+        bar.update()
+        bar.set_postfix(reward=f"{log_rows[-1]['reward']:.3f}")
+        if s.save_steps and step % s.save_steps == 0 and step < s.steps:
+            tmp_state = out / f".state-{step:06d}"
+            acc.save_state(str(tmp_state), safe_serialization=True)
+            if acc.is_main_process:
+                save_checkpoint(out, step, inner, processor, "lora", {"global_step": step, "log": log_rows,
+                                "rng": rng.bit_generator.state}, recipe, keep=s.save_total_limit,
+                                state_dir=tmp_state)  # fmt: skip
+            acc.wait_for_everyone()
+    bar.close()
+    inner.eval()
     final = out / "final"
-    policy.save_pretrained(final / "adapter")
-    processor.save_pretrained(final)
-    with open(out / "log.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(log_rows[0]))
+    result = {}
+    if acc.is_main_process:
+        tmp = out / "final.tmp"  # written whole, then swapped in
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model_files(tmp, inner, processor, "lora")
+        shutil.rmtree(final, ignore_errors=True)
+        replace(tmp, final)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(log_rows[0]))
         w.writeheader()
         w.writerows(log_rows)
+        write_text(out / "log.csv", buf.getvalue())
     first = float(np.mean([r["reward"] for r in log_rows[: max(1, len(log_rows) // 5)]]))
     last = float(np.mean([r["reward"] for r in log_rows[-max(1, len(log_rows) // 5) :]]))
-    result = {"steps": s.steps, "reward_first_fifth": first, "reward_last_fifth": last,
+    result = {"steps": step, "reward_first_fifth": first, "reward_last_fifth": last, "processes": world,
               "seconds": round(time.perf_counter() - t0, 1), "output": str(final)}  # fmt: skip
-    write_text(out / "grpo_result.json", json.dumps(result, indent=1))
+    if acc.is_main_process:
+        write_text(out / "grpo_result.json", json.dumps(result, indent=1))
+    acc.wait_for_everyone()
     return result

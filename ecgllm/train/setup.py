@@ -13,6 +13,25 @@ from .checkpoint import load_trained_modules
 from .config import ModelCfg, RecipeConfig
 
 
+def make_accelerator(mixed_precision: str = "auto", gradient_accumulation_steps: int = 1):
+    """The Accelerator of every training recipe: `auto` precision is bf16 on GPU and fp32 on CPU;
+    a multi-process launch on CPU gets the gloo backend (NCCL needs GPUs). Returns (accelerator,
+    the precision used)."""
+    import os
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    cpu = not torch.cuda.is_available()
+    mp = ("no" if cpu else "bf16") if mixed_precision == "auto" else mixed_precision
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if cpu and launched else []
+    acc = Accelerator(mixed_precision=mp, kwargs_handlers=handlers,
+                      gradient_accumulation_steps=gradient_accumulation_steps)  # fmt: skip
+    return acc, mp
+
+
 def _resolve(value: Any, tiny: dict | None) -> Any:
     if value == "offline:gemma3-270m":
         from ..model.gguf import gemma3_270m

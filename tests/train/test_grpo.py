@@ -153,3 +153,97 @@ def test_grpo_trains_the_adapter(instruct, tmp_path):
     # a fresh adapter on the merged SFT model: the policy starts as its reference (KL 0)
     first = next(csv.DictReader(open(tmp_path / "again/log.csv")))
     assert abs(float(first["kl"])) < 1e-4 and (tmp_path / "again/base/config.json").exists()
+
+
+def _policy(tmp_path=None):
+    from ecgllm.model import build_model
+    from ecgllm.model.lora import prepare_for_training
+
+    torch.manual_seed(0)
+    model, proc = build_model()
+    if tmp_path is not None:
+        model.save_pretrained(tmp_path / "base")
+        proc.save_pretrained(tmp_path / "base")
+    return prepare_for_training(model, mode="lora", r=4, alpha=8, dropout=0.0), proc
+
+
+def _adapter(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "final/adapter/adapter_model.safetensors"))
+
+
+def test_grpo_resumes_to_the_same_adapter(instruct, tmp_path):
+    """Stopped after its step-2 checkpoint and resumed, a run ends where the uninterrupted one
+    does: same log, same adapter."""
+    import csv
+    import shutil
+
+    from ecgllm.train.grpo import GrpoSettings, grpo_train
+
+    s = GrpoSettings(tasks=("mcq", "measure"), steps=4, prompts_per_step=2, group_size=3, max_new_tokens=6,
+                     learning_rate=1e-2, beta=0.1, save_steps=2, temperature=1.5)  # fmt: skip
+    policy, proc = _policy()
+    whole = tmp_path / "whole"
+    grpo_train(policy, proc, instruct, whole, s, progress=False)
+    assert [p.name for p in whole.glob("checkpoint-*")] == ["checkpoint-000002"]
+    ckpt = whole / "checkpoint-000002"
+    assert (ckpt / "adapter/adapter_config.json").exists() and (ckpt / "state").is_dir()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(ckpt, cut / ckpt.name)  # what a run killed after step 2's checkpoint leaves
+    policy, proc = _policy()
+    r = grpo_train(policy, proc, instruct, cut, GrpoSettings(**{**s.__dict__, "resume_from_checkpoint": "latest"}),
+                   progress=False)  # fmt: skip
+    assert r["steps"] == 4
+    a, b = _adapter(whole), _adapter(cut)
+    assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    rows = [list(csv.DictReader(open(d / "log.csv"))) for d in (whole, cut)]
+    assert len(rows[0]) == 4 and rows[0] == rows[1]
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        grpo_train(
+            policy,
+            proc,
+            instruct,
+            cut,
+            GrpoSettings(resume_from_checkpoint=str(tmp_path)),
+            progress=False,
+        )
+
+
+def test_two_processes_equal_one(instruct, tmp_path):
+    """recipes/grpo.py on 2 DDP processes (gloo) takes the steps of one process at the same
+    prompts per step: the same rewards in the log, the same adapter."""
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+    from tests.train.test_recipe import ENV
+
+    policy, _ = _policy(tmp_path)
+    policy.save_pretrained(tmp_path / "sft_adapter")  # an "SFT adapter" to merge (B = 0)
+    args = ["--model", str(tmp_path / "base"), "--adapter", str(tmp_path / "sft_adapter"), "--processor",
+            str(tmp_path / "base"), "--data", str(instruct), "--steps", "2", "--prompts-per-step", "2",
+            "--group-size", "3", "--max-new-tokens", "6", "--learning-rate", "0.01", "--temperature", "1.5",
+            "--tasks", "mcq,measure"]  # fmt: skip
+    grpo = str(ROOT / "recipes/grpo.py")
+    one = subprocess.run([sys.executable, grpo, *args, "--out", str(tmp_path / "one")], capture_output=True,
+                         text=True, env=ENV, timeout=600)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+              "--main_process_port", "29537"]  # fmt: skip
+    two = subprocess.run([*launch, grpo, *args, "--out", str(tmp_path / "two")], capture_output=True, text=True,
+                         env={**ENV, "ACCELERATE_USE_CPU": "1"}, timeout=600)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "on 2 process(es)" in two.stdout and "on 1 process(es)" in one.stdout
+    logs = [list(csv.DictReader(open(tmp_path / d / "log.csv"))) for d in ("one", "two")]
+    assert [r["reward"] for r in logs[0]] == [r["reward"] for r in logs[1]]
+    assert [r["length"] for r in logs[0]] == [r["length"] for r in logs[1]]
+    a, b = _adapter(tmp_path / "one"), _adapter(tmp_path / "two")
+    assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+    for k in a:  # only the order of float reductions differs
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
