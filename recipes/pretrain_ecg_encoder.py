@@ -1,6 +1,8 @@
-"""Pretrain the ECG encoder on a built dataset's labels and measurements (before align/SFT).
+"""Pretrain the ECG encoder on a built dataset's labels and measurements (before align/SFT), or
+contrastively on its report text (--objective contrastive; zero-shot and probes: eval/zeroshot.py).
 
     python recipes/pretrain_ecg_encoder.py --data runs/default/instruct --out runs/default/ecg_encoder
+    python recipes/pretrain_ecg_encoder.py --data runs/default/encoder_data --out runs/clip --objective contrastive
     # then in a recipe config: model.ecg_weights: runs/default/ecg_encoder/ecg_encoder.safetensors
 
 Trains on the training split only and reports validation AUC per statement and interval errors
@@ -14,7 +16,7 @@ import argparse
 import json
 
 from ecgllm.cli import add_fields, field_values
-from ecgllm.train.encoder_pretrain import PretrainSettings, pretrain_encoder
+from ecgllm.train.encoder_pretrain import OBJECTIVES, PretrainSettings, pretrain_encoder
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,7 +30,11 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="EcgEncoderConfig kwargs as JSON (default: the tiny encoder)",
     )
-    add_fields(ap, PretrainSettings)
+    add_fields(
+        ap,
+        PretrainSettings,
+        choices={"objective": OBJECTIVES, "contrastive_loss": ("clip", "siglip")},
+    )
     ap.add_argument("--no-augment", action="store_true", help="no signal augmentation")
     ap.add_argument("--real", action="append", default=[], metavar="SOURCE=DIR",
                     help="real records to report the trained encoder's rhythm on (e.g. ludb=DIR)")  # fmt: skip
@@ -49,12 +55,13 @@ def main(argv: list[str] | None = None) -> dict:
         ap.exit(2, f"error: {e}\n")
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())
     state = "reused" if s.get("reused") else f"trained in {s['seconds']:.0f} s"
+    basis = "zero-shot " if s.get("val_basis", "").startswith("zero-shot") else ""
     print(f"ECG encoder {state}: loss "
-          f"{s['loss_first']:.3f} -> {s['loss_last']:.3f}; validation macro AUC {s.get('val_macro_auc', float('nan')):.3f}"
-          f" over {len(s['codes'])} statements, MAE {mae} -> {s['weights']}")  # fmt: skip
+          f"{s['loss_first']:.3f} -> {s['loss_last']:.3f}; validation {basis}macro AUC {s.get('val_macro_auc', float('nan')):.3f}"
+          f" over {len(s['codes'])} statements{', MAE ' + mae if mae else ''} -> {s['weights']}")  # fmt: skip
     for where, r in s.get("real", {}).items():
         recall = ", ".join(f"{k} {v['recall']:.2f} (n={v['n']})" for k, v in r["recall"].items())
-        print(f"  rhythm of the real records in {where.split(':', 1)[1]}: balanced accuracy "
+        print(f"  rhythm of the real records in {where.split(':', 1)[1]}{' (zero-shot)' if r.get('basis') else ''}: balanced accuracy "
               f"{r['balanced_accuracy']:.3f}; {recall}")  # fmt: skip
     return s
 

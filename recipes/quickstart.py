@@ -351,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder-steps", type=int, default=1500)
     ap.add_argument("--encoder-records", type=int, default=3000,
                     help="simulated records (signal only) the ECG encoder is pretrained on (default 3000)")  # fmt: skip
+    ap.add_argument("--encoder-objective", default="supervised", choices=["supervised", "contrastive"],
+                    help="stage 0: the simulated statements and intervals (default), or contrastive on "
+                    "the reports (ECG <-> text; zero-shot with eval/zeroshot.py)")  # fmt: skip
     ap.add_argument("--real", action="append", default=None, metavar="SOURCE=DIR",
                     help="real records to check the model on (default: the shared LUDB and Challenge "
                     "records in ../shared/data/real, when present); --real none skips it")  # fmt: skip
@@ -424,11 +427,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     real = real_sources(args.real)
     print(
-        f"[4/8] ECG encoder pretraining on {args.encoder_records} more simulated records (statements + intervals):"
+        f"[4/8] ECG encoder pretraining on {args.encoder_records} more simulated records "
+        f"({'statements + intervals' if args.encoder_objective == 'supervised' else 'contrastive: ECG <-> report'}):"
     )
     enc_data = encoder_data(out, args.encoder_records, args.seed, args.workers)
     run([str(HERE / "pretrain_ecg_encoder.py"), "--data", str(enc_data), "--out", str(out / "ecg_encoder"),
          "--steps", str(args.encoder_steps), "--batch-size", str(min(32, max(2, args.encoder_records // 2))),
+         "--objective", args.encoder_objective,
          *[f"--real={s}={d}" for s, d in real]], "ECG encoder pretraining")  # fmt: skip
     # (a batch of at most half the records: the training split holds ~80% of them)
     weights = out / "ecg_encoder" / "ecg_encoder.safetensors"

