@@ -56,9 +56,14 @@ def main(argv: list[str] | None = None) -> dict:
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())
     state = "reused" if s.get("reused") else f"trained in {s['seconds']:.0f} s"
     basis = "zero-shot " if s.get("val_basis", "").startswith("zero-shot") else ""
-    print(f"ECG encoder {state}: loss "
-          f"{s['loss_first']:.3f} -> {s['loss_last']:.3f}; validation {basis}macro AUC {s.get('val_macro_auc', float('nan')):.3f}"
-          f" over {len(s['codes'])} statements{', MAE ' + mae if mae else ''} -> {s['weights']}")  # fmt: skip
+    if "val_r2" in s:  # masked: no labels were used; the figure is the reconstruction's
+        score = f"validation R2 of the hidden spans {s['val_r2']:.3f} (MSE {s['val_mse']:.4f})"
+    else:
+        score = (f"validation {basis}macro AUC {s.get('val_macro_auc', float('nan')):.3f} over "
+                 f"{len(s['codes'])} statements{', MAE ' + mae if mae else ''}")  # fmt: skip
+    print(
+        f"ECG encoder {state}: loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}; {score} -> {s['weights']}"
+    )
     for where, r in s.get("real", {}).items():
         recall = ", ".join(f"{k} {v['recall']:.2f} (n={v['n']})" for k, v in r["recall"].items())
         print(f"  rhythm of the real records in {where.split(':', 1)[1]}{' (zero-shot)' if r.get('basis') else ''}: balanced accuracy "

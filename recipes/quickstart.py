@@ -261,6 +261,9 @@ def train_stage(
     return json.loads(done.read_text())
 
 
+# stage 0's objectives (recipes/pretrain_ecg_encoder.py --objective) and what each learns from
+ENCODER_OBJECTIVES = {"supervised": "statements + intervals", "contrastive": "contrastive: ECG <-> report",
+                      "masked": "masked spans reconstructed"}  # fmt: skip
 # the optional GRPO stage (--grpo STEPS): the rewarded tasks and the settings measured in the README
 GRPO_ARGS = ["--tasks", "mcq,rhythm,measure", "--prompts-per-step", "4", "--group-size", "4",
              "--learning-rate", "1e-3", "--save-steps", "50"]  # fmt: skip
@@ -351,9 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder-steps", type=int, default=1500)
     ap.add_argument("--encoder-records", type=int, default=3000,
                     help="simulated records (signal only) the ECG encoder is pretrained on (default 3000)")  # fmt: skip
-    ap.add_argument("--encoder-objective", default="supervised", choices=["supervised", "contrastive"],
-                    help="stage 0: the simulated statements and intervals (default), or contrastive on "
-                    "the reports (ECG <-> text; zero-shot with eval/zeroshot.py)")  # fmt: skip
+    ap.add_argument("--encoder-objective", default="supervised", choices=list(ENCODER_OBJECTIVES),
+                    help="stage 0: the simulated statements and intervals (default), contrastive on "
+                    "the reports (zero-shot with eval/zeroshot.py) or masked spans (no labels)")  # fmt: skip
     ap.add_argument("--real", action="append", default=None, metavar="SOURCE=DIR",
                     help="real records to check the model on (default: the shared LUDB and Challenge "
                     "records in ../shared/data/real, when present); --real none skips it")  # fmt: skip
@@ -428,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     real = real_sources(args.real)
     print(
         f"[4/8] ECG encoder pretraining on {args.encoder_records} more simulated records "
-        f"({'statements + intervals' if args.encoder_objective == 'supervised' else 'contrastive: ECG <-> report'}):"
+        f"({ENCODER_OBJECTIVES[args.encoder_objective]}):"
     )
     enc_data = encoder_data(out, args.encoder_records, args.seed, args.workers)
     run([str(HERE / "pretrain_ecg_encoder.py"), "--data", str(enc_data), "--out", str(out / "ecg_encoder"),

@@ -143,10 +143,14 @@ class EcgEncoder(nn.Module):
         ecg_values: torch.Tensor,
         lead_mask: torch.Tensor | None = None,
         ecg_measurements: torch.Tensor | None = None,
+        patch_mask: torch.Tensor | None = None,
+        mask_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ecg_values [B, n_leads, n_samples] in mV; lead_mask [B, n_leads] bool (None: all present);
         ecg_measurements [B, measurement_dim] (the processor's measurement vectors; needed when
-        measurement_tokens > 0). Returns [B, num_tokens, hidden_size]."""
+        measurement_tokens > 0). Masked pretraining only: patch_mask [B, n_patches] bool replaces
+        those time patches' embeddings by `mask_embedding` [hidden_size] (plus their position).
+        Returns [B, num_tokens, hidden_size]."""
         cfg = self.config
         b, n_leads, n = ecg_values.shape
         if n_leads != cfg.n_leads or n != cfg.n_samples:
@@ -164,6 +168,9 @@ class EcgEncoder(nn.Module):
         x = x[:, :, : n_patches * cfg.patch_size].reshape(b, n_leads, n_patches, cfg.patch_size)
         x = x.permute(0, 2, 1, 3).reshape(b, n_patches, n_leads * cfg.patch_size)
         h = self.patch_embed(x) + self.pos_embed[:, :n_patches] + self.lead_embed(m)[:, None, :]
+        if patch_mask is not None:  # SimMIM-style: the model sees where, not what
+            masked = mask_embedding.to(h.dtype) + self.pos_embed[:, :n_patches]
+            h = torch.where(patch_mask[:, :n_patches, None], masked, h)
         k, r = cfg.measurement_tokens, cfg.rhythm_tokens
         extra = []  # measurement tokens, then rhythm tokens
         if k or r:

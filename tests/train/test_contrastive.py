@@ -124,3 +124,38 @@ def test_contrastive_pretraining_zero_shot_and_probe(instruct, tmp_path, monkeyp
         [*cmd[:-2], "--fractions", "0"], capture_output=True, text=True, timeout=300
     )
     assert bad.returncode == 2 and "--fractions must be in (0, 1]" in bad.stderr
+
+
+def test_masked_pretraining(instruct, tmp_path):
+    """The masked objective: hidden spans of every present lead reconstructed (the baseline of
+    predicting zeros has R2 0), resumable like the others; probes take its encoder."""
+    from ecgllm.model.configuration_ecgllm import EcgEncoderConfig
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.train.encoder_pretrain import MaskedHead, pretrain_encoder
+
+    head = MaskedHead(EcgEncoderConfig(**TINY_ECG))
+    pm = head.draw_mask(3, 0.75, torch.Generator().manual_seed(0))
+    spans = head.spans()
+    assert pm.shape == (3, spans * head.cfg.pool)
+    assert (pm[:, :: head.cfg.pool].sum(1) == round(0.75 * spans)).all()  # whole spans, 75% of them
+    x = torch.randn(3, 12, head.cfg.n_samples)
+    m = torch.ones(3, 12, dtype=torch.bool)
+    m[0, 5:] = False
+    base = float(head.loss(None, x, m, pm))  # mean square of the hidden, present samples
+    span = head.cfg.pool * head.cfg.patch_size
+    want = []
+    for b in range(3):
+        for s in range(spans):
+            if pm[b, s * head.cfg.pool]:
+                want.append((x[b, m[b], s * span : (s + 1) * span] ** 2).flatten())
+    assert abs(base - float(torch.cat(want).mean())) < 1e-5
+    r = pretrain_encoder(
+        instruct, tmp_path / "m", steps=3, batch_size=8, progress=False, objective="masked"
+    )
+    assert r["settings"]["objective"] == "masked" and "val_r2" in r and r["val_mse"] > 0
+    assert pretrain_encoder(instruct, tmp_path / "m", steps=3, batch_size=8, progress=False,
+                            objective="masked").get("reused")  # fmt: skip
+    with pytest.raises(ValueError, match="mask_ratio"):
+        pretrain_encoder(
+            instruct, tmp_path / "x", steps=1, batch_size=8, objective="masked", mask_ratio=1.0
+        )
