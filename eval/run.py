@@ -143,7 +143,8 @@ def fewshot_main(a, ap) -> dict:
     except (ValueError, FileNotFoundError, KeyError) as e:
         ap.exit(2, f"error: {e}\n")
     print(r["table"])
-    print(f"done: {n}-way {k}-shot in context, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
+    how = f"adapted ({a.fewshot_adapt_steps} steps)" if a.fewshot_adapt_steps else "in context"
+    print(f"done: {n}-way {k}-shot {how}, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
           f"question type -> {Path(a.out) / 'fewshot.json'}")  # fmt: skip
     return r
 

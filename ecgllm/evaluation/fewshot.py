@@ -7,7 +7,10 @@ N-way K-shot episodes over ECG-QA-style samples, answered in context.
 
 Protocol (stated, as the paper's code is not public):
 - A **class** is an (question, answer) pair of one question type, e.g. ("Does this ECG show
-  symptoms of sinus rhythm?", "yes"): the paper's "attribute-answer pairs".
+  symptoms of sinus rhythm?", "yes"): the paper's "attribute-answer pairs"; for choose questions
+  the answer alone (their wording pairs two findings at random, so each question is nearly
+  unique). An episode's classes take their answers in turn (balanced), so that a constant
+  answer ("no") cannot score well.
 - **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
   class (share `meta_test_share` to meta-test), so meta-test classes are never the meta-train
   ones; episodes for evaluation use meta-test classes only.
@@ -85,7 +88,11 @@ def answer_of(sample: dict) -> str:
 
 
 def class_key(sample: dict) -> str:
-    return f"{sample['question_type']}|{question_of(sample)}|{answer_of(sample)}"
+    """type|question|answer; for choose questions type||answer: their wording names the two
+    findings offered, drawn at random per question, so almost every question is unique and the
+    class is the finding chosen (a query's candidates stay its own options)."""
+    q = "" if sample["question_type"].endswith("choose") else question_of(sample)
+    return f"{sample['question_type']}|{q}|{answer_of(sample)}"
 
 
 def is_meta_test(key: str, share: float, seed: int) -> bool:
@@ -140,7 +147,7 @@ def build_episodes(
     out = []
     for e in range(settings.episodes):
         ks = groups[names[int(rng.integers(len(names)))]]
-        classes = [ks[i] for i in sorted(rng.choice(len(ks), settings.n_way, replace=False))]
+        classes = _balanced_classes(ks, settings.n_way, rng)
         queries = [
             int(i) for k in classes for i in rng.choice(qry[k], settings.queries, replace=False)
         ]
@@ -161,6 +168,23 @@ def build_episodes(
             cands.append(answers if qtype.endswith("query") else sorted(set(s["options"])))
         out.append(Episode(qtype, classes, support, queries, cands))
     return out
+
+
+def _balanced_classes(keys: list[str], n: int, rng: np.random.Generator) -> list[str]:
+    """n classes of `keys`, their answers as even as the pool allows: answers are taken in turn
+    (in a seeded order), a class of each at random. Without it a verify episode would be mostly
+    "no" classes (most findings are absent), and answering "no" to everything would score high."""
+    by_answer: dict[str, list[str]] = defaultdict(list)
+    for k in keys:
+        by_answer[k.split("|", 2)[2]].append(k)
+    answers = [sorted(by_answer)[i] for i in rng.permutation(len(by_answer))]
+    left = {a: [by_answer[a][i] for i in rng.permutation(len(by_answer[a]))] for a in answers}
+    out: list[str] = []
+    while len(out) < n:
+        for a in answers:
+            if left[a] and len(out) < n:
+                out.append(left[a].pop())
+    return sorted(out)
 
 
 def _kept_leads(leads: int) -> np.ndarray:

@@ -58,6 +58,20 @@ def test_episodes(splits):
         train, test, FewShotSettings(**{**S, "meta_test_share": 0.5}), "single-verify"
     )
     assert all(is_meta_test(k, 0.5, 0) for ep in half for k in ep.classes)
+    # answers balanced within an episode: a yes class and a no class, when both exist
+    both = build_episodes(train, test, FewShotSettings(**{**S, "episodes": 6}), "single-verify")
+    assert len(both) == 6 and all(
+        sorted(k.split("|", 2)[2] for k in ep.classes) == ["no", "yes"] for ep in both
+    )
+    # choose questions: the class is the finding chosen, the candidates the query's own options
+    choose = build_episodes(train, test, s, "single-choose")
+    assert choose
+    for ep in choose:
+        assert all(k.split("|")[1] == "" for k in ep.classes)
+        assert all(
+            c == sorted(set(test[i]["options"]))
+            for c, i in zip(ep.candidates, ep.queries, strict=True)
+        )
     # query questions: N answers of one question
     for ep in build_episodes(train, test, s, "single-query"):
         assert len({k.split("|")[1] for k in ep.classes}) == 1 and len(ep.candidates[0]) == 2
