@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:34s} {v['n']:7d} {v['labels']:6d} {v['macro_auc']:9.3f} {v['chance']:6.2f}")
     zs = r["zero_shot"].get("simulated test", {}).get("macro_auc")
     print(f"done: {r['objective']} encoder, zero-shot macro AUC {'n/a' if zs is None else f'{zs:.3f}'} (simulated test), "
-          f"linear probe at 100% {r['linear_probe'][f'{fractions[-1]:g}']['macro_auc']:.3f}, in "
+          f"linear probe at {fractions[-1]:.0%} {r['linear_probe'][f'{fractions[-1]:g}']['macro_auc']:.3f}, in "
           f"{time.perf_counter() - t0:.0f} s -> {out / 'results.json'}")  # fmt: skip
     return r
 

@@ -118,7 +118,10 @@ def test_contrastive_pretraining_zero_shot_and_probe(instruct, tmp_path, monkeyp
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     last = p.stdout.strip().splitlines()[-1]
-    assert last.startswith("done: supervised encoder, zero-shot macro AUC n/a")
+    assert (
+        last.startswith("done: supervised encoder, zero-shot macro AUC n/a")
+        and "probe at 100%" in last
+    )
     assert json.loads((tmp_path / "zs/results.json").read_text())["zero_shot"] == {}
     bad = subprocess.run(
         [*cmd[:-2], "--fractions", "0"], capture_output=True, text=True, timeout=300
