@@ -39,6 +39,7 @@ MODEL_FILES = (
     "modeling_ecgllm.py",
     "processing_ecgllm.py",
     "ecg_encoder.py",
+    "ecg_zoo.py",
 )
 AUTO_MAP = {
     "AutoConfig": "configuration_ecgllm.EcgLlmConfig",

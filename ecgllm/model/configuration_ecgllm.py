@@ -61,6 +61,12 @@ class EcgEncoderConfig(PreTrainedConfig):
     # > 0: the stage-0 head (this many outputs: statements + intervals) lives in the encoder and
     # one more token, last, embeds its verdict on the record (averaged over the measurement tokens)
     verdict_outputs: int = 0
+    # builtin, or a published encoder re-implemented to load its released weights (ecg_zoo.py):
+    # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75)
+    encoder_type: str = "builtin"
+    zoo_fs: float = 250.0
+    zoo_seq_len: int = 2250
+    zoo_head_dim: int = 64  # attention head width of a zoo transformer (0: hidden / heads)
 
     @property
     def uses_measurements(self) -> bool:
@@ -69,6 +75,8 @@ class EcgEncoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.encoder_type not in ("builtin", "st_mem"):
+            raise ValueError(f"encoder_type must be builtin or st_mem, not {self.encoder_type!r}")
         if self.uses_measurements and not self.measurement_dim:
             try:  # the vector's length is ecgllm's (this file also ships alone with exported models)
                 from ecgllm.signal.features import MEASUREMENT_DIM
@@ -90,6 +98,10 @@ class EcgEncoderConfig(PreTrainedConfig):
 
     @property
     def num_tokens(self) -> int:
+        if self.encoder_type != "builtin":
+            from .ecg_zoo import zoo_num_tokens
+
+            return zoo_num_tokens(self)
         return (
             (self.n_samples // self.patch_size) // self.pool
             + self.measurement_tokens

@@ -258,7 +258,12 @@ def load_encoder_weights(
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # tensors, numbers, strings and containers only: never code from a file
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path}: not a weights file torch can load safely ({e})") from e
+    if hasattr(encoder, "checkpoint_state"):  # a zoo encoder reads its authors' file layout
+        state = encoder.checkpoint_state(state)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     stats = {"feature_mean", "feature_std"}

@@ -29,6 +29,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_ecgllm import EcgLlmConfig
 from .ecg_encoder import EcgEncoder, load_encoder_weights
+from .ecg_zoo import StMemEncoder, build_ecg_encoder
 
 
 class QueryFusion(nn.Module):
@@ -95,12 +96,12 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
-    _no_split_modules = ["EcgEncoder"]
+    _no_split_modules = ["EcgEncoder", "StMemEncoder"]
     _skip_keys_device_placement = ["past_key_values"]
 
     def _init_weights(self, module: nn.Module) -> None:
         # only our own modules; the language model and vision tower initialise themselves
-        if isinstance(module, (Projector, EcgEncoder)):
+        if isinstance(module, (Projector, EcgEncoder, StMemEncoder)):
             for sub in module.modules():
                 if isinstance(sub, nn.Linear):
                     nn.init.normal_(sub.weight, std=0.02)
@@ -109,7 +110,9 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
                 elif isinstance(sub, nn.LayerNorm):
                     nn.init.ones_(sub.weight)
                     nn.init.zeros_(sub.bias)
-            if isinstance(module, EcgEncoder):  # output standardization: identity until fitted
+            if isinstance(
+                module, (EcgEncoder, StMemEncoder)
+            ):  # output standardization: identity until fitted
                 nn.init.zeros_(module.feature_mean)
                 nn.init.ones_(module.feature_std)
 
@@ -130,7 +133,9 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             if config.vision_config is not None
             else None
         )
-        self.ecg_encoder = EcgEncoder(config.ecg_config) if config.ecg_config is not None else None
+        self.ecg_encoder = (
+            build_ecg_encoder(config.ecg_config) if config.ecg_config is not None else None
+        )
         self.image_projector = (
             Projector(config.image_projector, config.vision_config.hidden_size, hidden)
             if self.vision_tower is not None

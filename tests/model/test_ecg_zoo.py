@@ -1,0 +1,152 @@
+"""The encoder zoo: ST-MEM's encoder in its authors' parameter layout, their checkpoint files,
+their preprocessing, inside the model, and exported without ecgllm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ecgllm.model.configuration_ecgllm import EcgEncoderConfig
+from ecgllm.model.ecg_encoder import load_encoder_weights
+from ecgllm.model.ecg_zoo import StMemEncoder, build_ecg_encoder
+from tests.conftest import ROOT
+
+TINY_ST_MEM = dict(encoder_type="st_mem", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64, patch_size=75, zoo_head_dim=16)  # fmt: skip
+
+
+def _authors_keys(depth: int, leads: int = 12) -> set[str]:
+    """ST_MEM_ViT's state-dict keys, written out from the authors' module tree (bakqui/ST-MEM,
+    models/encoder/st_mem_vit.py and vit.py): what their released encoder file holds."""
+    keys = {"to_patch_embedding.1.weight", "to_patch_embedding.1.bias", "to_patch_embedding.2.weight",
+            "to_patch_embedding.2.bias", "to_patch_embedding.3.weight", "to_patch_embedding.3.bias",
+            "pos_embedding", "sep_embedding", "norm.weight", "norm.bias"}  # fmt: skip
+    keys |= {f"lead_embeddings.{i}" for i in range(leads)}
+    for i in range(depth):
+        for part in ("attn.norm.weight", "attn.norm.bias", "attn.fn.to_qkv.weight", "attn.fn.to_qkv.bias",
+                     "attn.fn.to_out.0.weight", "attn.fn.to_out.0.bias", "ff.norm.weight", "ff.norm.bias",
+                     "ff.fn.net.0.weight", "ff.fn.net.0.bias", "ff.fn.net.3.weight", "ff.fn.net.3.bias"):  # fmt: skip
+            keys.add(f"block{i}.{part}")
+    return keys
+
+
+def _signals(b=2, seed=0):
+    t = np.arange(5000) / 500.0
+    rng = np.random.default_rng(seed)
+    x = np.stack(
+        [
+            np.sin(2 * np.pi * (1.1 + 0.1 * k) * t)[None] * rng.uniform(0.5, 1.5, (12, 1))
+            for k in range(b)
+        ]
+    )
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def test_parameter_layout_and_shapes():
+    cfg = EcgEncoderConfig(**TINY_ST_MEM)
+    enc = build_ecg_encoder(cfg)
+    assert isinstance(enc, StMemEncoder) and cfg.num_tokens == 30
+    own = set(enc.state_dict()) - {"feature_mean", "feature_std"}
+    assert own == _authors_keys(2)
+    assert tuple(enc.state_dict()["pos_embedding"].shape) == (1, 32, 32)  # 30 patches + 2 SEP
+    assert tuple(enc.state_dict()["block0.attn.fn.to_qkv.weight"].shape) == (3 * 2 * 16, 32)
+    out = enc(_signals())
+    assert tuple(out.shape) == (2, 30, 32) and torch.isfinite(out).all()
+    # the authors' preprocessing: 250 Hz, the centre 9 s, band-limited, standardised together
+    prep = enc.prepare(_signals(), None)
+    assert tuple(prep.shape) == (2, 12, 2250)
+    assert abs(float(prep[0].mean())) < 1e-4 and abs(float(prep[0].std()) - 1) < 1e-3
+    # a missing lead: zero in, whatever the recording held, and left out of the token average
+    x, m = _signals(), torch.ones(2, 12, dtype=torch.bool)
+    m[:, 4] = False
+    y = x.clone()
+    y[:, 4] = 7.0
+    torch.testing.assert_close(enc(x, m), enc(y, m))
+    with pytest.raises(ValueError, match="signal only"):
+        StMemEncoder(EcgEncoderConfig(**{**TINY_ST_MEM, "measurement_tokens": 4}))
+    with pytest.raises(ValueError, match="encoder_type must be"):
+        EcgEncoderConfig(encoder_type="resnet9000")
+
+
+def test_loads_the_authors_checkpoint_files(tmp_path):
+    """Both layouts their code writes: the downstream {"model": encoder state (+ head)} and the
+    pretraining one (encoder under "encoder.", the patch embedding aliased at top level, a
+    decoder); a file torch cannot load safely is refused."""
+    torch.manual_seed(1)
+    src = StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM))
+    sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
+    down = {
+        "model": {**sd, "head.weight": torch.randn(3, 32), "head.bias": torch.zeros(3)},
+        "epoch": 9,
+    }
+    torch.save(down, tmp_path / "downstream.pth")
+    pre = {"model": {**{f"encoder.{k}": v for k, v in sd.items()},
+                     **{k: v for k, v in sd.items() if k.startswith("to_patch_embedding.")},
+                     "mask_embedding": torch.zeros(1, 1, 16), "decoder_pos_embed": torch.zeros(1, 32, 16),
+                     "to_decoder_embedding.weight": torch.zeros(16, 32), "decoder_head.weight": torch.zeros(75, 16)}}  # fmt: skip
+    torch.save(pre, tmp_path / "pretrain.pth")
+    for name in ("downstream.pth", "pretrain.pth"):
+        torch.manual_seed(2)
+        dst = StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM))
+        load_encoder_weights(dst, tmp_path / name)
+        assert all(torch.equal(dst.state_dict()[k], v) for k, v in sd.items()), name
+        torch.testing.assert_close(dst(_signals()), src(_signals()))
+
+    import argparse  # training scripts often pickle their arguments: a weights-only load refuses them
+
+    torch.save({"model": sd, "args": argparse.Namespace(lr=1e-3)}, tmp_path / "unsafe.pth")
+    with pytest.raises(ValueError, match="not a weights file torch can load safely"):
+        load_encoder_weights(StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM)), tmp_path / "unsafe.pth")
+    torch.save({"model": {"x": 1}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="not an ST-MEM checkpoint"):
+        load_encoder_weights(StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM)), tmp_path / "bad.pth")
+
+
+def test_in_the_model_trained_and_exported(tmp_path):
+    """An ECG-LLM on the ST-MEM encoder: its 30 tokens go to the LLM, a LoRA step trains, and the
+    merged export reloads in a fresh process from its own code (ecg_zoo.py shipped beside it)."""
+    import yaml
+
+    from ecgllm.model import build_model
+    from ecgllm.model.lora import prepare_for_training
+    from ecgllm.train.checkpoint import save_model_files
+
+    torch.manual_seed(0)
+    model, proc = build_model(ecg=TINY_ST_MEM)
+    assert model.config.num_ecg_tokens == 30 and isinstance(model.ecg_encoder, StMemEncoder)
+    model.save_pretrained(tmp_path / "base")
+    proc.save_pretrained(tmp_path / "base")
+    msgs = [{"role": "user", "content": [{"type": "ecg"}, {"type": "text", "text": "Rhythm?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "sinus rhythm"}]}]  # fmt: skip
+    text = proc.apply_chat_template(msgs)
+    batch = proc(text=[text], ecgs=[_signals(1)[0].numpy()])
+    batch["labels"] = batch["input_ids"].clone()
+    policy = prepare_for_training(model, mode="lora", r=4, alpha=8, train_ecg_encoder=True)
+    loss = policy(**batch).loss
+    loss.backward()
+    enc_grads = [
+        p.grad
+        for n, p in policy.named_parameters()
+        if "ecg_encoder" in n and "block0.attn.fn.to_qkv" in n and p.requires_grad
+    ]
+    assert enc_grads and all(g is not None and torch.isfinite(g).all() for g in enc_grads)
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05 * torch.randn_like(p))
+    save_model_files(tmp_path / "final", policy, proc, "lora")
+    (tmp_path / "final/recipe.yaml").write_text(yaml.safe_dump({"model": {"backbone": "tiny", "ecg": TINY_ST_MEM},
+                                                                "lora": {"mode": "lora", "r": 4}}))  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "recipes/merge_and_push.py"), "--checkpoint", str(tmp_path / "final"),
+           "--out", str(tmp_path / "export")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "verified in a fresh process (transformers_modules" in r.stdout
+    assert (tmp_path / "export/ecg_zoo.py").exists()
+    cfg = json.loads((tmp_path / "export/config.json").read_text())
+    assert cfg["ecg_config"]["encoder_type"] == "st_mem"
