@@ -152,7 +152,7 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("data_builders/retrieval_index.py", ["--encoder", "the split indexed (default train)"]),
         ("recipes/grpo.py", ["--group-size", "completions sampled per prompt (G) (default: 4)",
                              "--resume-from-checkpoint"]),
-        ("recipes/pretrain_ecg_encoder.py", ["--objective {supervised,contrastive}", "--contrastive-loss"]),
+        ("recipes/pretrain_ecg_encoder.py", ["--objective {supervised,contrastive,masked}", "--contrastive-loss"]),
     ],
 )  # fmt: skip
 def test_entry_point_help_lists_fields(script, needles):
