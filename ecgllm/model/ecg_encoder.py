@@ -209,38 +209,44 @@ class EcgEncoder(nn.Module):
             h = torch.cat([h, self.verdict_norm(self.verdict_embed(verdict))[:, None]], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 
-    @torch.no_grad()
     def fit_output_stats(self, batches: Iterable[tuple], min_std: float = 1e-3) -> dict:
         """Set `feature_mean` / `feature_std` to the per-dimension mean and standard deviation of
         the (unstandardized) output tokens over `batches` of (ecg_values, lead_mask[,
-        ecg_measurements]): the
-        training split's records, not augmented. Returns the token count and the share of the
-        tokens' mean norm that their shared mean direction carried before standardizing."""
-        self.feature_mean.zero_()
-        self.feature_std.fill_(1.0)
-        was_training = self.training
-        self.eval()
-        d = self.config.hidden_size
-        n, s1, s2, norms = (
-            0,
-            torch.zeros(d, dtype=torch.float64),
-            torch.zeros(d, dtype=torch.float64),
-            0.0,
-        )
-        for batch in batches:
-            h = self(*batch).reshape(-1, d).double().cpu()
-            n += h.shape[0]
-            s1 += h.sum(0)
-            s2 += (h * h).sum(0)
-            norms += h.norm(dim=-1).sum().item()
-        self.train(was_training)
-        if n < 2:
-            raise ValueError("fit_output_stats needs at least one record")
-        mean = s1 / n
-        std = ((s2 / n - mean * mean).clamp(min=0.0)).sqrt().clamp(min=min_std)
-        self.feature_mean.copy_(mean.to(self.feature_mean.dtype))
-        self.feature_std.copy_(std.to(self.feature_std.dtype))
-        return {"tokens": n, "mean_direction_share": float(mean.norm() / (norms / n))}
+        ecg_measurements]): the training split's records, not augmented. Returns the token count
+        and the share of the tokens' mean norm that their shared mean direction carried before
+        standardizing."""
+        return fit_output_stats(self, batches, min_std)
+
+
+@torch.no_grad()
+def fit_output_stats(encoder: nn.Module, batches: Iterable[tuple], min_std: float = 1e-3) -> dict:
+    """The output standardization of any ECG encoder with `feature_mean` / `feature_std` buffers
+    and a `config.hidden_size` (EcgEncoder.fit_output_stats; the zoo's encoders too)."""
+    encoder.feature_mean.zero_()
+    encoder.feature_std.fill_(1.0)
+    was_training = encoder.training
+    encoder.eval()
+    d = encoder.config.hidden_size
+    n, s1, s2, norms = (
+        0,
+        torch.zeros(d, dtype=torch.float64),
+        torch.zeros(d, dtype=torch.float64),
+        0.0,
+    )
+    for batch in batches:
+        h = encoder(*batch).reshape(-1, d).double().cpu()
+        n += h.shape[0]
+        s1 += h.sum(0)
+        s2 += (h * h).sum(0)
+        norms += h.norm(dim=-1).sum().item()
+    encoder.train(was_training)
+    if n < 2:
+        raise ValueError("fit_output_stats needs at least one record")
+    mean = s1 / n
+    std = ((s2 / n - mean * mean).clamp(min=0.0)).sqrt().clamp(min=min_std)
+    encoder.feature_mean.copy_(mean.to(encoder.feature_mean.dtype))
+    encoder.feature_std.copy_(std.to(encoder.feature_std.dtype))
+    return {"tokens": n, "mean_direction_share": float(mean.norm() / (norms / n))}
 
 
 def load_encoder_weights(

@@ -225,29 +225,11 @@ class StMemEncoder(nn.Module):
             state.setdefault(k, own[k])
         return state
 
-    @torch.no_grad()
     def fit_output_stats(self, batches, min_std: float = 1e-3) -> dict:
         """As EcgEncoder.fit_output_stats: per-dimension mean and SD of the output tokens."""
-        self.feature_mean.zero_()
-        self.feature_std.fill_(1.0)
-        was = self.training
-        self.eval()
-        s1 = s2 = None
-        n = 0
-        for batch in batches:
-            h = self(*batch[:2]).reshape(-1, self.width).double()
-            s1 = h.sum(0) if s1 is None else s1 + h.sum(0)
-            s2 = (h * h).sum(0) if s2 is None else s2 + (h * h).sum(0)
-            n += h.shape[0]
-        self.train(was)
-        if not n:
-            raise ValueError("no batch to fit the output statistics on")
-        mean = s1 / n
-        self.feature_mean.copy_(mean.float())
-        self.feature_std.copy_(
-            ((s2 / n - mean * mean).clamp(min=0.0)).sqrt().clamp(min=min_std).float()
-        )
-        return {"tokens": n}
+        from .ecg_encoder import fit_output_stats
+
+        return fit_output_stats(self, batches, min_std)
 
 
 def zoo_num_tokens(config) -> int:

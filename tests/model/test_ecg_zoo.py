@@ -150,3 +150,11 @@ def test_in_the_model_trained_and_exported(tmp_path):
     assert (tmp_path / "export/ecg_zoo.py").exists()
     cfg = json.loads((tmp_path / "export/config.json").read_text())
     assert cfg["ecg_config"]["encoder_type"] == "st_mem"
+
+
+def test_output_standardisation_is_fitted_like_the_builtin_one():
+    enc = StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM))
+    r = enc.fit_output_stats([(_signals(2, 0), None), (_signals(2, 1), None)])
+    assert r["tokens"] == 4 * 30
+    out = torch.cat([enc(_signals(2, 0)), enc(_signals(2, 1))]).reshape(-1, 32)
+    torch.testing.assert_close(out.mean(0), torch.zeros(32), atol=1e-4, rtol=0)
