@@ -228,14 +228,14 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     enc = EcgEncoder(cfg)
     n_out = len(codes) + len(REGRESSION)
     text_feat = text_ids = None
+    if (contrastive or masked) and cfg.verdict_outputs:
+        raise ValueError(
+            f"verdict_outputs needs the supervised objective (its head is the verdict), not {objective}"
+        )
     if contrastive:
         from ..evaluation.zeroshot import ContrastiveHead, TextTower
         from ..evaluation.zeroshot import contrastive_loss as pair_loss
 
-        if cfg.verdict_outputs:
-            raise ValueError(
-                "verdict_outputs needs the supervised objective (its head is the verdict)"
-            )
         reports = [r or "" for r in records["report"]]
         if not any(reports[i] for i in tr):
             raise ValueError(
@@ -252,10 +252,6 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if contrastive:
         head = ContrastiveHead(cfg.hidden_size, text_feat.shape[1], contrastive_dim)
     elif masked:
-        if cfg.verdict_outputs:
-            raise ValueError(
-                "verdict_outputs needs the supervised objective (its head is the verdict)"
-            )
         head = MaskedHead(cfg)
     else:
         head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
