@@ -158,3 +158,35 @@ def test_output_standardisation_is_fitted_like_the_builtin_one():
     assert r["tokens"] == 4 * 30
     out = torch.cat([enc(_signals(2, 0)), enc(_signals(2, 1))]).reshape(-1, 32)
     torch.testing.assert_close(out.mean(0), torch.zeros(32), atol=1e-4, rtol=0)
+
+
+def test_trains_in_the_recipe_from_the_authors_file(instruct, tmp_path):
+    """recipes/sft.py with model.ecg naming st_mem and model.ecg_weights the authors' downstream
+    file: the encoder loads it, trains, and the final adapter holds the trained encoder."""
+    import os
+
+    torch.manual_seed(3)
+    src = StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM))
+    sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
+    torch.save({"model": sd}, tmp_path / "st_mem.pth")
+    ecg = "{" + ", ".join(f"{k}: {v}" for k, v in TINY_ST_MEM.items()) + "}"
+    cmd = [sys.executable, str(ROOT / "recipes/sft.py"), "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"),
+           f"data.path={instruct}", f"output.dir={tmp_path / 'run'}", f"model.ecg={ecg}",
+           f"model.ecg_weights={tmp_path / 'st_mem.pth'}", "model.init_from=null", "lora.train_modules=[]",
+           "lora.train_ecg_encoder=true", "lora.r=8", "lora.alpha=16", "train.max_steps=2",
+           "train.per_device_train_batch_size=4", "data.limit_eval=8"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "run/train_result.json").read_text())
+    assert res["steps"] == 2 and np.isfinite(res["last_loss"])
+    cfg = json.loads((tmp_path / "run/final/config.json").read_text())
+    assert cfg["ecg_config"]["encoder_type"] == "st_mem"
+    from safetensors.torch import load_file
+
+    ad = load_file(str(tmp_path / "run/final/adapter/adapter_model.safetensors"))
+    qkv = [k for k in ad if "ecg_encoder" in k and k.endswith("block0.attn.fn.to_qkv.weight")]
+    moved = (ad[qkv[0]] - sd["block0.attn.fn.to_qkv.weight"]).abs().max() if qkv else None
+    assert (
+        qkv and 0 < moved < 0.02
+    )  # loaded from the file (two fresh inits differ by ~0.35), then trained
