@@ -191,3 +191,23 @@ def describe(cls: type, prefix: str = "") -> str:
         text = helps.get(f.name, "")
         lines.append(f"  {name} ({tp}, {shown})" + (f": {text}" if text else ""))
     return "\n".join(lines)
+
+
+def source_dir_pairs(specs: list[str], must_exist: bool = False) -> list[tuple[str, str]]:
+    """`--real SOURCE=DIR` options -> [(source, dir)]; a ValueError naming the bad one (with
+    `must_exist`, also a folder that is not there)."""
+    out = []
+    for spec in specs:
+        source, sep, root = spec.partition("=")
+        source, root = source.strip(), root.strip()
+        if not sep or not source or not root:
+            raise ValueError(
+                f"--real {spec!r}: expected SOURCE=DIR (e.g. ludb=../shared/data/real/ludb)"
+            )
+        if must_exist:
+            from pathlib import Path
+
+            if not Path(root).is_dir():
+                raise ValueError(f"--real {spec!r}: {root} is not a folder")
+        out.append((source, root))
+    return out

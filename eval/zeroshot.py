@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ecgllm.atomic import write_text
+from ecgllm.cli import source_dir_pairs
 from ecgllm.evaluation.zeroshot import run_zeroshot
 
 
@@ -38,13 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    real = []
-    for spec in a.real:
-        source, sep, root = spec.partition("=")
-        if not sep or not root:
-            ap.exit(2, f"error: --real {spec!r}: expected SOURCE=DIR\n")
-        real.append((source.strip(), root.strip()))
     try:
+        real = source_dir_pairs(a.real)
         fractions = tuple(float(f) for f in a.fractions.split(","))
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError(f"--fractions must be in (0, 1], got {a.fractions!r}")

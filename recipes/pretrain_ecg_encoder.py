@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ecgllm.cli import add_fields, field_values
+from ecgllm.cli import add_fields, field_values, source_dir_pairs
 from ecgllm.train.encoder_pretrain import OBJECTIVES, PretrainSettings, pretrain_encoder
 
 
@@ -39,15 +39,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--real", action="append", default=[], metavar="SOURCE=DIR",
                     help="real records to report the trained encoder's rhythm on (e.g. ludb=DIR)")  # fmt: skip
     a = ap.parse_args(argv)
-    real = []
-    for spec in a.real:
-        source, sep, root = spec.partition("=")
-        if not sep or not root:
-            ap.exit(
-                2,
-                f"error: --real {spec!r}: expected SOURCE=DIR (e.g. ludb=../shared/data/real/ludb)\n",
-            )
-        real.append((source.strip(), root.strip()))
+    try:
+        real = source_dir_pairs(a.real)
+    except ValueError as e:
+        ap.exit(2, f"error: {e}\n")
     try:
         s = pretrain_encoder(a.data, a.out, json.loads(a.encoder) if a.encoder else None,
                              augment=not a.no_augment, real=real, **field_values(a, PretrainSettings))  # fmt: skip

@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ecgllm.atomic import Stamp
+from ecgllm.cli import source_dir_pairs
 from ecgllm.data import BuildConfig, build_dataset
 from ecgllm.data.tasks import CHECK_TASKS, TASKS
 from ecgllm.signal import PTBXL, measure, standardize
@@ -136,13 +137,10 @@ def real_sources(spec: list[str] | None) -> list[tuple[str, str]]:
         return found
     if spec == ["none"]:
         return []
-    out = []
-    for item in spec:
-        source, sep, root = item.partition("=")
-        if not sep or not Path(root).is_dir():
-            sys.exit(f"quickstart: --real {item!r}: expected SOURCE=DIR with an existing folder")
-        out.append((source, root))
-    return out
+    try:
+        return source_dir_pairs(spec, must_exist=True)
+    except ValueError as e:
+        sys.exit(f"quickstart: {e}")
 
 
 def encoder_data(out: Path, n: int, seed: int, workers: int) -> Path:

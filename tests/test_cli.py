@@ -183,3 +183,25 @@ def test_stamp_is_the_one_reuse_check(tmp_path):
     s.path.write_text('{"cut": ')  # a stamp a crash left cut matches nothing
     assert s.read() is None and not s.matches({"cut": 1})
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_source_dir_pairs(tmp_path):
+    from ecgllm.cli import source_dir_pairs
+
+    assert source_dir_pairs([" ludb = a/b ", "challenge=c"]) == [
+        ("ludb", "a/b"),
+        ("challenge", "c"),
+    ]
+    for bad in ("ludb", "=x", "ludb="):
+        with pytest.raises(ValueError, match="expected SOURCE=DIR"):
+            source_dir_pairs([bad])
+    with pytest.raises(ValueError, match="is not a folder"):
+        source_dir_pairs([f"ludb={tmp_path / 'nope'}"], must_exist=True)
+    assert source_dir_pairs([f"ludb={tmp_path}"], must_exist=True) == [("ludb", str(tmp_path))]
+    for script in ("recipes/pretrain_ecg_encoder.py", "eval/zeroshot.py"):
+        r = subprocess.run([sys.executable, str(ROOT / script), "--data", "d", "--out", "o", "--encoder", "e",
+                            "--real", "ludb"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 2 and "--real 'ludb': expected SOURCE=DIR" in r.stderr, (
+            script,
+            r.stderr[-500:],
+        )
