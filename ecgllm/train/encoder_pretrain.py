@@ -74,7 +74,6 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
     """The stage-0 head's rhythm (the most likely of RHYTHM_CLASSES among `codes`) on records with
     known rhythm `gold`: per-class recall, balanced accuracy, AF sensitivity/specificity. A cheap
     check of whether the encoder reads rhythm on records it was not trained on (real ones)."""
-    from ..metrics.scores import class_recall
     from ..text.vocab import RHYTHM_CLASSES
 
     cols = [codes.index(c) for c in RHYTHM_CLASSES if c in codes]
@@ -92,12 +91,27 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
                 args.append(torch.from_numpy(meas[i : i + 64]))
             logits.append(head(enc(*args)[:, -k:] if k else enc(*args)).mean(1)[:, cols])
     picks = [names[int(j)] for j in torch.cat(logits).argmax(1)] if logits else []
-    out = class_recall(gold, picks, positive="AFIB")
+    return rhythm_report(gold, picks)
+
+
+def rhythm_report(gold: list[str], picks: list[str]) -> dict:
+    """Per-class recall, balanced accuracy, AF sensitivity/specificity and the confusion
+    (gold -> picked -> count) of rhythm picks against the gold rhythms."""
+    from ..metrics.scores import class_recall
+
     confusion: dict[str, dict[str, int]] = {}
     for g, p in zip(gold, picks, strict=True):
         confusion.setdefault(g, {})
         confusion[g][p] = confusion[g].get(p, 0) + 1
-    return out | {"confusion": confusion}
+    return class_recall(gold, picks, positive="AFIB") | {"confusion": confusion}
+
+
+def real_rhythm_inputs(source: str, root: str | Path, cfg, measured: bool, progress: bool = True):
+    """real_rhythm_set at the encoder's rate, plus the measurement vectors when the encoder
+    takes them: (signals, masks, measurements or None, gold rhythms)."""
+    rx, rm, gold = real_rhythm_set(source, root, cfg.sampling_rate, progress)
+    rmeas = measurement_vectors(rx, rm, cfg.sampling_rate, progress) if measured else None
+    return rx, rm, rmeas, gold
 
 
 def real_rhythm_set(source: str, root: str | Path, fs: float = 500.0, progress: bool = True):
@@ -396,11 +410,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if real and not contrastive and not masked:
         metrics["real"] = {}
         for source, root in real:
-            rx, rm, gold = real_rhythm_set(source, root, cfg.sampling_rate, progress)
-            rmeas = (
-                measurement_vectors(rx, rm, cfg.sampling_rate, progress)
-                if meas_all is not None
-                else None
+            rx, rm, rmeas, gold = real_rhythm_inputs(
+                source, root, cfg, meas_all is not None, progress
             )
             r = rhythm_probe(enc, head, codes, rx, rm, rmeas, gold)
             metrics["real"][f"{source}:{root}"] = r
@@ -451,7 +462,6 @@ def _contrastive_checks(
     validation split (label prompts, ecgllm.evaluation.zeroshot), and the zero-shot rhythm (the
     closest of the rhythm prompts) of the real records."""
     from ..evaluation.zeroshot import ContrastiveEncoder, label_aucs
-    from ..metrics.scores import class_recall
     from ..text.vocab import RHYTHM_CLASSES
 
     z = ContrastiveEncoder(enc, head, tower)
@@ -464,20 +474,12 @@ def _contrastive_checks(
     if real:
         out["real"] = {}
         for source, root in real:
-            rx, rm, gold = real_rhythm_set(source, root, enc.config.sampling_rate, progress)
-            rmeas = (
-                measurement_vectors(rx, rm, enc.config.sampling_rate, progress)
-                if meas_all is not None
-                else None
+            rx, rm, rmeas, gold = real_rhythm_inputs(
+                source, root, enc.config, meas_all is not None, progress
             )
             names = list(RHYTHM_CLASSES)
             picks = [names[int(j)] for j in z.zero_shot(rx, rm, rmeas, names).argmax(1)]
-            r = class_recall(gold, picks, positive="AFIB")
-            confusion: dict[str, dict[str, int]] = {}
-            for g, p in zip(gold, picks, strict=True):
-                confusion.setdefault(g, {})
-                confusion[g][p] = confusion[g].get(p, 0) + 1
-            out["real"][f"{source}:{root}"] = r | {"confusion": confusion, "basis": "zero-shot"}
+            out["real"][f"{source}:{root}"] = rhythm_report(gold, picks) | {"basis": "zero-shot"}
     enc.train()
     return out
 
