@@ -40,7 +40,7 @@ from ecgllm.cli import source_dir_pairs
 from ecgllm.data import BuildConfig, build_dataset
 from ecgllm.data.tasks import CHECK_TASKS, TASKS
 from ecgllm.signal import PTBXL, measure, standardize
-from ecgllm.signal.simulate import rhythm_mix
+from ecgllm.signal.simulate import SIMULATOR_VERSION, rhythm_mix
 from ecgllm.signal.synthetic_db import build_database
 
 HERE = Path(__file__).resolve().parent
@@ -65,7 +65,7 @@ PRESETS = {
 def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> Path:
     root = out / "sim"
     stamp = Stamp(root / "simulation.json")
-    want = {"n": n, "seed": seed, "rhythms": rhythms}
+    want = {"n": n, "seed": seed, "rhythms": rhythms, "simulator": SIMULATOR_VERSION}
     if stamp.matches(want) and (root / "ptbxl_database.csv").exists():
         print(f"[1/8] simulated database: reusing {root}")
         return root
@@ -150,7 +150,7 @@ def encoder_data(out: Path, n: int, seed: int, workers: int) -> Path:
     stage-0 encoder 0.72 -> 0.81), and the signal-only build costs no page rendering."""
     root, data = out / "sim_encoder", out / "encoder_data"
     stamp = Stamp(root / "simulation.json")
-    want = {"n": n, "seed": seed + 1, "rhythms": "balanced"}
+    want = {"n": n, "seed": seed + 1, "rhythms": "balanced", "simulator": SIMULATOR_VERSION}
     if not (stamp.matches(want) and (data / "samples").exists()):
         for p in (root, data):
             if p.exists():

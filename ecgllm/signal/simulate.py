@@ -108,6 +108,9 @@ class Simulated:
 
 # --- condition sampling ---------------------------------------------------------------------
 
+# bumped whenever the same seed simulates other records: folders stamped with another version
+# (the quickstart's simulation.json) are simulated again instead of reused
+SIMULATOR_VERSION = 1
 RHYTHMS = {"SR": 0.58, "SBRAD": 0.09, "STACH": 0.09, "SARRH": 0.07, "AFIB": 0.12, "AFLT": 0.05}
 # named rhythm mixes: "ptbxl" is SR-dominant like a clinical database (the default); "balanced"
 # draws each rhythm equally often, so a model cannot score on rhythm questions by always saying
