@@ -16,6 +16,13 @@ from transformers.configuration_utils import SubConfigSpec
 STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
+# each zoo encoder's own input (Hz, samples) as its authors prepare it
+ZOO_INPUT = {"st_mem": (250.0, 2250), "ecgfounder": (500.0, 5000)}
+# ECGFounder's released 12-lead Net1D (PKUDigitalHealth/ECGFounder, finetune_model.py)
+ECGFOUNDER_FILTERS = (64, 160, 160, 400, 400, 1024, 1024)
+ECGFOUNDER_BLOCKS = (2, 2, 2, 3, 3, 4, 4)
+
+
 class EcgEncoderConfig(PreTrainedConfig):
     """The built-in ECG encoder: a transformer over time patches of the 12-lead signal.
 
@@ -62,11 +69,19 @@ class EcgEncoderConfig(PreTrainedConfig):
     # one more token, last, embeds its verdict on the record (averaged over the measurement tokens)
     verdict_outputs: int = 0
     # builtin, or a published encoder re-implemented to load its released weights (ecg_zoo.py):
-    # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75)
+    # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75),
+    # ecgfounder (ECGFounder's Net1D; hidden_size = the last of zoo_filters)
     encoder_type: str = "builtin"
-    zoo_fs: float = 250.0
-    zoo_seq_len: int = 2250
+    zoo_fs: float | None = None  # None: the zoo encoder's own input rate and length (ZOO_INPUT)
+    zoo_seq_len: int | None = None
     zoo_head_dim: int = 64  # attention head width of a zoo transformer (0: hidden / heads)
+    # Net1D (ecgfounder): channels and blocks per stage (None: the released 12-lead model's),
+    # the first layer's channels, the kernel width and the channels per convolution group
+    zoo_filters: list[int] | None = None
+    zoo_blocks: list[int] | None = None
+    zoo_base_filters: int = 64
+    zoo_kernel: int = 16
+    zoo_groups_width: int = 16
 
     @property
     def uses_measurements(self) -> bool:
@@ -75,8 +90,32 @@ class EcgEncoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.encoder_type not in ("builtin", "st_mem"):
-            raise ValueError(f"encoder_type must be builtin or st_mem, not {self.encoder_type!r}")
+        if self.encoder_type not in ("builtin", *ZOO_INPUT):
+            raise ValueError(
+                f"encoder_type must be builtin or one of {sorted(ZOO_INPUT)}, not {self.encoder_type!r}"
+            )
+        if self.encoder_type in ZOO_INPUT:
+            fs, n = ZOO_INPUT[self.encoder_type]
+            self.zoo_fs = float(self.zoo_fs) if self.zoo_fs is not None else fs
+            self.zoo_seq_len = int(self.zoo_seq_len) if self.zoo_seq_len is not None else n
+        if self.encoder_type == "ecgfounder":
+            self.zoo_filters = list(self.zoo_filters or ECGFOUNDER_FILTERS)
+            self.zoo_blocks = list(self.zoo_blocks or ECGFOUNDER_BLOCKS)
+            if len(self.zoo_blocks) != len(self.zoo_filters):
+                raise ValueError(
+                    f"ecgfounder: zoo_blocks {self.zoo_blocks} needs one entry per stage of zoo_filters "
+                    f"{self.zoo_filters}"
+                )
+            if self.hidden_size != self.zoo_filters[-1]:
+                raise ValueError(
+                    f"ecgfounder: hidden_size {self.hidden_size} must be the last stage's channels "
+                    f"(zoo_filters[-1] = {self.zoo_filters[-1]})"
+                )
+            bad = [f for f in self.zoo_filters if f % self.zoo_groups_width]
+            if bad:
+                raise ValueError(
+                    f"ecgfounder: channels {bad} are not multiples of zoo_groups_width {self.zoo_groups_width}"
+                )
         if self.uses_measurements and not self.measurement_dim:
             try:  # the vector's length is ecgllm's (this file also ships alone with exported models)
                 from ecgllm.signal.features import MEASUREMENT_DIM

@@ -22,6 +22,11 @@ further, over time, for classification), then the toolkit's output standardisati
 (feature_mean / feature_std, identity until fitted). Weights: the authors' release (CC BY-NC 4.0 at the
 time of writing; check their repository), to be downloaded by the user; nothing is downloaded here.
 
+`ecgfounder`: ECGFounder's Net1D (EcgFounderEncoder below; 500 Hz, 10 s, 20 tokens of 1024):
+
+    cfg = EcgEncoderConfig(encoder_type="ecgfounder", hidden_size=1024)   # the released 12-lead model
+    load_encoder_weights(build_ecg_encoder(cfg), "12_lead_ECGFounder.pth")
+
 This file ships with exported models (no ecgllm import).
 """
 
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ZOO = ("st_mem",)
+ZOO = ("st_mem", "ecgfounder")
 
 
 class _Patches(nn.Module):
@@ -103,7 +108,53 @@ class _Block(nn.Module):
         return x + self.ff(x)
 
 
-class StMemEncoder(nn.Module):
+class _ZooEncoder(nn.Module):
+    """What every zoo encoder shares: reading a state dict out of its authors' file, and the
+    toolkit's output standardisation (feature_mean / feature_std buffers)."""
+
+    def _state_in(self, raw, keys: tuple[str, ...], what: str) -> dict:
+        """The state dict of tensors in `raw` (under the first of `keys` present, else `raw`
+        itself); a ValueError naming `what` when there is none."""
+        state = raw
+        if isinstance(raw, dict):
+            for key in keys:
+                if isinstance(raw.get(key), dict):
+                    state = raw[key]
+                    break
+        if (
+            not isinstance(state, dict)
+            or not state
+            or not all(isinstance(v, torch.Tensor) for v in state.values())
+        ):
+            under = " or ".join(repr(k) for k in keys)
+            raise ValueError(
+                f"not an {what} checkpoint: expected a state dict of tensors (or one under {under})"
+            )
+        return state
+
+    def _check_input(self, ecg_values: torch.Tensor) -> tuple[int, int, int]:
+        """[B, n_leads, n_samples] as the config says, else a ValueError; returns the shape."""
+        c = self.config
+        b, n_leads, n = ecg_values.shape
+        if n_leads != c.n_leads or n != c.n_samples:
+            raise ValueError(
+                f"ecg_values has shape [{b}, {n_leads}, {n}], the encoder expects [B, {c.n_leads}, {c.n_samples}]"
+            )
+        return b, n_leads, n
+
+    def _with_own_stats(self, state: dict) -> dict:
+        """`state` plus this encoder's output statistics where the authors' file has none."""
+        own = self.state_dict()
+        return {**{k: own[k] for k in ("feature_mean", "feature_std")}, **state}
+
+    def fit_output_stats(self, batches, min_std: float = 1e-3) -> dict:
+        """As EcgEncoder.fit_output_stats: per-dimension mean and SD of the output tokens."""
+        from .ecg_encoder import fit_output_stats
+
+        return fit_output_stats(self, batches, min_std)
+
+
+class StMemEncoder(_ZooEncoder):
     """ST-MEM's encoder (see the module doc) with the toolkit's input and output."""
 
     def __init__(self, config):
@@ -173,12 +224,7 @@ class StMemEncoder(nn.Module):
 
     def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
                 ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        c = self.config
-        b, n_leads, n = ecg_values.shape
-        if n_leads != c.n_leads or n != c.n_samples:
-            raise ValueError(
-                f"ecg_values has shape [{b}, {n_leads}, {n}], the encoder expects [B, {c.n_leads}, {c.n_samples}]"
-            )
+        b, n_leads, _ = self._check_input(ecg_values)
         series = self.prepare(ecg_values, lead_mask).to(self.pos_embedding.dtype)
         x = self.to_patch_embedding(series)  # [B, leads, n, width]
         t = x.shape[2]
@@ -210,31 +256,205 @@ class StMemEncoder(nn.Module):
         """The encoder's weights from an ST-MEM file: {"model": state} or a bare state; the
         pretraining layout (keys under "encoder.", a decoder beside it) or the downstream one;
         a classification head is dropped; the output statistics kept as they are here."""
-        state = raw.get("model", raw) if isinstance(raw, dict) else raw
-        if not isinstance(state, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state.values()
-        ):
-            raise ValueError(
-                "not an ST-MEM checkpoint: expected a state dict of tensors (or one under 'model')"
-            )
+        state = self._state_in(raw, ("model",), "ST-MEM")
         if any(k.startswith("encoder.") for k in state):
             state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        own = self.state_dict()
-        for k in ("feature_mean", "feature_std"):
-            state.setdefault(k, own[k])
-        return state
+        return self._with_own_stats({k: v for k, v in state.items() if not k.startswith("head.")})
 
-    def fit_output_stats(self, batches, min_std: float = 1e-3) -> dict:
-        """As EcgEncoder.fit_output_stats: per-dimension mean and SD of the output tokens."""
-        from .ecg_encoder import fit_output_stats
 
-        return fit_output_stats(self, batches, min_std)
+# --- ECGFounder (Net1D) -------------------------------------------------------------------------
+# Written here (not imported from the authors' net1d.py, which is not packaged and imports
+# matplotlib): the same module tree, so their state dict loads by name.
+
+
+class _ConvSame(nn.Module):
+    """Conv1d with TensorFlow-style SAME padding (their MyConv1dPadSame: output length
+    ceil(n / stride), the extra pad sample on the right)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int = 1):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1]
+        p = max(0, ((n + self.stride - 1) // self.stride - 1) * self.stride + self.kernel - n)
+        return self.conv(nn.functional.pad(x, (p // 2, p - p // 2)))
+
+
+class _MaxPoolSame(nn.Module):
+    def __init__(self, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.max_pool = nn.MaxPool1d(kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.kernel - 1
+        return self.max_pool(nn.functional.pad(x, (p // 2, p - p // 2)))
+
+
+class _Swish(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+class _Net1DBlock(nn.Module):
+    """Pre-activation bottleneck: (swish) -> 1x1 -> swish -> grouped k (stride when it
+    downsamples) -> swish -> 1x1, squeeze-and-excitation (reduction 2), plus the shortcut
+    (max-pooled when downsampling, zero-padded on both sides when the channels grow). The
+    released model runs without batch norm and dropout (use_bn=use_do=False); the norms stay as
+    modules, unused, because their buffers are in the released state dict."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, downsample: bool,
+                 first: bool):  # fmt: skip
+        super().__init__()
+        self.cin, self.cout, self.first, self.downsample = cin, cout, first, downsample
+        stride = stride if downsample else 1
+        self.bn1, self.activation1 = nn.BatchNorm1d(cin), _Swish()
+        self.conv1 = _ConvSame(cin, cout, 1, 1)
+        self.bn2, self.activation2 = nn.BatchNorm1d(cout), _Swish()
+        self.conv2 = _ConvSame(cout, cout, kernel, stride, groups)
+        self.bn3, self.activation3 = nn.BatchNorm1d(cout), _Swish()
+        self.conv3 = _ConvSame(cout, cout, 1, 1)
+        self.se_fc1, self.se_fc2 = nn.Linear(cout, cout // 2), nn.Linear(cout // 2, cout)
+        self.se_activation = _Swish()
+        if downsample:
+            self.max_pool = _MaxPoolSame(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self.first else self.activation1(x)
+        out = self.conv1(out)
+        out = self.conv2(self.activation2(out))
+        out = self.conv3(self.activation3(out))
+        se = torch.sigmoid(self.se_fc2(self.se_activation(self.se_fc1(out.mean(-1)))))
+        out = out * se[:, :, None]
+        identity = self.max_pool(x) if self.downsample else x
+        if self.cout != self.cin:
+            a = (self.cout - self.cin) // 2
+            identity = nn.functional.pad(identity, (0, 0, a, self.cout - self.cin - a))
+        return out + identity
+
+
+class _Net1DStage(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, i_stage: int,
+                 m_blocks: int):  # fmt: skip
+        super().__init__()
+        self.block_list = nn.ModuleList(
+            _Net1DBlock(
+                cin if j == 0 else cout,
+                cout,
+                kernel,
+                stride,
+                groups,
+                downsample=j == 0,
+                first=i_stage == 0 and j == 0,
+            )  # fmt: skip
+            for j in range(m_blocks)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.block_list:
+            x = block(x)
+        return x
+
+
+class EcgFounderEncoder(_ZooEncoder):
+    """ECGFounder's encoder (Li et al. 2025, "An electrocardiogram foundation model built on over
+    10 million recordings", github.com/PKUDigitalHealth/ECGFounder): Shenda Hong's Net1D, a
+    1-D RegNet-style network of 7 stages (channels 64-160-160-400-400-1024-1024, 2-2-2-3-3-4-4
+    bottleneck blocks, kernel 16, groups of 16 channels, squeeze-and-excitation, Swish), each stage
+    halving the length. The parameter names are the authors' (first_conv.conv, first_bn,
+    stage_list.<i>.block_list.<j>.conv1/2/3.conv, se_fc1/2, bn1/2/3; dense = their 150-label head,
+    dropped), so the released file loads unchanged: a torch file with the state dict under
+    "state_dict" (their training code's layout; "model" or a bare state dict also read, and a
+    "module." prefix from DataParallel stripped). Input as their dataset code prepares it: 500 Hz,
+    10 s (5000 samples), the standard lead order I, II, III, aVR, aVL, aVF, V1-V6, z-scored over
+    all leads and samples together, no filtering; missing leads are zeroed after that. Output: the
+    last stage's feature map as tokens ([B, 20, 1024] for 5000 samples; the authors average it
+    over time for their head), then the toolkit's output standardisation. Weights: the authors'
+    release on the Hugging Face Hub (PKUDigitalHealth/ECGFounder, 12_lead_ECGFounder.pth), to be
+    downloaded by the user under its licence (see their model card); nothing is downloaded here."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        c = config
+        if c.measurement_tokens or c.rhythm_tokens or c.verdict_outputs:
+            raise ValueError(
+                "ecgfounder takes the signal only: no measurement, rhythm or verdict tokens"
+            )
+        self.first_conv = _ConvSame(c.n_leads, c.zoo_base_filters, c.zoo_kernel, 2)
+        self.first_bn = nn.BatchNorm1d(c.zoo_base_filters)
+        self.first_activation = _Swish()
+        stages, cin = [], c.zoo_base_filters
+        for i, (cout, m) in enumerate(zip(c.zoo_filters, c.zoo_blocks, strict=True)):
+            stages.append(_Net1DStage(cin, cout, c.zoo_kernel, 2, cout // c.zoo_groups_width, i, m))
+            cin = cout
+        self.stage_list = nn.ModuleList(stages)
+        self.gradient_checkpointing = False
+        self.register_buffer("feature_mean", torch.zeros(c.hidden_size))
+        self.register_buffer("feature_std", torch.ones(c.hidden_size))
+
+    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
+        """The authors' input from the toolkit's [B, 12, n] mV: resampled to zoo_fs when the
+        rates differ, the centre zoo_seq_len samples, z-scored over the present leads together."""
+        c = self.config
+        x = ecg_values.float()
+        if abs(c.sampling_rate - c.zoo_fs) > 1e-9:
+            from scipy import signal as sps
+
+            n = int(round(x.shape[-1] * c.zoo_fs / c.sampling_rate))
+            x = torch.from_numpy(
+                sps.resample(x.detach().cpu().numpy(), n, axis=-1).astype(np.float32)
+            )
+            x = x.to(ecg_values.device)
+        if x.shape[-1] < c.zoo_seq_len:
+            raise ValueError(f"ecgfounder needs {c.zoo_seq_len / c.zoo_fs:g} s at {c.zoo_fs:g} Hz; got "
+                             f"{x.shape[-1] / c.zoo_fs:g} s")  # fmt: skip
+        start = (x.shape[-1] - c.zoo_seq_len) // 2
+        x = x[..., start : start + c.zoo_seq_len]
+        m = (
+            torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            if lead_mask is None
+            else lead_mask.to(x.device).bool()
+        )
+        w = m[:, :, None].to(x.dtype).expand_as(x)
+        count = w.sum(dim=(1, 2)).clamp(min=1.0)
+        loc = (x * w).sum(dim=(1, 2)) / count
+        scale = (((x - loc[:, None, None]) ** 2) * w).sum(dim=(1, 2)) / count
+        z = (x - loc[:, None, None]) / (scale.sqrt()[:, None, None] + 1e-8)  # their epsilon
+        return z * w
+
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        self._check_input(ecg_values)
+        x = self.prepare(ecg_values, lead_mask).to(self.first_conv.conv.weight.dtype)
+        x = self.first_activation(self.first_conv(x))
+        for stage in self.stage_list:
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        h = x.transpose(1, 2)  # [B, time, channels]
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
+    def checkpoint_state(self, raw: dict) -> dict:
+        """The encoder's weights from an ECGFounder file (see the class doc); their head
+        (dense.*) dropped, the output statistics kept as they are here."""
+        state = self._state_in(raw, ("state_dict", "model"), "ECGFounder")
+        if all(k.startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}
+        return self._with_own_stats({k: v for k, v in state.items() if not k.startswith("dense.")})
 
 
 def zoo_num_tokens(config) -> int:
     if config.encoder_type == "st_mem":
         return config.zoo_seq_len // config.patch_size
+    if config.encoder_type == "ecgfounder":
+        n = (config.zoo_seq_len + 1) // 2  # the first convolution's stride
+        for _ in config.zoo_filters:  # each stage halves (SAME padding: ceil)
+            n = (n + 1) // 2
+        return n
     raise ValueError(f"unknown encoder_type {config.encoder_type!r}")
 
 
@@ -246,4 +466,6 @@ def build_ecg_encoder(config) -> nn.Module:
         return EcgEncoder(config)
     if config.encoder_type == "st_mem":
         return StMemEncoder(config)
+    if config.encoder_type == "ecgfounder":
+        return EcgFounderEncoder(config)
     raise ValueError(f"encoder_type must be builtin or one of {ZOO}, not {config.encoder_type!r}")

@@ -1,5 +1,6 @@
-"""The encoder zoo: ST-MEM's encoder in its authors' parameter layout, their checkpoint files,
-their preprocessing, inside the model, and exported without ecgllm."""
+"""The encoder zoo: ST-MEM's and ECGFounder's encoders in their authors' parameter layouts, their
+checkpoint files, their preprocessing, inside the model, trained by the recipe, and exported
+without ecgllm."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ import torch
 
 from ecgllm.model.configuration_ecgllm import EcgEncoderConfig
 from ecgllm.model.ecg_encoder import load_encoder_weights
-from ecgllm.model.ecg_zoo import StMemEncoder, build_ecg_encoder
+from ecgllm.model.ecg_zoo import EcgFounderEncoder, StMemEncoder, build_ecg_encoder
 from tests.conftest import ROOT
 
 TINY_ST_MEM = dict(encoder_type="st_mem", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                    intermediate_size=64, patch_size=75, zoo_head_dim=16)  # fmt: skip
+# the released Net1D's depth (7 stages: 20 tokens from 10 s), narrow
+TINY_FOUNDER = dict(encoder_type="ecgfounder", hidden_size=32, zoo_filters=[16, 16, 32, 32, 32, 32, 32],
+                    zoo_blocks=[1, 1, 1, 1, 1, 1, 2], zoo_base_filters=16, zoo_kernel=5, zoo_groups_width=8)  # fmt: skip
+# per zoo encoder: its tiny config, and one of its weights (in the authors' names) to follow
+ZOO_CASES = {"st_mem": (TINY_ST_MEM, "block0.attn.fn.to_qkv.weight"),
+             "ecgfounder": (TINY_FOUNDER, "stage_list.3.block_list.0.conv2.conv.weight")}  # fmt: skip
 
 
 def _authors_keys(depth: int, leads: int = 12) -> set[str]:
@@ -107,18 +114,22 @@ def test_loads_the_authors_checkpoint_files(tmp_path):
         load_encoder_weights(StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM)), tmp_path / "bad.pth")
 
 
-def test_in_the_model_trained_and_exported(tmp_path):
-    """An ECG-LLM on the ST-MEM encoder: its 30 tokens go to the LLM, a LoRA step trains, and the
-    merged export reloads in a fresh process from its own code (ecg_zoo.py shipped beside it)."""
+@pytest.mark.parametrize("zoo", sorted(ZOO_CASES))
+def test_in_the_model_trained_and_exported(tmp_path, zoo):
+    """An ECG-LLM on a zoo encoder: its tokens go to the LLM, a LoRA step trains the encoder too,
+    and the merged export reloads in a fresh process from its own code (ecg_zoo.py beside it)."""
     import yaml
 
     from ecgllm.model import build_model
     from ecgllm.model.lora import prepare_for_training
     from ecgllm.train.checkpoint import save_model_files
 
+    tiny, weight = ZOO_CASES[zoo]
     torch.manual_seed(0)
-    model, proc = build_model(ecg=TINY_ST_MEM)
-    assert model.config.num_ecg_tokens == 30 and isinstance(model.ecg_encoder, StMemEncoder)
+    model, proc = build_model(ecg=tiny)
+    kind = {"st_mem": StMemEncoder, "ecgfounder": EcgFounderEncoder}[zoo]
+    assert model.config.num_ecg_tokens == {"st_mem": 30, "ecgfounder": 20}[zoo]
+    assert isinstance(model.ecg_encoder, kind)
     model.save_pretrained(tmp_path / "base")
     proc.save_pretrained(tmp_path / "base")
     msgs = [{"role": "user", "content": [{"type": "ecg"}, {"type": "text", "text": "Rhythm?"}]},
@@ -132,7 +143,7 @@ def test_in_the_model_trained_and_exported(tmp_path):
     enc_grads = [
         p.grad
         for n, p in policy.named_parameters()
-        if "ecg_encoder" in n and "block0.attn.fn.to_qkv" in n and p.requires_grad
+        if "ecg_encoder" in n and weight.rsplit(".", 1)[0] in n and p.requires_grad
     ]
     assert enc_grads and all(g is not None and torch.isfinite(g).all() for g in enc_grads)
     with torch.no_grad():
@@ -140,7 +151,7 @@ def test_in_the_model_trained_and_exported(tmp_path):
             if "lora_B" in n:
                 p.add_(0.05 * torch.randn_like(p))
     save_model_files(tmp_path / "final", policy, proc, "lora")
-    (tmp_path / "final/recipe.yaml").write_text(yaml.safe_dump({"model": {"backbone": "tiny", "ecg": TINY_ST_MEM},
+    (tmp_path / "final/recipe.yaml").write_text(yaml.safe_dump({"model": {"backbone": "tiny", "ecg": tiny},
                                                                 "lora": {"mode": "lora", "r": 4}}))  # fmt: skip
     cmd = [sys.executable, str(ROOT / "recipes/merge_and_push.py"), "--checkpoint", str(tmp_path / "final"),
            "--out", str(tmp_path / "export")]  # fmt: skip
@@ -149,7 +160,7 @@ def test_in_the_model_trained_and_exported(tmp_path):
     assert "verified in a fresh process (transformers_modules" in r.stdout
     assert (tmp_path / "export/ecg_zoo.py").exists()
     cfg = json.loads((tmp_path / "export/config.json").read_text())
-    assert cfg["ecg_config"]["encoder_type"] == "st_mem"
+    assert cfg["ecg_config"]["encoder_type"] == zoo
 
 
 def test_output_standardisation_is_fitted_like_the_builtin_one():
@@ -160,19 +171,26 @@ def test_output_standardisation_is_fitted_like_the_builtin_one():
     torch.testing.assert_close(out.mean(0), torch.zeros(32), atol=1e-4, rtol=0)
 
 
-def test_trains_in_the_recipe_from_the_authors_file(instruct, tmp_path):
-    """recipes/sft.py with model.ecg naming st_mem and model.ecg_weights the authors' downstream
-    file: the encoder loads it, trains, and the final adapter holds the trained encoder."""
+@pytest.mark.parametrize("zoo", sorted(ZOO_CASES))
+def test_trains_in_the_recipe_from_the_authors_file(instruct, tmp_path, zoo):
+    """recipes/sft.py with model.ecg naming a zoo encoder and model.ecg_weights the authors' file
+    (ST-MEM's downstream {"model": ...}, ECGFounder's {"state_dict": ...} with its head): the
+    encoder loads it, trains, and the final adapter holds the trained encoder."""
     import os
 
+    tiny, weight = ZOO_CASES[zoo]
     torch.manual_seed(3)
-    src = StMemEncoder(EcgEncoderConfig(**TINY_ST_MEM))
+    src = build_ecg_encoder(EcgEncoderConfig(**tiny))
     sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
-    torch.save({"model": sd}, tmp_path / "st_mem.pth")
-    ecg = "{" + ", ".join(f"{k}: {v}" for k, v in TINY_ST_MEM.items()) + "}"
+    if zoo == "st_mem":
+        torch.save({"model": sd}, tmp_path / "authors.pth")
+    else:
+        head = {"dense.weight": torch.randn(150, 32), "dense.bias": torch.zeros(150)}
+        torch.save({"state_dict": {**sd, **head}, "epoch": 3}, tmp_path / "authors.pth")
+    ecg = "{" + ", ".join(f"{k}: {v}" for k, v in tiny.items()) + "}"
     cmd = [sys.executable, str(ROOT / "recipes/sft.py"), "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"),
            f"data.path={instruct}", f"output.dir={tmp_path / 'run'}", f"model.ecg={ecg}",
-           f"model.ecg_weights={tmp_path / 'st_mem.pth'}", "model.init_from=null", "lora.train_modules=[]",
+           f"model.ecg_weights={tmp_path / 'authors.pth'}", "model.init_from=null", "lora.train_modules=[]",
            "lora.train_ecg_encoder=true", "lora.r=8", "lora.alpha=16", "train.max_steps=2",
            "train.per_device_train_batch_size=4", "data.limit_eval=8"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -181,12 +199,103 @@ def test_trains_in_the_recipe_from_the_authors_file(instruct, tmp_path):
     res = json.loads((tmp_path / "run/train_result.json").read_text())
     assert res["steps"] == 2 and np.isfinite(res["last_loss"])
     cfg = json.loads((tmp_path / "run/final/config.json").read_text())
-    assert cfg["ecg_config"]["encoder_type"] == "st_mem"
+    assert cfg["ecg_config"]["encoder_type"] == zoo
     from safetensors.torch import load_file
 
     ad = load_file(str(tmp_path / "run/final/adapter/adapter_model.safetensors"))
-    qkv = [k for k in ad if "ecg_encoder" in k and k.endswith("block0.attn.fn.to_qkv.weight")]
-    moved = (ad[qkv[0]] - sd["block0.attn.fn.to_qkv.weight"]).abs().max() if qkv else None
-    assert (
-        qkv and 0 < moved < 0.02
-    )  # loaded from the file (two fresh inits differ by ~0.35), then trained
+    w = [k for k in ad if "ecg_encoder" in k and k.endswith(weight)]
+    moved = (ad[w[0]] - sd[weight]).abs().max() if w else None
+    fresh = (
+        (build_ecg_encoder(EcgEncoderConfig(**tiny)).state_dict()[weight] - sd[weight]).abs().max()
+    )
+    assert w and 0 < moved < 0.1 * fresh  # loaded from the file, then trained
+
+
+def _founder_authors_keys(filters, blocks) -> set[str]:
+    """Net1D's state-dict keys, written out from the authors' module tree (ECGFounder's net1d.py:
+    first_conv.conv, first_bn, stage_list.<i>.block_list.<j>.{bn1,conv1.conv,bn2,conv2.conv,bn3,
+    conv3.conv,se_fc1,se_fc2}, dense): what their released file holds, less the head."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = {"first_conv.conv.weight", "first_conv.conv.bias"} | {f"first_bn.{p}" for p in bn}
+    for i, m in enumerate(blocks):
+        for j in range(m):
+            pre = f"stage_list.{i}.block_list.{j}."
+            keys |= {pre + f"bn{k}.{p}" for k in (1, 2, 3) for p in bn}
+            keys |= {pre + f"conv{k}.conv.{p}" for k in (1, 2, 3) for p in ("weight", "bias")}
+            keys |= {pre + f"se_fc{k}.{p}" for k in (1, 2) for p in ("weight", "bias")}
+    return keys
+
+
+def test_ecgfounder_layout_input_and_shapes():
+    cfg = EcgEncoderConfig(encoder_type="ecgfounder", hidden_size=1024)  # the released model's
+    assert (cfg.zoo_fs, cfg.zoo_seq_len, cfg.num_tokens) == (500.0, 5000, 20)
+    assert cfg.zoo_filters == [64, 160, 160, 400, 400, 1024, 1024] and cfg.zoo_blocks == [
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+    ]
+    full = build_ecg_encoder(cfg)
+    own = set(full.state_dict()) - {"feature_mean", "feature_std"}
+    assert own == _founder_authors_keys(cfg.zoo_filters, cfg.zoo_blocks)
+    sd = full.state_dict()
+    assert tuple(sd["first_conv.conv.weight"].shape) == (64, 12, 16)
+    # grouped convolution: 160 channels in groups of 16 -> 10 groups of 16 inputs each
+    assert tuple(sd["stage_list.1.block_list.0.conv2.conv.weight"].shape) == (160, 16, 16)
+    assert tuple(sd["stage_list.6.block_list.3.se_fc1.weight"].shape) == (512, 1024)
+    assert 30e6 < sum(p.numel() for p in full.parameters()) < 31e6
+    del full
+
+    enc = EcgFounderEncoder(EcgEncoderConfig(**TINY_FOUNDER))
+    out = enc(_signals())
+    assert tuple(out.shape) == (2, 20, 32) and torch.isfinite(out).all()
+    # the authors' input: z-scored over all leads and samples together (not per lead)
+    prep = enc.prepare(_signals(), None)
+    assert tuple(prep.shape) == (2, 12, 5000)
+    assert abs(float(prep[0].mean())) < 1e-4 and abs(float(prep[0].std(unbiased=False)) - 1) < 1e-3
+    assert float(prep[0, 0].std()) != pytest.approx(float(prep[0, 1].std()), rel=1e-3)
+    # 250 Hz records are resampled to its 500 Hz
+    slow = EcgFounderEncoder(EcgEncoderConfig(**TINY_FOUNDER, n_samples=2500, sampling_rate=250.0))
+    assert tuple(slow.prepare(_signals()[:, :, ::2], None).shape) == (2, 12, 5000)
+    x, m = _signals(), torch.ones(2, 12, dtype=torch.bool)
+    m[:, 7] = False
+    y = x.clone()
+    y[:, 7] = -3.0
+    torch.testing.assert_close(enc(x, m), enc(y, m))
+    with pytest.raises(ValueError, match="hidden_size 64 must be the last stage"):
+        EcgEncoderConfig(**{**TINY_FOUNDER, "hidden_size": 64})
+    with pytest.raises(ValueError, match="one entry per stage"):
+        EcgEncoderConfig(**{**TINY_FOUNDER, "zoo_blocks": [1, 1]})
+    with pytest.raises(ValueError, match="signal only"):
+        EcgFounderEncoder(EcgEncoderConfig(**{**TINY_FOUNDER, "measurement_tokens": 4}))
+
+
+def test_ecgfounder_loads_the_authors_checkpoint_files(tmp_path):
+    """Their training code's file ({"state_dict": ..., with the 150-label head `dense`}), the same
+    saved from DataParallel ("module." keys) and a bare state dict all load; others are refused."""
+    torch.manual_seed(1)
+    src = EcgFounderEncoder(EcgEncoderConfig(**TINY_FOUNDER))
+    sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
+    head = {"dense.weight": torch.randn(150, 32), "dense.bias": torch.zeros(150)}
+    torch.save({"state_dict": {**sd, **head}, "epoch": 10000}, tmp_path / "released.pth")
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in {**sd, **head}.items()}}, tmp_path / "dp.pth"
+    )
+    torch.save(sd, tmp_path / "bare.pth")
+    for name in ("released.pth", "dp.pth", "bare.pth"):
+        torch.manual_seed(2)
+        dst = EcgFounderEncoder(EcgEncoderConfig(**TINY_FOUNDER))
+        load_encoder_weights(dst, tmp_path / name)
+        assert all(torch.equal(dst.state_dict()[k], v) for k, v in sd.items()), name
+        torch.testing.assert_close(dst(_signals()), src(_signals()))
+    torch.save({"state_dict": {"x": 1}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="not an ECGFounder checkpoint"):
+        load_encoder_weights(
+            EcgFounderEncoder(EcgEncoderConfig(**TINY_FOUNDER)), tmp_path / "bad.pth"
+        )
+    wide = {**TINY_FOUNDER, "zoo_filters": [16, 16, 32, 32, 32, 32, 48], "hidden_size": 48}
+    with pytest.raises(ValueError, match="do not fit the configured encoder"):
+        load_encoder_weights(EcgFounderEncoder(EcgEncoderConfig(**wide)), tmp_path / "released.pth")
