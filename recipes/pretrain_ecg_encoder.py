@@ -5,6 +5,9 @@ contrastively on its report text (--objective contrastive; zero-shot and probes:
     python recipes/pretrain_ecg_encoder.py --data runs/default/encoder_data --out runs/clip --objective contrastive
     # then in a recipe config: model.ecg_weights: runs/default/ecg_encoder/ecg_encoder.safetensors
 
+Distributed like the other recipes (`accelerate launch [--multi_gpu --num_processes N]
+recipes/pretrain_ecg_encoder.py ...`, or torchrun): each process runs its share of every batch and
+the result is the same as one process's (up to float rounding); --batch-size must divide among them.
 Trains on the training split only and reports validation AUC per statement and interval errors
 (see ecgllm/train/encoder_pretrain.py for why and how). Re-running with the same settings reuses
 the saved encoder; an interrupted run resumes from OUT/checkpoint (saved every --save-every steps).
@@ -48,8 +51,14 @@ def main(argv: list[str] | None = None) -> dict:
                              augment=not a.no_augment, real=real, **field_values(a, PretrainSettings))  # fmt: skip
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
         ap.exit(2, f"error: {e}\n")
+    if s.get("main") is False:  # another process of a distributed run: the main one reports
+        return s
     mae = ", ".join(f"{k} {v:.1f}" for k, v in s.get("val_mae", {}).items())
-    state = "reused" if s.get("reused") else f"trained in {s['seconds']:.0f} s"
+    state = (
+        "reused"
+        if s.get("reused")
+        else f"trained in {s['seconds']:.0f} s on {s.get('processes', 1)} process(es)"
+    )
     basis = "zero-shot " if s.get("val_basis", "").startswith("zero-shot") else ""
     if "val_r2" in s:  # masked: no labels were used; the figure is the reconstruction's
         score = f"validation R2 of the hidden spans {s['val_r2']:.3f} (MSE {s['val_mse']:.4f})"

@@ -214,6 +214,16 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if done.matches(settings, key="settings") and (out / "ecg_encoder.safetensors").exists():
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # killed just before removing it
         return done.read() | {"reused": True}
+    from .setup import make_accelerator
+
+    # data parallel (accelerate launch / torchrun): every process draws the same batch and the
+    # same augmentation, runs its contiguous share of the batch, and the gradients are summed
+    # (each share's loss is its part of the whole batch's), so N processes train what one does
+    acc, _ = make_accelerator()
+    world, rank, dev = acc.num_processes, acc.process_index, acc.device
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must divide among the {world} processes")
+    share = batch_size // world
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     records = load_from_disk(str(Path(data_dir) / "records"))
@@ -269,6 +279,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         head = MaskedHead(cfg)
     else:
         head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
+    enc.to(dev)
+    head.to(dev)
     params = [*enc.parameters(), *([] if cfg.verdict_outputs else head.parameters())]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     warm = max(1, steps // 20)
@@ -277,7 +289,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
     )
     pos_w = torch.from_numpy(np.clip((len(tr) - y[tr].sum(0)) / np.maximum(y[tr].sum(0), 1), 1, 20))
-    bce = nn.BCEWithLogitsLoss(pos_weight=pos_w, reduction="none")
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_w.to(dev), reduction="none")
     # with measurement tokens, the rhythm and the rate are theirs to carry: the waveform tokens
     # are not asked for them (on the simulator they learn rate cues that real records break)
     # with rhythm tokens, those carry the rhythm and the rate alone and are asked nothing else
@@ -300,7 +312,9 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
 
     gen = torch.Generator().manual_seed(seed)
 
-    def forward(idx: np.ndarray, augment: bool) -> torch.Tensor:
+    def forward(idx: np.ndarray, augment: bool, rows: slice | None = None) -> torch.Tensor:
+        """The batch `idx` (augmented when training), through the encoder (and head) for the
+        `rows` of it this process runs (None: all)."""
         x, m = torch.from_numpy(x_all[idx]), torch.from_numpy(m_all[idx])
         meas = torch.from_numpy(meas_all[idx]) if meas_all is not None else None
         if augment and aug is not None:  # the encoder must not memorise records or recordings
@@ -309,26 +323,54 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             half = meas.shape[1] // 2
             drop = torch.rand(meas.shape[0], half, generator=gen) < MEASUREMENT_DROPOUT
             meas = meas * (~torch.cat([drop, drop], dim=1)).to(meas.dtype)
+        pm = head.draw_mask(len(idx), mask_ratio, gen) if masked else None
+        total = head.total(m, pm) if masked else None  # the whole batch's, whatever the share
+        if rows is not None:
+            x, m, pm = x[rows], m[rows], pm[rows] if masked else None
+            meas = meas[rows] if meas is not None else None
+        x, m = x.to(dev), m.to(dev)
+        meas = meas.to(dev) if meas is not None else None
         if masked:
-            pm = head.draw_mask(len(idx), mask_ratio, gen)
+            pm = pm.to(dev)
             h = enc(x, m, meas, patch_mask=pm, mask_embedding=head.mask_embedding)
-            return head.loss(h, x, m, pm)
+            return head.loss(h, x, m, pm, total)
         h = enc(x, m, meas)
         if contrastive:
             return h  # [B, tokens, hidden]: the head pools and projects
         return head(h)  # [B, tokens, outputs]: every token is asked for the whole record's labels
 
-    def supervised_loss(o: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    def supervised_loss(
+        o: torch.Tensor, idx: np.ndarray, rows: slice | None = None
+    ) -> torch.Tensor:
+        """The batch `idx`'s loss, or with `rows` (the share `o` holds) that share's part of it:
+        normalised by the whole batch's counts, so the shares' losses sum to the batch's."""
         t = o.shape[1]
-        r = torch.from_numpy((reg[idx] - mu) / sd)[:, None].expand(-1, t, -1)
-        ok = ~torch.isnan(r)
-        wc, wr = weight[None, :, : len(codes)], weight[None, :, len(codes) :]
-        lc = bce(o[..., : len(codes)], torch.from_numpy(y[idx])[:, None].expand(-1, t, -1))
+        w = weight.to(o.device)
+        r_all = torch.from_numpy((reg[idx] - mu) / sd)[:, None].expand(-1, t, -1).to(o.device)
+        wc, wr = w[None, :, : len(codes)], w[None, :, len(codes) :]
         # each output averaged over the tokens that carry it, then over outputs
-        loss = ((lc * wc).sum((0, 1)) / (wc.sum((0, 1)) * o.shape[0]).clamp(min=1)).mean()
-        wr = (wr * ok).to(o.dtype)
-        se = ((o[..., len(codes) :] - r.nan_to_num()) ** 2) * wr
-        return loss + 0.5 * (se.sum((0, 1)) / wr.sum((0, 1)).clamp(min=1)).mean()
+        norm_c = (wc.sum((0, 1)) * len(idx)).clamp(min=1)
+        norm_r = (wr * ~torch.isnan(r_all)).sum((0, 1)).clamp(min=1)
+        sel = slice(None) if rows is None else rows
+        r, yy = r_all[sel], torch.from_numpy(y[idx][sel])[:, None].expand(-1, t, -1).to(o.device)
+        lc = bce(o[..., : len(codes)], yy)
+        loss = ((lc * wc).sum((0, 1)) / norm_c).mean()
+        se = ((o[..., len(codes) :] - r.nan_to_num()) ** 2) * (wr * ~torch.isnan(r)).to(o.dtype)
+        return loss + 0.5 * (se.sum((0, 1)) / norm_r).mean()
+
+    def sum_over_processes(t: torch.Tensor) -> torch.Tensor:
+        return acc.reduce(t, reduction="sum") if world > 1 else t
+
+    def sync_gradients() -> None:
+        """Sum the shares' gradients (one flat all-reduce)."""
+        if world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = sum_over_processes(torch.cat([g.reshape(-1) for g in grads]))
+        at = 0
+        for g in grads:
+            g.copy_(flat[at : at + g.numel()].view_as(g))
+            at += g.numel()
 
     t0 = time.perf_counter()
     enc.train()
@@ -349,26 +391,39 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             log.info("resuming the ECG encoder at step %d of %d from %s", start, steps, ckpt)
     bar = tqdm(range(start, steps), desc="ecg encoder", unit="step", disable=not progress,
                initial=start, total=steps)  # fmt: skip
+    rows = slice(rank * share, (rank + 1) * share) if world > 1 else None
     for step in bar:
         if save_every > 0 and step > start and step % save_every == 0:
-            _save_state(ckpt, step, settings, enc, head, opt, sched, rng, gen, losses)
+            if acc.is_main_process:
+                _save_state(ckpt, step, settings, enc, head, opt, sched, rng, gen, losses)
+            acc.wait_for_everyone()
         idx = rng.choice(tr, batch_size, replace=False)
-        o = forward(idx, augment=True)
+        o = forward(idx, augment=True, rows=rows)
         if contrastive:  # records with the same report are each other's positives
+            e = head.ecg(o)
+            if world > 1:  # every share's ECG embeddings (gradients flow back to their process)
+                from torch.distributed.nn.functional import all_gather
+
+                e = torch.cat(all_gather(e))
             ids = text_ids[idx]
-            loss = pair_loss(
-                head.ecg(o), head.text(text_feat[ids]), ids, head.scale(), contrastive_loss
-            )
+            # every process computes the whole batch's loss: each takes 1/world of it
+            loss = pair_loss(e, head.text(text_feat[ids].to(dev)), ids.to(dev), head.scale(),
+                             contrastive_loss) / world  # fmt: skip
         elif masked:
-            loss = o  # forward() returned the reconstruction loss
+            loss = o  # forward() returned the share's part of the reconstruction loss
         else:
-            loss = supervised_loss(o, idx)
+            loss = supervised_loss(o, idx, rows)
         opt.zero_grad()
         loss.backward()
+        sync_gradients()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(float(sum_over_processes(loss.detach())))
+    if not acc.is_main_process:  # the main process validates and saves
+        return {"main": False, "process": rank, "processes": world}
+    enc.to("cpu")
+    head.to("cpu")
     enc.eval()
     metrics: dict = {}
     if masked:  # the reconstruction of hidden spans on the validation split, against predicting 0
@@ -431,6 +486,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     replace(tmp, out / "head.safetensors")
     write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
     summary = {"settings": settings, "codes": codes, "train_records": len(tr), "val_records": len(va),
+               "processes": world,
                "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
                "seconds": round(time.perf_counter() - t0, 1), **metrics,
                "weights": str(out / "ecg_encoder.safetensors")}  # fmt: skip
@@ -508,11 +564,22 @@ class MaskedHead(nn.Module):
         span.scatter_(1, order[:, :k], True)
         return span.repeat_interleave(self.cfg.pool, dim=1)
 
+    def _hidden(self, m: torch.Tensor, pm: torch.Tensor) -> torch.Tensor:
+        """[B, spans, leads, 1]: 1 where a hidden span meets a present lead."""
+        hidden = pm[:, :: self.cfg.pool][:, : self.spans()]  # [B, spans]
+        return (hidden[:, :, None] & m.bool()[:, None, :]).to(torch.float32)[..., None]
+
+    def total(self, m: torch.Tensor, pm: torch.Tensor) -> torch.Tensor:
+        """How many samples a batch's loss averages over (its hidden spans of present leads)."""
+        return (self._hidden(m, pm).sum() * self.cfg.pool * self.cfg.patch_size).clamp(min=1)
+
     def loss(
-        self, h: torch.Tensor | None, x: torch.Tensor, m: torch.Tensor, pm: torch.Tensor
-    ) -> torch.Tensor:
+        self, h: torch.Tensor | None, x: torch.Tensor, m: torch.Tensor, pm: torch.Tensor,
+        total: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Mean squared error over the hidden spans' samples of the present leads (h None: of
-        predicting zeros, the baseline)."""
+        predicting zeros, the baseline); with `total` (MaskedHead.total of the whole batch), this
+        share's part of the whole batch's mean."""
         c = self.cfg
         b, s = x.shape[0], self.spans()
         n = s * c.pool * c.patch_size
@@ -526,8 +593,6 @@ class MaskedHead(nn.Module):
         else:
             pred = self.decoder(h[:, :s]).reshape(b, s, c.pool, c.n_leads, c.patch_size)
             pred = pred.permute(0, 1, 3, 2, 4).reshape(b, s, c.n_leads, c.pool * c.patch_size)
-        hidden = pm[:, :: c.pool][:, :s]  # [B, spans]
-        w = (hidden[:, :, None] & m.bool()[:, None, :]).to(target.dtype)[
-            ..., None
-        ]  # [B, s, leads, 1]
-        return (((pred - target) ** 2) * w).sum() / (w.sum() * target.shape[-1]).clamp(min=1)
+        w = self._hidden(m, pm).to(target.dtype)
+        total = self.total(m, pm) if total is None else total.to(target.device)
+        return (((pred - target) ** 2) * w).sum() / total
