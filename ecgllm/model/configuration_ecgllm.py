@@ -40,8 +40,9 @@ class EcgEncoderConfig(PreTrainedConfig):
     and the LLM's real findings AUC rose (0.82 vs 0.60), but the LLM read rhythm worse (simulated
     0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58). With
     `verdict_outputs` = N (the stage-0 head's output count), that head lives in the encoder and one
-    last token embeds its verdict on the record; off by default (its one run read LUDB worse at
-    stage 0: 0.624 vs 0.791).
+    last token embeds its verdict on the record (the head's outputs averaged over the measurement
+    tokens, through a fixed random projection); stage 0 trains encoder and head as without it
+    and then installs the head (recipes/pretrain_ecg_encoder.py). Off by default.
     """
 
     model_type = "ecgllm_ecg_encoder"

@@ -79,9 +79,9 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
     cols = [codes.index(c) for c in RHYTHM_CLASSES if c in codes]
     names = [c for c in RHYTHM_CLASSES if c in codes]
     # with rhythm tokens those carry the rhythm, else the measurement tokens when there are some
-    k = (enc.config.rhythm_tokens or enc.config.measurement_tokens) + (
-        1 if enc.config.verdict_outputs else 0
-    )
+    # (before a verdict token, which is last)
+    k = enc.config.rhythm_tokens or enc.config.measurement_tokens
+    v = 1 if enc.config.verdict_outputs else 0
     enc.eval()
     with torch.no_grad():
         logits = []
@@ -89,7 +89,9 @@ def rhythm_probe(enc: EcgEncoder, head: nn.Module, codes: list[str], x: np.ndarr
             args = [torch.from_numpy(x[i : i + 64]), torch.from_numpy(m[i : i + 64])]
             if meas is not None:
                 args.append(torch.from_numpy(meas[i : i + 64]))
-            logits.append(head(enc(*args)[:, -k:] if k else enc(*args)).mean(1)[:, cols])
+            h = enc(*args)
+            h = h[:, h.shape[1] - v - k : h.shape[1] - v] if k else h
+            logits.append(head(h).mean(1)[:, cols])
     picks = [names[int(j)] for j in torch.cat(logits).argmax(1)] if logits else []
     return rhythm_report(gold, picks)
 
@@ -244,6 +246,11 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     if kw.get("measurement_tokens") or kw.get("rhythm_tokens"):
         kw["measurement_dim"] = MEASUREMENT_DIM
     cfg = EcgEncoderConfig(**kw)
+    # a verdict token (EcgEncoderConfig.verdict_outputs): the encoder and head train exactly as
+    # without it, and the trained head is then put into the encoder as its verdict head (when
+    # the head trained inside the encoder, on every token including the verdict's own, it read
+    # real records worse: LUDB rhythm 0.624 vs 0.791)
+    final_cfg, cfg = cfg, EcgEncoderConfig(**{**kw, "verdict_outputs": 0})
     meas_all = (
         measurement_vectors(x_all, m_all, cfg.sampling_rate, progress)
         if cfg.uses_measurements
@@ -252,7 +259,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     enc = EcgEncoder(cfg)
     n_out = len(codes) + len(REGRESSION)
     text_feat = text_ids = None
-    if (contrastive or masked) and cfg.verdict_outputs:
+    if (contrastive or masked) and final_cfg.verdict_outputs:
         raise ValueError(
             f"verdict_outputs needs the supervised objective (its head is the verdict), not {objective}"
         )
@@ -269,19 +276,18 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         uniq, inverse = tower.encode_unique(reports)
         text_feat, text_ids = torch.from_numpy(uniq), torch.from_numpy(inverse)
         log.info("contrastive: %d distinct reports of %d records", len(uniq), len(reports))
-    if cfg.verdict_outputs and cfg.verdict_outputs != n_out:
-        raise ValueError(f"verdict_outputs is {cfg.verdict_outputs}, but {data_dir} gives the head {n_out} "
+    if final_cfg.verdict_outputs and final_cfg.verdict_outputs != n_out:
+        raise ValueError(f"verdict_outputs is {final_cfg.verdict_outputs}, but {data_dir} gives the head {n_out} "
                          f"outputs ({len(codes)} statements + {len(REGRESSION)} intervals)")  # fmt: skip
-    # with a verdict token the head is the encoder's own (it ships with it); else a separate one
     if contrastive:
         head = ContrastiveHead(cfg.hidden_size, text_feat.shape[1], contrastive_dim)
     elif masked:
         head = MaskedHead(cfg)
     else:
-        head = enc.verdict_head if cfg.verdict_outputs else nn.Linear(cfg.hidden_size, n_out)
+        head = nn.Linear(cfg.hidden_size, n_out)
     enc.to(dev)
     head.to(dev)
-    params = [*enc.parameters(), *([] if cfg.verdict_outputs else head.parameters())]
+    params = [*enc.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -302,8 +308,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     ]
     n_tok = cfg.num_tokens
     weight = torch.ones(n_tok, n_out)
-    # the last `carriers` tokens carry the rate outputs (with the verdict token, which is last)
-    carriers = (k_rhy or k_meas) + (1 if cfg.verdict_outputs else 0)
+    # the last `carriers` tokens carry the rate outputs
+    carriers = k_rhy or k_meas
     if carriers:
         weight[: n_tok - carriers, rate_outputs] = 0.0
     if k_rhy:
@@ -470,6 +476,9 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             )
             r = rhythm_probe(enc, head, codes, rx, rm, rmeas, gold)
             metrics["real"][f"{source}:{root}"] = r
+    if final_cfg.verdict_outputs:  # the trained head becomes the encoder's verdict head
+        enc = _with_verdict(enc, head, final_cfg)
+        cfg = final_cfg
     stats = enc.fit_output_stats(
         tuple(
             torch.from_numpy(a[tr[i : i + 64]]) for a in (x_all, m_all, meas_all) if a is not None
@@ -493,6 +502,19 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     write_text(done.path, json.dumps(summary, indent=1, default=float))
     shutil.rmtree(ckpt, ignore_errors=True)
     return summary
+
+
+def _with_verdict(enc: EcgEncoder, head: nn.Linear, cfg: EcgEncoderConfig) -> EcgEncoder:
+    """`enc` (trained without a verdict token) as an encoder of `cfg` (verdict_outputs set) whose
+    verdict head is `head`: its verdict = the head's outputs averaged over the measurement tokens,
+    what the rhythm probe reads. The verdict embedding is a fixed random projection (the encoder
+    is frozen after stage 0; the LLM's projector learns to read it)."""
+    out = EcgEncoder(cfg)
+    missing, unexpected = out.load_state_dict(enc.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("verdict_") for k in missing):
+        raise RuntimeError(f"verdict encoder: missing {missing}, unexpected {unexpected}")
+    out.verdict_head.load_state_dict(head.state_dict())
+    return out.eval()
 
 
 def _save_state(

@@ -390,8 +390,9 @@ def test_encoder_with_rhythm_tokens(instruct, tmp_path):
 
 
 def test_encoder_with_verdict_token(instruct, tmp_path):
-    """Stage 0 with a verdict token: the head is the encoder's own (saved with it), a head of the
-    wrong size is refused, and the last token carries the head's verdict into a model."""
+    """Stage 0 with a verdict token: encoder and head train as without it, then the head becomes
+    the encoder's own (saved with it); a head of the wrong size is refused, and the last token
+    carries the head's verdict into a model."""
     import json
 
     import torch
@@ -404,17 +405,20 @@ def test_encoder_with_verdict_token(instruct, tmp_path):
     with pytest.raises(ValueError, match="verdict_outputs is 3, but"):
         pretrain_encoder(instruct, tmp_path / "bad", encoder_config={**TINY_ECG, "verdict_outputs": 3},
                          steps=1, batch_size=8, progress=False)  # fmt: skip
-    n_codes = len(
-        pretrain_encoder(instruct, tmp_path / "plain", steps=1, batch_size=8, progress=False)[
-            "codes"
-        ]
-    )
+    plain = pretrain_encoder(instruct, tmp_path / "plain", steps=2, batch_size=8, progress=False)
+    n_codes = len(plain["codes"])
     cfg = {**TINY_ECG, "verdict_outputs": n_codes + 6}
     enc = pretrain_encoder(
         instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8, progress=False
     )
     saved = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert saved["verdict_outputs"] == n_codes + 6
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(tmp_path / d / "ecg_encoder.safetensors")) for d in ("plain", "enc"))
+    head = load_file(str(tmp_path / "enc" / "head.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("feature_"))  # trained alike
+    assert torch.equal(b["verdict_head.weight"], head["weight"])
     model, proc = build_model(ecg=cfg)
     load_encoder_weights(model.ecg_encoder, enc["weights"])
     assert model.config.num_ecg_tokens == 25 + 4 + 1 == proc.num_ecg_tokens
