@@ -428,8 +428,10 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         losses.append(float(sum_over_processes(loss.detach())))
     if not acc.is_main_process:  # the main process validates and saves
         return {"main": False, "process": rank, "processes": world}
-    enc.to("cpu")
-    head.to("cpu")
+    # validation, probes and saving on the CPU (forward() reads `dev` when called)
+    dev = torch.device("cpu")
+    enc.to(dev)
+    head.to(dev)
     enc.eval()
     metrics: dict = {}
     if masked:  # the reconstruction of hidden spans on the validation split, against predicting 0
