@@ -17,7 +17,7 @@ STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V
 
 
 # each zoo encoder's own input (Hz, samples) as its authors prepare it
-ZOO_INPUT = {"st_mem": (250.0, 2250), "ecgfounder": (500.0, 5000)}
+ZOO_INPUT = {"st_mem": (250.0, 2250), "ecgfounder": (500.0, 5000), "merl_resnet": (500.0, 5000)}
 # ECGFounder's released 12-lead Net1D (PKUDigitalHealth/ECGFounder, finetune_model.py)
 ECGFOUNDER_FILTERS = (64, 160, 160, 400, 400, 1024, 1024)
 ECGFOUNDER_BLOCKS = (2, 2, 2, 3, 3, 4, 4)
@@ -71,7 +71,8 @@ class EcgEncoderConfig(PreTrainedConfig):
     verdict_outputs: int = 0
     # builtin, or a published encoder re-implemented to load its released weights (ecg_zoo.py):
     # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75),
-    # ecgfounder (ECGFounder's Net1D; hidden_size = the last of zoo_filters)
+    # ecgfounder (ECGFounder's Net1D; hidden_size = the last of zoo_filters), merl_resnet (MERL's
+    # ResNet1d; hidden_size 512, or 2048 with bottleneck blocks)
     encoder_type: str = "builtin"
     zoo_fs: float | None = None  # None: the zoo encoder's own input rate and length (ZOO_INPUT)
     zoo_seq_len: int | None = None
@@ -83,6 +84,10 @@ class EcgEncoderConfig(PreTrainedConfig):
     zoo_base_filters: int = 64
     zoo_kernel: int = 16
     zoo_groups_width: int = 16
+    # merl_resnet (MERL's ResNet1d): zoo_blocks per stage ([2, 2, 2, 2] = ResNet18, [3, 4, 6, 3] =
+    # ResNet34 or, with bottleneck blocks, ResNet50), and the tokens its feature map is averaged to
+    zoo_block: str = "basic"
+    zoo_tokens: int = 25
 
     @property
     def uses_measurements(self) -> bool:
@@ -99,6 +104,18 @@ class EcgEncoderConfig(PreTrainedConfig):
             fs, n = ZOO_INPUT[self.encoder_type]
             self.zoo_fs = float(self.zoo_fs) if self.zoo_fs is not None else fs
             self.zoo_seq_len = int(self.zoo_seq_len) if self.zoo_seq_len is not None else n
+        if self.encoder_type == "merl_resnet":
+            self.zoo_blocks = list(self.zoo_blocks or (2, 2, 2, 2))
+            if self.zoo_block not in ("basic", "bottleneck") or len(self.zoo_blocks) != 4:
+                raise ValueError(
+                    f"merl_resnet: zoo_block must be basic or bottleneck and zoo_blocks 4 numbers, got "
+                    f"{self.zoo_block!r} and {self.zoo_blocks}"
+                )
+            width = 512 * (4 if self.zoo_block == "bottleneck" else 1)
+            if self.hidden_size != width:
+                raise ValueError(
+                    f"merl_resnet: hidden_size {self.hidden_size} must be {width} ({self.zoo_block} blocks)"
+                )
         if self.encoder_type == "ecgfounder":
             self.zoo_filters = list(self.zoo_filters or ECGFOUNDER_FILTERS)
             self.zoo_blocks = list(self.zoo_blocks or ECGFOUNDER_BLOCKS)

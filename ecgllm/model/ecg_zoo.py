@@ -22,7 +22,8 @@ further, over time, for classification), then the toolkit's output standardisati
 (feature_mean / feature_std, identity until fitted). Weights: the authors' release (CC BY-NC 4.0 at the
 time of writing; check their repository), to be downloaded by the user; nothing is downloaded here.
 
-`ecgfounder`: ECGFounder's Net1D (EcgFounderEncoder below; 500 Hz, 10 s, 20 tokens of 1024):
+`ecgfounder`: ECGFounder's Net1D (EcgFounderEncoder below; 500 Hz, 10 s, 20 tokens of 1024), and
+`merl_resnet`: MERL's ResNet1d (MerlResNetEncoder below; 500 Hz, 10 s, zoo_tokens tokens of 512):
 
     cfg = EcgEncoderConfig(encoder_type="ecgfounder", hidden_size=1024)   # the released 12-lead model
     load_encoder_weights(build_ecg_encoder(cfg), "12_lead_ECGFounder.pth")
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ZOO = ("st_mem", "ecgfounder")
+ZOO = ("st_mem", "ecgfounder", "merl_resnet")
 
 
 class _Patches(nn.Module):
@@ -112,6 +113,17 @@ class _ZooEncoder(nn.Module):
     """What every zoo encoder shares: reading a state dict out of its authors' file, and the
     toolkit's output standardisation (feature_mean / feature_std buffers)."""
 
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        if config.measurement_tokens or config.rhythm_tokens or config.verdict_outputs:
+            raise ValueError(
+                f"{config.encoder_type} takes the signal only: no measurement, rhythm or verdict tokens"
+            )
+        self.gradient_checkpointing = False
+        self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
+        self.register_buffer("feature_std", torch.ones(config.hidden_size))
+
     def _state_in(self, raw, keys: tuple[str, ...], what: str) -> dict:
         """The state dict of tensors in `raw` (under the first of `keys` present, else `raw`
         itself); a ValueError naming `what` when there is none."""
@@ -142,6 +154,31 @@ class _ZooEncoder(nn.Module):
             )
         return b, n_leads, n
 
+    def _window(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None, centre: bool):
+        """(x, mask): the signal resampled to zoo_fs when the rates differ, then zoo_seq_len
+        samples of it (the centre ones, or the first), and the lead mask as bool (all present
+        when None)."""
+        c = self.config
+        x = ecg_values.float()
+        if abs(c.sampling_rate - c.zoo_fs) > 1e-9:
+            from scipy import signal as sps
+
+            n = int(round(x.shape[-1] * c.zoo_fs / c.sampling_rate))
+            x = torch.from_numpy(
+                sps.resample(x.detach().cpu().numpy(), n, axis=-1).astype(np.float32)
+            ).to(ecg_values.device)
+        if x.shape[-1] < c.zoo_seq_len:
+            raise ValueError(f"{c.encoder_type} needs {c.zoo_seq_len / c.zoo_fs:g} s at {c.zoo_fs:g} Hz; "
+                             f"got {x.shape[-1] / c.zoo_fs:g} s")  # fmt: skip
+        start = (x.shape[-1] - c.zoo_seq_len) // 2 if centre else 0
+        x = x[..., start : start + c.zoo_seq_len]
+        m = (
+            torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            if lead_mask is None
+            else lead_mask.to(x.device).bool()
+        )
+        return x, m
+
     def _with_own_stats(self, state: dict) -> dict:
         """`state` plus this encoder's output statistics where the authors' file has none."""
         own = self.state_dict()
@@ -158,16 +195,11 @@ class StMemEncoder(_ZooEncoder):
     """ST-MEM's encoder (see the module doc) with the toolkit's input and output."""
 
     def __init__(self, config):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         c = config
         if c.zoo_seq_len % c.patch_size:
             raise ValueError(
                 f"st_mem: zoo_seq_len {c.zoo_seq_len} must be a multiple of patch_size {c.patch_size}"
-            )
-        if c.measurement_tokens or c.rhythm_tokens or c.verdict_outputs:
-            raise ValueError(
-                "st_mem takes the signal only: no measurement, rhythm or verdict tokens"
             )
         width, n = c.hidden_size, c.zoo_seq_len // c.patch_size
         self.width, self.depth = width, c.num_hidden_layers
@@ -186,9 +218,6 @@ class StMemEncoder(_ZooEncoder):
             )
         self.dropout = nn.Dropout(c.dropout)
         self.norm = nn.LayerNorm(width)
-        self.gradient_checkpointing = False
-        self.register_buffer("feature_mean", torch.zeros(width))
-        self.register_buffer("feature_std", torch.ones(width))
 
     # --- the authors' preprocessing, on the toolkit's [B, 12, n] mV at sampling_rate -------------
     def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
@@ -376,13 +405,8 @@ class EcgFounderEncoder(_ZooEncoder):
     downloaded by the user under its licence (see their model card); nothing is downloaded here."""
 
     def __init__(self, config):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         c = config
-        if c.measurement_tokens or c.rhythm_tokens or c.verdict_outputs:
-            raise ValueError(
-                "ecgfounder takes the signal only: no measurement, rhythm or verdict tokens"
-            )
         self.first_conv = _ConvSame(c.n_leads, c.zoo_base_filters, c.zoo_kernel, 2)
         self.first_bn = nn.BatchNorm1d(c.zoo_base_filters)
         self.first_activation = _Swish()
@@ -391,33 +415,11 @@ class EcgFounderEncoder(_ZooEncoder):
             stages.append(_Net1DStage(cin, cout, c.zoo_kernel, 2, cout // c.zoo_groups_width, i, m))
             cin = cout
         self.stage_list = nn.ModuleList(stages)
-        self.gradient_checkpointing = False
-        self.register_buffer("feature_mean", torch.zeros(c.hidden_size))
-        self.register_buffer("feature_std", torch.ones(c.hidden_size))
 
     def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
         """The authors' input from the toolkit's [B, 12, n] mV: resampled to zoo_fs when the
         rates differ, the centre zoo_seq_len samples, z-scored over the present leads together."""
-        c = self.config
-        x = ecg_values.float()
-        if abs(c.sampling_rate - c.zoo_fs) > 1e-9:
-            from scipy import signal as sps
-
-            n = int(round(x.shape[-1] * c.zoo_fs / c.sampling_rate))
-            x = torch.from_numpy(
-                sps.resample(x.detach().cpu().numpy(), n, axis=-1).astype(np.float32)
-            )
-            x = x.to(ecg_values.device)
-        if x.shape[-1] < c.zoo_seq_len:
-            raise ValueError(f"ecgfounder needs {c.zoo_seq_len / c.zoo_fs:g} s at {c.zoo_fs:g} Hz; got "
-                             f"{x.shape[-1] / c.zoo_fs:g} s")  # fmt: skip
-        start = (x.shape[-1] - c.zoo_seq_len) // 2
-        x = x[..., start : start + c.zoo_seq_len]
-        m = (
-            torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-            if lead_mask is None
-            else lead_mask.to(x.device).bool()
-        )
+        x, m = self._window(ecg_values, lead_mask, centre=True)
         w = m[:, :, None].to(x.dtype).expand_as(x)
         count = w.sum(dim=(1, 2)).clamp(min=1.0)
         loc = (x * w).sum(dim=(1, 2)) / count
@@ -447,7 +449,139 @@ class EcgFounderEncoder(_ZooEncoder):
         return self._with_own_stats({k: v for k, v in state.items() if not k.startswith("dense.")})
 
 
+# --- MERL (ResNet1d) ----------------------------------------------------------------------------
+
+
+class _MerlBasic(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.shortcut = _merl_shortcut(cin, cout * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + self.shortcut(x))
+
+
+class _MerlBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, cout, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.conv3 = nn.Conv1d(cout, cout * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm1d(cout * 4)
+        self.shortcut = _merl_shortcut(cin, cout * 4, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(torch.relu(self.bn2(self.conv2(out)))))
+        return torch.relu(out + self.shortcut(x))
+
+
+def _merl_shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
+    if stride == 1 and cin == cout:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv1d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm1d(cout))
+
+
+# the toolkit's lead order (I, II, III, aVR, aVL, aVF, V1-V6) -> MERL's (MIMIC-IV-ECG's: aVF
+# before aVL), as their fine-tuning code swaps them
+MERL_LEAD_ORDER = (0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11)
+
+
+class MerlResNetEncoder(_ZooEncoder):
+    """MERL's ECG encoder (Liu et al., ICML 2024, "Zero-Shot ECG Classification with Multimodal
+    Learning and Test-time Clinical Knowledge Enhancement", github.com/cheliu-computation/
+    MERL-ICML2024, utils/resnet1d.py): a 1-D ResNet (a 7-wide stride-2 stem of 64 channels without
+    max-pooling, then 4 stages of basic or bottleneck blocks, 64-128-256-512 channels, strides
+    1-2-2-2, batch norm, ReLU). Parameter names are the authors' (conv1, bn1, layer<i>.<j>.conv1/
+    bn1/conv2/bn2[/conv3/bn3], shortcut.0/1; their `linear` head is dropped), so the file their
+    pretraining writes (`..._encoder.pth`: the bare encoder state dict) loads unchanged, and so
+    does their whole-model checkpoint (encoder under `ecg_encoder.`). Input as their code
+    prepares it: 500 Hz, the first 10 s (5000 samples), min-max scaled to 0-1 over all leads
+    together, lead order I, II, III, aVR, aVF, aVL, V1-V6 (MIMIC-IV-ECG's; swapped here); a
+    missing lead becomes a flat line at the scaled 0 mV (what their zero padding gives). Output:
+    the last stage's feature map (313 steps for 5000 samples) averaged to `zoo_tokens` tokens.
+    Batch norm keeps its running statistics (pretrained) in training too: LLM batches are small.
+    Weights: the authors' release (see their README for the link and licence)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        block = _MerlBottleneck if c.zoo_block == "bottleneck" else _MerlBasic
+        self.conv1 = nn.Conv1d(c.n_leads, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm1d(64)
+        cin = 64
+        for i, (width, n, stride) in enumerate(
+            zip((64, 128, 256, 512), c.zoo_blocks, (1, 2, 2, 2), strict=True)
+        ):
+            layers = []
+            for j in range(n):
+                layers.append(block(cin, width, stride if j == 0 else 1))
+                cin = width * block.expansion
+            self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():  # frozen batch-norm statistics (see the class doc)
+            if isinstance(m, nn.BatchNorm1d):
+                m.eval()
+        return self
+
+    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
+        x, m = self._window(ecg_values, lead_mask, centre=False)
+        big = torch.finfo(x.dtype).max
+        lo = torch.where(m[:, :, None], x, big).amin(dim=(1, 2))
+        hi = torch.where(m[:, :, None], x, -big).amax(dim=(1, 2))
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)  # (no lead present: 0 and 0)
+        lo = torch.where(m.any(1), lo, torch.zeros_like(lo))
+        hi = torch.where(m.any(1), hi, torch.zeros_like(hi))
+        scaled = (x - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]
+        flat = (0.0 - lo) / (hi - lo + 1e-8)  # 0 mV, scaled
+        z = torch.where(m[:, :, None], scaled, flat[:, None, None].expand_as(x))
+        return z[:, list(MERL_LEAD_ORDER)]
+
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        self._check_input(ecg_values)
+        x = self.prepare(ecg_values, lead_mask).to(self.conv1.weight.dtype)
+        x = torch.relu(self.bn1(self.conv1(x)))
+        for i in range(1, 5):
+            stage = getattr(self, f"layer{i}")
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        h = nn.functional.adaptive_avg_pool1d(x, self.config.zoo_tokens).transpose(1, 2)
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
+    def checkpoint_state(self, raw: dict) -> dict:
+        """The encoder's weights from a MERL file: the bare encoder state dict, or a whole-model
+        one (encoder keys under "ecg_encoder.", "module." from DDP stripped); `linear` dropped."""
+        state = self._state_in(raw, ("model_state_dict", "state_dict", "model"), "MERL")
+        if all(k.startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}
+        if any(k.startswith("ecg_encoder.") for k in state):
+            state = {
+                k[len("ecg_encoder.") :]: v
+                for k, v in state.items()
+                if k.startswith("ecg_encoder.")
+            }
+        return self._with_own_stats({k: v for k, v in state.items() if not k.startswith("linear.")})
+
+
 def zoo_num_tokens(config) -> int:
+    if config.encoder_type == "merl_resnet":
+        return config.zoo_tokens
     if config.encoder_type == "st_mem":
         return config.zoo_seq_len // config.patch_size
     if config.encoder_type == "ecgfounder":
@@ -468,4 +602,6 @@ def build_ecg_encoder(config) -> nn.Module:
         return StMemEncoder(config)
     if config.encoder_type == "ecgfounder":
         return EcgFounderEncoder(config)
+    if config.encoder_type == "merl_resnet":
+        return MerlResNetEncoder(config)
     raise ValueError(f"encoder_type must be builtin or one of {ZOO}, not {config.encoder_type!r}")

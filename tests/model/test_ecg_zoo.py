@@ -14,7 +14,12 @@ import torch
 
 from ecgllm.model.configuration_ecgllm import EcgEncoderConfig
 from ecgllm.model.ecg_encoder import load_encoder_weights
-from ecgllm.model.ecg_zoo import EcgFounderEncoder, StMemEncoder, build_ecg_encoder
+from ecgllm.model.ecg_zoo import (
+    EcgFounderEncoder,
+    MerlResNetEncoder,
+    StMemEncoder,
+    build_ecg_encoder,
+)
 from tests.conftest import ROOT
 
 TINY_ST_MEM = dict(encoder_type="st_mem", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -22,9 +27,12 @@ TINY_ST_MEM = dict(encoder_type="st_mem", hidden_size=32, num_hidden_layers=2, n
 # the released Net1D's depth (7 stages: 20 tokens from 10 s), narrow
 TINY_FOUNDER = dict(encoder_type="ecgfounder", hidden_size=32, zoo_filters=[16, 16, 32, 32, 32, 32, 32],
                     zoo_blocks=[1, 1, 1, 1, 1, 1, 2], zoo_base_filters=16, zoo_kernel=5, zoo_groups_width=8)  # fmt: skip
+# MERL's ResNet18 at its real width (3.8 M parameters), fewer tokens
+TINY_MERL = dict(encoder_type="merl_resnet", hidden_size=512, zoo_tokens=8)
 # per zoo encoder: its tiny config, and one of its weights (in the authors' names) to follow
 ZOO_CASES = {"st_mem": (TINY_ST_MEM, "block0.attn.fn.to_qkv.weight"),
-             "ecgfounder": (TINY_FOUNDER, "stage_list.3.block_list.0.conv2.conv.weight")}  # fmt: skip
+             "ecgfounder": (TINY_FOUNDER, "stage_list.3.block_list.0.conv2.conv.weight"),
+             "merl_resnet": (TINY_MERL, "layer3.0.conv2.weight")}  # fmt: skip
 
 
 def _authors_keys(depth: int, leads: int = 12) -> set[str]:
@@ -127,8 +135,12 @@ def test_in_the_model_trained_and_exported(tmp_path, zoo):
     tiny, weight = ZOO_CASES[zoo]
     torch.manual_seed(0)
     model, proc = build_model(ecg=tiny)
-    kind = {"st_mem": StMemEncoder, "ecgfounder": EcgFounderEncoder}[zoo]
-    assert model.config.num_ecg_tokens == {"st_mem": 30, "ecgfounder": 20}[zoo]
+    kind = {
+        "st_mem": StMemEncoder,
+        "ecgfounder": EcgFounderEncoder,
+        "merl_resnet": MerlResNetEncoder,
+    }[zoo]
+    assert model.config.num_ecg_tokens == {"st_mem": 30, "ecgfounder": 20, "merl_resnet": 8}[zoo]
     assert isinstance(model.ecg_encoder, kind)
     model.save_pretrained(tmp_path / "base")
     proc.save_pretrained(tmp_path / "base")
@@ -184,6 +196,11 @@ def test_trains_in_the_recipe_from_the_authors_file(instruct, tmp_path, zoo):
     sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
     if zoo == "st_mem":
         torch.save({"model": sd}, tmp_path / "authors.pth")
+    elif zoo == "merl_resnet":  # their pretraining's `..._encoder.pth`: the bare encoder
+        torch.save(
+            {**sd, "linear.weight": torch.randn(10, 512), "linear.bias": torch.zeros(10)},
+            tmp_path / "authors.pth",
+        )
     else:
         head = {"dense.weight": torch.randn(150, 32), "dense.bias": torch.zeros(150)}
         torch.save({"state_dict": {**sd, **head}, "epoch": 3}, tmp_path / "authors.pth")
@@ -299,3 +316,91 @@ def test_ecgfounder_loads_the_authors_checkpoint_files(tmp_path):
     wide = {**TINY_FOUNDER, "zoo_filters": [16, 16, 32, 32, 32, 32, 48], "hidden_size": 48}
     with pytest.raises(ValueError, match="do not fit the configured encoder"):
         load_encoder_weights(EcgFounderEncoder(EcgEncoderConfig(**wide)), tmp_path / "released.pth")
+
+
+def _merl_authors_keys(blocks, bottleneck: bool = False) -> set[str]:
+    """MERL's ResNet state-dict keys, written out from the authors' module tree (their
+    utils/resnet1d.py): conv1, bn1, layer<i>.<j>.conv1/bn1/conv2/bn2[/conv3/bn3], shortcut.0/1
+    where the block changes stride or width, linear (their head, dropped here)."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = {"conv1.weight"} | {f"bn1.{p}" for p in bn}
+    cin, exp = 64, 4 if bottleneck else 1
+    for i, (width, n, stride) in enumerate(
+        zip((64, 128, 256, 512), blocks, (1, 2, 2, 2), strict=True)
+    ):
+        for j in range(n):
+            pre = f"layer{i + 1}.{j}."
+            convs = (1, 2, 3) if bottleneck else (1, 2)
+            keys |= {pre + f"conv{k}.weight" for k in convs} | {
+                pre + f"bn{k}.{p}" for k in convs for p in bn
+            }
+            if (stride if j == 0 else 1) != 1 or cin != width * exp:
+                keys |= {pre + "shortcut.0.weight"} | {pre + f"shortcut.1.{p}" for p in bn}
+            cin = width * exp
+    return keys
+
+
+def test_merl_resnet_layout_input_and_shapes():
+    enc = MerlResNetEncoder(EcgEncoderConfig(**TINY_MERL))
+    assert set(enc.state_dict()) - {"feature_mean", "feature_std"} == _merl_authors_keys(
+        [2, 2, 2, 2]
+    )
+    r50 = EcgEncoderConfig(encoder_type="merl_resnet", hidden_size=2048, zoo_block="bottleneck",
+                           zoo_blocks=[3, 4, 6, 3])  # fmt: skip
+    own = set(MerlResNetEncoder(r50).state_dict()) - {"feature_mean", "feature_std"}
+    assert own == _merl_authors_keys([3, 4, 6, 3], bottleneck=True)
+    assert tuple(enc.state_dict()["conv1.weight"].shape) == (64, 12, 7)
+    out = enc(_signals())
+    assert tuple(out.shape) == (2, 8, 512) and torch.isfinite(out).all()
+    # their input: min-max to 0-1 over all leads together, aVF before aVL
+    x = _signals()
+    x[:, 4] += 0.25  # aVL stands out
+    prep = enc.prepare(x, None)
+    assert float(prep.min()) == pytest.approx(0.0, abs=1e-6) and float(prep.max()) == pytest.approx(
+        1.0, abs=1e-6
+    )
+    lo, hi = float(x[0].min()), float(x[0].max())
+    torch.testing.assert_close(
+        prep[0, 5], (x[0, 4] - lo) / (hi - lo + 1e-8)
+    )  # aVL is their 6th lead
+    torch.testing.assert_close(prep[0, 4], (x[0, 5] - lo) / (hi - lo + 1e-8))
+    # a missing lead: a flat line at the scaled 0 mV, whatever the recording held there
+    m = torch.ones(2, 12, dtype=torch.bool)
+    m[:, 9] = False
+    y = x.clone()
+    y[:, 9] = 40.0
+    torch.testing.assert_close(enc(x, m), enc(y, m))
+    assert float(enc.prepare(y, m)[0, 9].std()) < 1e-6
+    # batch norm keeps its pretrained statistics when the model trains
+    enc.train()
+    assert enc.training and not enc.bn1.training
+    before = enc.bn1.running_mean.clone()
+    enc(_signals())
+    assert torch.equal(before, enc.bn1.running_mean)
+    with pytest.raises(ValueError, match="hidden_size 256 must be 512"):
+        EcgEncoderConfig(encoder_type="merl_resnet", hidden_size=256)
+    with pytest.raises(ValueError, match="zoo_block must be basic or bottleneck"):
+        EcgEncoderConfig(encoder_type="merl_resnet", hidden_size=512, zoo_block="wide")
+
+
+def test_merl_resnet_loads_the_authors_files(tmp_path):
+    """The encoder file their pretraining writes (bare state dict with its `linear` head), their
+    whole-model checkpoint (encoder under ecg_encoder., a text model beside it) and a DDP copy."""
+    torch.manual_seed(1)
+    src = MerlResNetEncoder(EcgEncoderConfig(**TINY_MERL))
+    sd = {k: v for k, v in src.state_dict().items() if k not in ("feature_mean", "feature_std")}
+    head = {"linear.weight": torch.randn(10, 512), "linear.bias": torch.zeros(10)}
+    torch.save({**sd, **head}, tmp_path / "merl_encoder.pth")
+    whole = {**{f"ecg_encoder.{k}": v for k, v in {**sd, **head}.items()},
+             "lm_model.embeddings.word_embeddings.weight": torch.zeros(4, 8), "proj_t.0.weight": torch.zeros(8, 8)}  # fmt: skip
+    torch.save(whole, tmp_path / "merl_total.pth")
+    torch.save(
+        {"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in whole.items()}},
+        tmp_path / "ckpt.pth",
+    )
+    for name in ("merl_encoder.pth", "merl_total.pth", "ckpt.pth"):
+        torch.manual_seed(2)
+        dst = MerlResNetEncoder(EcgEncoderConfig(**TINY_MERL))
+        load_encoder_weights(dst, tmp_path / name)
+        assert all(torch.equal(dst.state_dict()[k], v) for k, v in sd.items()), name
+        torch.testing.assert_close(dst.eval()(_signals()), src.eval()(_signals()))
