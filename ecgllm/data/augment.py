@@ -40,6 +40,12 @@ class SignalAugment:
     # taken before augmentation, then tell the model about the record (see the module docstring)
     signal_dropout: float = 0.0
     fs: float = 500.0
+    # the measurement vector (ecgllm.signal.features: scaled values, then measured flags), for
+    # encoders with measurement tokens: Gaussian noise of this SD on each measured value (in its
+    # scaled units: 0.2 = 4 bpm of rate, 6 ms of QRS), and this share of the measurements marked
+    # unmeasured; so the LLM's reading of them is smooth and no single measurement decides alone
+    measurement_noise: float = 0.0
+    measurement_dropout: float = 0.0
 
     @classmethod
     def off(cls) -> SignalAugment:
@@ -92,3 +98,19 @@ class SignalAugment:
             quiet = torch.rand(b, generator=g) < self.signal_dropout
             x = x * (~quiet)[:, None, None].to(x.dtype)
         return x * mask[:, :, None].to(x.dtype), mask
+
+    def measurements(self, meas: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        """meas [B, 2 * n] (values, then 0/1 measured flags) -> a noisy copy (see the fields)."""
+        if not (self.measurement_noise or self.measurement_dropout):
+            return meas
+        half = meas.shape[1] // 2
+        values, flags = meas[:, :half], meas[:, half:]
+        if self.measurement_noise:
+            noise = torch.randn(values.shape, generator=g).to(values.dtype)
+            values = values + self.measurement_noise * noise * flags
+        if self.measurement_dropout:
+            keep = (torch.rand(values.shape, generator=g) >= self.measurement_dropout).to(
+                values.dtype
+            )
+            values, flags = values * keep, flags * keep
+        return torch.cat([values, flags], dim=1)

@@ -173,14 +173,18 @@ class EcgCollator:
             return batch
         import hashlib
 
-        values, masks = [], []
+        values, masks, meas = [], [], []
         for i, key in enumerate(keys):
             h = hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest()
             g = torch.Generator().manual_seed(int.from_bytes(h, "little") & (2**63 - 1))
             v, m = self.augment(batch["ecg_values"][i : i + 1], batch["lead_mask"][i : i + 1], g)
             values.append(v)
             masks.append(m)
+            if "ecg_measurements" in batch:
+                meas.append(self.augment.measurements(batch["ecg_measurements"][i : i + 1], g))
         batch["ecg_values"], batch["lead_mask"] = torch.cat(values), torch.cat(masks)
+        if meas:
+            batch["ecg_measurements"] = torch.cat(meas)
         return batch
 
     @staticmethod

@@ -58,3 +58,27 @@ def test_collator_augments_the_signal_not_the_measurements(instruct):
     other = EcgCollator(proc, max_length=512, augment=SignalAugment(), seed=4)(rows)
     assert not torch.equal(other["ecg_values"], a["ecg_values"])
     assert np.isfinite(a["ecg_values"].numpy()).all()
+
+
+def test_measurement_noise_and_dropout(instruct):
+    """Opt-in: noise on the measured values only, dropout marks values unmeasured (value and flag
+    zero); in the collator seeded like the signal's, so resumed runs see the same batches."""
+    meas = torch.cat([torch.full((64, 10), 0.5), torch.ones(64, 10)], dim=1)
+    meas[:, 3], meas[:, 13] = 0.0, 0.0  # one measurement missing in every record
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(SignalAugment().measurements(meas, g), meas)  # off by default
+    noisy = SignalAugment(measurement_noise=0.2).measurements(meas, g)
+    assert torch.equal(noisy[:, 10:], meas[:, 10:]) and torch.equal(noisy[:, 3], meas[:, 3])
+    assert 0.15 < float((noisy[:, :10] - meas[:, :10]).std()) < 0.25
+    dropped = SignalAugment(measurement_dropout=0.5).measurements(meas, g)
+    gone = dropped[:, 10:] == 0
+    assert 0.4 < float(gone.float().mean()) < 0.65 and (dropped[:, :10][gone] == 0).all()
+
+    proc = build_model()[1]
+    rows = [EcgInstructionDataset(instruct, "train")[i] for i in range(4)]
+    plain = EcgCollator(proc, max_length=512)(rows)
+    aug = SignalAugment(measurement_noise=0.2, measurement_dropout=0.1)
+    a = EcgCollator(proc, max_length=512, augment=aug, seed=3)(rows)
+    b = EcgCollator(proc, max_length=512, augment=aug, seed=3)(rows)
+    assert torch.equal(a["ecg_measurements"], b["ecg_measurements"])
+    assert not torch.equal(a["ecg_measurements"], plain["ecg_measurements"])
