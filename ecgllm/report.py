@@ -4,8 +4,10 @@
 
 Sections: the metric table (value with its 95% interval, chance level, blank-ECG score, n,
 unparsed rate), per-label F1/AUC bars for detection, confusion matrices for single-label tasks,
-ECG-QA accuracy per question type, robustness sweep curves, and a gallery of examples (the ECG
-page, the question, the gold answer, the prediction, right or wrong).
+ECG-QA accuracy per question type, robustness sweep curves, the misread records of single-answer
+questions scored by option log-likelihood (which record, what it was called, its measured rate,
+RR variation and intervals: where to look first on real records), and a gallery of examples (the
+ECG page, the question, the gold answer, the prediction, right or wrong).
 """
 
 from __future__ import annotations
@@ -123,6 +125,55 @@ def _confusion(c: dict, title: str) -> str:
     ax.set_ylabel("gold")
     ax.set_title(title)
     return f"<img class=plot src='{_png(fig)}' alt='confusion matrix {html.escape(title)}'>"
+
+
+MISREAD_FEATURES = (("hr_bpm", "rate (bpm)"), ("rr_sd_ms", "RR SD (ms)"), ("pr_ms", "PR (ms)"),
+                    ("qrs_ms", "QRS (ms)"), ("qt_ms", "QT (ms)"))  # fmt: skip
+
+
+def misreads(recs: list[dict]) -> dict[str, list[dict]]:
+    """Per benchmark, the single-answer option questions answered wrong (the option with the
+    highest log-likelihood): record ids, gold, pick and the record's measurements, ordered by
+    gold answer, answer, then rate."""
+    out: dict[str, list[dict]] = {}
+    for r in recs:
+        ll, opts, ans = r.get("loglik"), r.get("options"), r.get("answer")
+        if not ll or not opts or not isinstance(ans, list) or len(ans) != 1:
+            continue
+        pick = opts[int(np.argmax(ll))]
+        if pick == ans[0]:
+            continue
+        try:
+            feats = json.loads(r.get("features") or "{}")
+        except (TypeError, json.JSONDecodeError):
+            feats = {}
+        out.setdefault(r["benchmark"], []).append(
+            {
+                "records": ", ".join(map(str, r.get("record_ids") or [])),
+                "gold": ans[0],
+                "pick": pick,
+                **{k: feats.get(k) for k, _ in MISREAD_FEATURES},
+            }  # fmt: skip
+        )
+    for rows in out.values():
+        rows.sort(
+            key=lambda x: (x["gold"], x["pick"], x["hr_bpm"] if x["hr_bpm"] is not None else -1)
+        )
+    return out
+
+
+def _misread_table(name: str, rows: list[dict], limit: int = 60) -> str:
+    head = "".join(
+        f"<th>{h}</th>" for h in ("record", "gold", "answered", *(t for _, t in MISREAD_FEATURES))
+    )
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(x[k]))}</td>" for k in ("records", "gold", "pick"))
+        + "".join(f"<td class=num>{'–' if x[k] is None else f'{x[k]:.1f}'}</td>" for k, _ in MISREAD_FEATURES)
+        + "</tr>"
+        for x in rows[:limit]
+    )  # fmt: skip
+    more = f"<p class=muted>{len(rows) - limit} more not shown</p>" if len(rows) > limit else ""
+    return f"<h3>{html.escape(name)}: {len(rows)} misread</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
 def _grouped(res: dict, blank_res: dict | None) -> list[str]:
@@ -293,6 +344,10 @@ def write_report(eval_dir: str | Path, out: str | Path | None = None, blank: str
             "<h2>Robustness</h2>",
             _sweep_plot(json.loads((Path(sweep) / "sweep.json").read_text())),
         ]
+    wrong = misreads(recs)
+    if wrong:
+        parts.append("<h2>Misread records</h2>")
+        parts += [_misread_table(k, v) for k, v in sorted(wrong.items())]
     parts += ["<h2>Examples</h2>", _gallery(recs, data, examples)]
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>" + html.escape(title) +
             f"</title><style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>")  # fmt: skip

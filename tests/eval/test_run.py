@@ -300,3 +300,30 @@ def test_detection_calibrated_on_the_validation_split(tiny_dir, instruct, tmp_pa
         d["calibrated"]
     )  # reused
     assert len((tmp_path / "b" / "samples.jsonl").read_text().splitlines()) == len(lines)
+
+
+def test_misread_records_listed():
+    """report.misreads: the single-answer option questions answered wrong by log-likelihood,
+    with the record's measurements, ordered by gold answer, answer, rate; multi-answer ones skipped."""
+    from ecgllm.report import _misread_table, misreads
+
+    opts = ["sinus rhythm", "sinus bradycardia", "atrial flutter"]
+
+    def rec(rid, gold, ll, hr, bench="real_rhythm"):
+        return {"benchmark": bench, "record_ids": [rid], "options": opts, "answer": [gold], "loglik": ll,
+                "features": json.dumps({"hr_bpm": hr, "rr_sd_ms": 12.0, "pr_ms": None})}  # fmt: skip
+
+    recs = [rec("a", "sinus rhythm", [-1, -0.5, -3], 61.0), rec("b", "sinus rhythm", [-0.1, -2, -3], 70.0),
+            rec("c", "sinus rhythm", [-2, -3, -0.2], 80.0), rec("d", "sinus rhythm", [-2, -0.3, -3], 59.0),
+            {**rec("e", "sinus rhythm", [-2, -0.3, -3], 50.0), "answer": ["sinus rhythm", "atrial flutter"]},
+            {"benchmark": "report", "prediction": "x"}]  # fmt: skip
+    out = misreads(recs)
+    rows = out["real_rhythm"]
+    assert [r["records"] for r in rows] == ["c", "d", "a"]  # b is right, e has two answers
+    assert (
+        rows[1]["pick"] == "sinus bradycardia"
+        and rows[1]["hr_bpm"] == 59.0
+        and rows[1]["pr_ms"] is None
+    )
+    page = _misread_table("real_rhythm", rows, limit=2)
+    assert "3 misread" in page and "59.0" in page and "1 more not shown" in page
