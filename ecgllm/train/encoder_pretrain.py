@@ -23,6 +23,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from dataclasses import replace as replace_fields
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +318,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         weight[n_tok - k_rhy :, other] = 0.0
 
     gen = torch.Generator().manual_seed(seed)
+    measurement_drop = replace_fields(SignalAugment.off(), measurement_dropout=MEASUREMENT_DROPOUT)
 
     def forward(idx: np.ndarray, augment: bool, rows: slice | None = None) -> torch.Tensor:
         """The batch `idx` (augmented when training), through the encoder (and head) for the
@@ -326,9 +328,7 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
         if augment and aug is not None:  # the encoder must not memorise records or recordings
             x, m = aug(x, m, gen)
         if augment and meas is not None:  # no single measurement may carry a label alone
-            half = meas.shape[1] // 2
-            drop = torch.rand(meas.shape[0], half, generator=gen) < MEASUREMENT_DROPOUT
-            meas = meas * (~torch.cat([drop, drop], dim=1)).to(meas.dtype)
+            meas = measurement_drop.measurements(meas, gen)
         pm = head.draw_mask(len(idx), mask_ratio, gen) if masked else None
         total = head.total(m, pm) if masked else None  # the whole batch's, whatever the share
         if rows is not None:
