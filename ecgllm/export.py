@@ -153,8 +153,14 @@ def load_checkpoint(ckpt: str | Path, base: str | Path | None = None, dequantize
         from .train.setup import _resolve
 
         m = from_dict(recipe).model
+        ecg_tok = None
+        if getattr(processor, "tokenizes_ecgs", False):  # the same ECG token rows as in training
+            from .model.ecg_tokenizer import EcgTokenizer
+
+            ecg_tok = EcgTokenizer.from_document(processor.ecg_tokens)
         model, _ = build_model(backbone=info["backbone"], vision=_resolve(m.vision, TINY_SIGLIP),
-                               ecg=_resolve(m.ecg, TINY_ECG), chat_family=m.chat_family)  # fmt: skip
+                               ecg=_resolve(m.ecg, TINY_ECG), chat_family=m.chat_family,
+                               ecg_tokenizer=ecg_tok)  # fmt: skip
     else:
         raise FileNotFoundError(f"{ckpt}: cannot find the base model (give base=...; looked for "
                                 f"{ckpt.parent / 'base'} and the adapter's base_model_name_or_path)")  # fmt: skip
@@ -292,20 +298,34 @@ def model_card(processor, info: dict, repo_id: str | None, license: str, results
             f'processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)')  # fmt: skip
     recipe = info.get("recipe", {})
     train = recipe.get("train", {})
+    images = bool(processor.num_image_tokens or getattr(processor, "native", None) is not None)
+    tokens_line = None
+    if getattr(processor, "tokenizes_ecgs", False):
+        c = processor.ecg_tokens["config"]
+        reads = "the ECG is read as tokens in the language model's vocabulary"
+        tokens_line = (f"- ECG tokens: leads {', '.join(c['leads'])} resampled to {c['fs']:g} Hz, {c['levels']} mu-law "
+                       f"amplitude levels (clipped at {c['clip_mv']:g} mV) merged by BPE into {c['vocab_size']} tokens; "
+                       "the tokenizer is in `processor_config.json` (`ecg_tokens`); tokenizing needs `pip install ecgllm`.")  # fmt: skip
+    else:
+        reads = (
+            "an ECG time-series encoder"
+            + (" and an image encoder" if images else "")
+            + " projected into a language model"
+        )
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
         f"# {name.split('/')[-1]}", "",
-        "An ECG-language model built with [ecgllm](https://github.com/ecgllm/ecgllm): an ECG time-series "
-        "encoder and an image encoder projected into a language model"
-        + (f" ({base})" if base else "") + ". It reads 12-lead ECGs (signal and/or a picture of the paper ECG) "
-        "and answers questions about them or writes a report.", "",
+        "An ECG-language model built with [ecgllm](https://github.com/ecgllm/ecgllm): " + reads
+        + (f" ({base})" if base else "") + ". It reads 12-lead ECGs" + (" (signal and/or a picture of the paper ECG)"
+        if images else " (the signal)") + " and answers questions about them or writes a report.", "",
         "## Use", "", "```python", load, "```", "",
         "With `pip install ecgllm`, `import ecgllm.model` registers the classes and `trust_remote_code` is not needed.", "",
         "## Inputs", "",
         f"- ECG signal: {len(processor.ecg_leads)} leads in the order {leads}; {processor.ecg_seconds:g} s at "
         f"{processor.ecg_fs:g} Hz ({processor.ecg_samples} samples), millivolts; normalisation: "
         f"`{processor.ecg_normalization}` (clip at {processor.ecg_clip_mv:g} mV where clipping). Records at other rates or lengths are resampled and cropped/padded by ecgllm's `standardize`.",
-        "- ECG image: a page of ECG paper, resized by the image processor in `processor_config.json`.",
+        *([tokens_line] if tokens_line else []),
+        *(["- ECG image: a page of ECG paper, resized by the image processor in `processor_config.json`."] if images else []),
         "- Prompts: the chat template in `chat_template.jinja`; ECGs and images are content items `{\"type\": \"ecg\"}` / `{\"type\": \"image\"}`.", "",
     ]  # fmt: skip
     if table:
@@ -425,7 +445,7 @@ def verify_inputs(processor, n: int = 2, seed: int = 0) -> dict[str, torch.Tenso
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    content = [{"type": "ecg"}] if processor.num_ecg_tokens else []
+    content = [{"type": "ecg"}] if processor.takes_ecgs else []
     if processor.num_image_tokens:
         content.append({"type": "image"})
     texts, ecgs, images = [], [], []
@@ -437,7 +457,7 @@ def verify_inputs(processor, n: int = 2, seed: int = 0) -> dict[str, torch.Tenso
             }
         ]
         texts.append(processor.apply_chat_template(msg, add_generation_prompt=True))
-        if processor.num_ecg_tokens:
+        if processor.takes_ecgs:
             ecgs.append(
                 (
                     0.3 * rng.standard_normal((len(processor.ecg_leads), processor.ecg_samples))

@@ -2,6 +2,7 @@
 
     python recipes/quickstart.py --out runs/default          # what `make demo` runs (~20 min, 2 cores)
     python recipes/quickstart.py --out runs/gemma --backbone offline:gemma3-270m   # real 270M LLM, ~1 h
+    python recipes/quickstart.py --out runs/tokens --route tokens   # the ECG as tokens in the vocabulary
 
 Steps, each reused when re-run (and resumed when interrupted):
  1. simulate a PTB-XL-layout database (labels, intervals and noise known), read it back through
@@ -48,8 +49,8 @@ TOL = {"hr_bpm": 2.0, "pr_ms": 20.0, "qrs_ms": 12.0, "qt_ms": 25.0}
 
 
 # everything made from the simulated database, in pipeline order
-DERIVED = ("instruct", "sim_encoder", "encoder_data", "ecg_encoder", "align", "sft", "eval", "eval_real",
-           "export", "grpo", "eval_grpo")  # fmt: skip
+DERIVED = ("instruct", "sim_encoder", "encoder_data", "ecg_encoder", "ecg_tokenizer", "align", "forecast",
+           "sft", "eval", "eval_real", "export", "grpo", "eval_grpo")  # fmt: skip
 # the real records shared beside the project (LUDB, PhysioNet/CinC 2021), if present
 SHARED_REAL = HERE.parents[1] / "shared" / "data" / "real"
 SHIPPED_REAL = HERE.parent / "tests" / "fixtures" / "real"
@@ -60,6 +61,27 @@ PRESETS = {
     "tiny": ("tiny_cpu_align.yaml", "tiny_cpu.yaml", None),
     "offline:gemma3-270m": ("gemma3_270m_align.yaml", "gemma3_270m_lora.yaml", 40),
 }
+# the tokenizer route (--route tokens): the ECG read as tokens in the LLM's vocabulary; stage 1
+# learns them by forecasting (the counterpart of align), stage 2 is the same SFT
+TOKEN_PRESETS = {"tiny": ("tiny_cpu_tokens_forecast.yaml", "tiny_cpu_tokens.yaml", None)}
+
+
+def tokenizer_step(out: Path, data: Path) -> Path:
+    """The ECG tokenizer learned on the training split (data_builders/ecg_tokenizer.py), again
+    when the data changed; prints its round-trip error."""
+    tok = out / "ecg_tokenizer"
+    stamp = Stamp(tok / "inputs.json")
+    want = {str(data / "build_report.json"): (data / "build_report.json").stat().st_mtime_ns}
+    if stamp.matches(want) and (tok / "round_trip.json").exists():
+        r = json.loads((tok / "round_trip.json").read_text())
+        print(
+            f"      reusing {tok}: round trip RMSE {r['rmse_mv']:.3f} mV, {r['tokens_per_lead']:.0f} tokens per lead"
+        )
+    else:
+        run([str(HERE.parent / "data_builders" / "ecg_tokenizer.py"), "--data", str(data), "--out", str(tok)],
+            "ECG tokenizer")  # fmt: skip
+        stamp.write(want)
+    return tok
 
 
 def simulate_step(out: Path, n: int, seed: int, workers: int, rhythms: str) -> Path:
@@ -370,9 +392,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--eval-limit", type=int, default=None, help="first N samples per benchmark (quick checks)"
     )
+    ap.add_argument("--route", default="encoder", choices=["encoder", "tokens"],
+                    help="how the LLM reads the ECG: encoder (default: a pretrained ECG encoder's "
+                    "features through a projector) or tokens (its own tokens in the LLM's vocabulary: "
+                    "data_builders/ecg_tokenizer.py, a forecasting stage, then the same SFT)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.grpo and args.retrieve:
         ap.error("--grpo with --retrieve: GRPO's prompts do not carry retrieved reports yet")
+    if args.route == "tokens":
+        if args.backbone not in TOKEN_PRESETS:
+            ap.error(f"--route tokens has configs for {sorted(TOKEN_PRESETS)} only")
+        if args.retrieve or args.grpo:
+            ap.error("--route tokens: --retrieve (its index is made by the ECG encoder) and --grpo "
+                     "are built for the encoder route only")  # fmt: skip
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
@@ -427,18 +459,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.stop_after == "data":
         return
     real = real_sources(args.real)
-    print(
-        f"[4/8] ECG encoder pretraining on {args.encoder_records} more simulated records "
-        f"({ENCODER_OBJECTIVES[args.encoder_objective]}):"
-    )
-    enc_data = encoder_data(out, args.encoder_records, args.seed, args.workers)
-    run([str(HERE / "pretrain_ecg_encoder.py"), "--data", str(enc_data), "--out", str(out / "ecg_encoder"),
-         "--steps", str(args.encoder_steps), "--batch-size", str(min(32, max(2, args.encoder_records // 2))),
-         "--objective", args.encoder_objective,
-         *[f"--real={s}={d}" for s, d in real]], "ECG encoder pretraining")  # fmt: skip
-    # (a batch of at most half the records: the training split holds ~80% of them)
-    weights = out / "ecg_encoder" / "ecg_encoder.safetensors"
-    common = [f"data.path={data}", f"model.ecg_weights={weights}"]
+    if args.route == "tokens":
+        print(
+            "[4/8] ECG tokenizer (3 leads at 50 Hz, 64 levels, BPE) learned on the training split:"
+        )
+        weights = tokenizer_step(out, data) / "ecg_tokenizer.json"
+        common = [f"data.path={data}", f"model.ecg_tokenizer={weights.parent}"]
+    else:
+        print(
+            f"[4/8] ECG encoder pretraining on {args.encoder_records} more simulated records "
+            f"({ENCODER_OBJECTIVES[args.encoder_objective]}):"
+        )
+        enc_data = encoder_data(out, args.encoder_records, args.seed, args.workers)
+        run([str(HERE / "pretrain_ecg_encoder.py"), "--data", str(enc_data), "--out", str(out / "ecg_encoder"),
+             "--steps", str(args.encoder_steps), "--batch-size", str(min(32, max(2, args.encoder_records // 2))),
+             "--objective", args.encoder_objective,
+             *[f"--real={s}={d}" for s, d in real]], "ECG encoder pretraining")  # fmt: skip
+        # (a batch of at most half the records: the training split holds ~80% of them)
+        weights = out / "ecg_encoder" / "ecg_encoder.safetensors"
+        common = [f"data.path={data}", f"model.ecg_weights={weights}"]
     if args.max_steps:
         common.append(f"train.max_steps={args.max_steps}")
     if args.expert_features != "none":
@@ -448,19 +487,23 @@ def main(argv: list[str] | None = None) -> None:
         index = retrieval_step(out, data, out / "ecg_encoder")
         common += [f"data.retrieve={args.retrieve}", f"data.retrieval_index={index}"]
         retrieval = ["--retrieve", str(args.retrieve), "--retrieval-index", str(index)]
-    align_cfg, sft_cfg, eval_limit = PRESETS[args.backbone]
+    align_cfg, sft_cfg, eval_limit = (TOKEN_PRESETS if args.route == "tokens" else PRESETS)[
+        args.backbone
+    ]
     args.eval_limit = args.eval_limit or eval_limit
-    print("[5/8] training, stage 1 (align: LLM frozen, projectors learn) and stage 2 (LoRA SFT):")
+    stage1 = "forecast" if args.route == "tokens" else "align"
+    print("[5/8] training, stage 1 (" + ("forecast: the LLM learns its ECG tokens, body frozen"
+          if args.route == "tokens" else "align: LLM frozen, projectors learn") + ") and stage 2 (LoRA SFT):")  # fmt: skip
     inputs = [weights, data / "build_report.json"]
-    a = train_stage("align", align_cfg, out, common, inputs)
+    a = train_stage(stage1, align_cfg, out, common, inputs)
     s = train_stage(
         "sft",
         sft_cfg,
         out,
-        [*common, f"model.init_from={out / 'align' / 'final'}"],
-        [*inputs, out / "align" / "train_result.json"],
+        [*common, f"model.init_from={out / stage1 / 'final'}"],
+        [*inputs, out / stage1 / "train_result.json"],
     )
-    print(f"      align loss {a['first_loss']:.2f} -> {a['last_loss']:.2f}; SFT loss {s['first_loss']:.2f} -> "
+    print(f"      {stage1} loss {a['first_loss']:.2f} -> {a['last_loss']:.2f}; SFT loss {s['first_loss']:.2f} -> "
           f"{s['last_loss']:.2f}, eval loss {s['eval_loss']:.3f}")  # fmt: skip
     if args.stop_after == "train":
         return
@@ -526,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
         grpo_table(ev, ev_grpo)
     print()
     print(f"report:      {ev / 'report.html'}")
-    print(f"loss curves: {out / 'align' / 'loss_curve.png'}, {sft / 'loss_curve.png'}")
+    print(f"loss curves: {out / stage1 / 'loss_curve.png'}, {sft / 'loss_curve.png'}")
     print(
         f"exported:    {export} (Hub-ready; publish with recipes/merge_and_push.py --push-to-hub ORG/NAME)"
     )

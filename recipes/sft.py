@@ -144,7 +144,7 @@ class SFTRecipe:
         self.lengths = approx_lengths(
             self.train_ds,
             self.train_idx,
-            self.processor.num_ecg_tokens,
+            self.processor.ecg_length_estimate,
             self.processor.num_image_tokens,
         )
         from ecgllm.data.augment import SignalAugment
@@ -159,12 +159,12 @@ class SFTRecipe:
             raise ConfigError(f"data.retrieval_index: {e}") from None
         try:
             self.collator = EcgCollator(self.processor, max_length=c.max_length, packing=c.packing,
-                                        augment=augment, seed=self.cfg.train.seed, retriever=retriever)  # fmt: skip
+                                        augment=augment, seed=self.cfg.train.seed, retriever=retriever,
+                                        ecg_token_loss=c.ecg_token_loss)  # fmt: skip
         except ValueError as e:  # packing with a native VLM backbone
             raise ConfigError(f"data.packing: {e}; set data.packing=false") from None
-        self.eval_collator = EcgCollator(
-            self.processor, max_length=c.max_length, retriever=retriever
-        )
+        self.eval_collator = EcgCollator(self.processor, max_length=c.max_length, retriever=retriever,
+                                         ecg_token_loss=c.ecg_token_loss)  # fmt: skip
 
     def setup_optimizer(self) -> None:
         t = self.cfg.train

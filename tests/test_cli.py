@@ -150,6 +150,8 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("recipes/sft.py", ["config keys", "lora.r (int, default 16): LoRA rank"]),
         ("recipes/meta_train.py", ["--inner-steps", "gradient steps on the support set per episode (default: 1)"]),
         ("data_builders/retrieval_index.py", ["--encoder", "the split indexed (default train)"]),
+        ("data_builders/ecg_tokenizer.py", ["--vocab-size", "tokenized leads (default I,II,V2)"]),
+        ("recipes/quickstart.py", ["--route {encoder,tokens}"]),
         ("recipes/grpo.py", ["--group-size", "completions sampled per prompt (G) (default: 4)",
                              "--resume-from-checkpoint"]),
         ("recipes/pretrain_ecg_encoder.py", ["--objective {supervised,contrastive,masked}", "--contrastive-loss"]),

@@ -121,7 +121,7 @@ def test_a_training_stage_is_trained_again_when_its_inputs_change(tmp_path, monk
 def test_each_backbone_preset_is_a_pair_of_shipped_configs():
     """Every training setting of the quickstart lives in recipes/configs (it only sets paths)."""
     sys.path.insert(0, str(ROOT / "recipes"))
-    from quickstart import PRESETS
+    from quickstart import PRESETS, TOKEN_PRESETS
 
     from ecgllm.train.config import load_config
 
@@ -130,11 +130,48 @@ def test_each_backbone_preset_is_a_pair_of_shipped_configs():
         assert a.lora.mode == "align" and s.lora.mode == "lora", backbone
         assert a.model.backbone == s.model.backbone == backbone
         assert s.model.init_from.endswith("align/final") and a.output.dir.endswith("/align")
+    for backbone, (forecast, sft, _) in TOKEN_PRESETS.items():  # the tokenizer route
+        f, s = (load_config(ROOT / "recipes/configs" / n) for n in (forecast, sft))
+        assert f.lora.mode == "align" and s.lora.mode == "lora" and f.data.ecg_token_loss, backbone
+        assert f.model.backbone == s.model.backbone and f.model.ecg == s.model.ecg == "none"
+        assert s.model.init_from.endswith("forecast/final") and f.output.dir.endswith("/forecast")
     import re
 
     src = (ROOT / "recipes/quickstart.py").read_text()
     # paths, and the switches a user passes on its command line (--max-steps, --expert-features,
     # --retrieve): nothing the quickstart decides by itself
     paths = {"data.path", "model.ecg_weights", "model.init_from", "output.dir", "train.max_steps",
-             "train.resume_from_checkpoint", "model.expert_features", "data.retrieve", "data.retrieval_index"}  # fmt: skip
+             "train.resume_from_checkpoint", "model.expert_features", "data.retrieve", "data.retrieval_index", "model.ecg_tokenizer"}  # fmt: skip
     assert set(re.findall(r"\b((?:model|data|lora|train|output|hub)\.\w+)=", src)) <= paths
+
+
+def test_quickstart_tokens_route(tmp_path):
+    """--route tokens: the ECG tokenizer learned on the training split (round trip printed), the
+    forecasting stage, the same SFT, every benchmark with the blank ECG, the real records and a
+    verified export; re-run, everything is reused."""
+    cmd = [sys.executable, str(ROOT / "recipes/quickstart.py"), "--out", str(tmp_path), "--n", "60", "--workers", "1",
+           "--max-steps", "4", "--eval-limit", "3", "--real", f"ludb={REAL / 'ludb'}", "--route", "tokens"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout
+    assert "validation round trip RMSE" in out and "[4/8] ECG tokenizer" in out
+    rt = json.loads((tmp_path / "ecg_tokenizer/round_trip.json").read_text())
+    assert rt["rmse_mv"] < 0.1 and rt["tokens_per_lead"] < rt["symbols_per_lead"]
+    assert (tmp_path / "ecg_tokenizer/round_trip.png").exists()
+    assert "forecast loss" in out and not (tmp_path / "ecg_encoder").exists()
+    table = out[out.index("benchmark  metric") :].split("\n\n")[0].splitlines()
+    names = {line.split()[0] for line in table[1:] if not line.startswith(" ")}
+    assert names == {"detect", "ecgqa", "ground", "mcq", "measure", "report", "rhythm"}
+    assert (tmp_path / "eval/blank_ecg/results.json").exists()
+    assert "ludb " in out[out.index("real records (never seen") :]
+    assert "verified in a fresh process" in out
+    proc_cfg = json.loads((tmp_path / "export/processor_config.json").read_text())
+    assert proc_cfg["ecg_tokens"]["config"]["leads"] == ["I", "II", "V2"]
+    assert out.strip().splitlines()[-1].startswith("done: 60 records simulated")
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"reusing {tmp_path / 'ecg_tokenizer'}" in again.stdout
+    assert f"reusing {tmp_path / 'forecast'}/final" in again.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "data_builders/ecg_tokenizer.py"), "--data", str(tmp_path / "nope"),
+                          "--out", str(tmp_path / "t")], capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert bad.returncode != 0 and "nope/records not found" in bad.stderr

@@ -28,8 +28,23 @@ class EcgCollator:
     def __init__(
         self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False,
         packing: bool = False, augment=None, seed: int = 0, retriever=None,
+        ecg_token_loss: bool = False,
     ):  # fmt: skip
         self.proc = processor
+        # the tokenizer route: each ECG placeholder is spliced into the ECG's own tokens; with
+        # ecg_token_loss they are supervised too (next-token forecasting of the ECG, the
+        # pretraining stage of DiagECG / ECG-Byte), besides the assistant turns
+        self.tokens = bool(getattr(processor, "tokenizes_ecgs", False))
+        if ecg_token_loss and not self.tokens:
+            raise ValueError(
+                "ecg_token_loss needs a model that reads ECGs as tokens (model.ecg_tokenizer)"
+            )
+        if augment is not None and self.tokens:
+            raise ValueError(
+                "signal augmentation acts on the encoder's inputs; a model that reads ECG tokens has none "
+                "(augmenting before tokenizing is not built)"
+            )
+        self.ecg_token_loss = ecg_token_loss
         # ecgllm.retrieval.Retriever: each ECG is followed by the reports of the most similar
         # training ECGs (none of the row's own patient)
         self.retriever = retriever
@@ -49,9 +64,10 @@ class EcgCollator:
         self.dropped: Counter = Counter()
 
     def encode(
-        self, messages: list[dict], add_generation_prompt: bool = False
+        self, messages: list[dict], add_generation_prompt: bool = False, inputs: tuple | None = None
     ) -> tuple[list[int], list[int]]:
-        """(token ids, assistant mask) with placeholders expanded to their token counts."""
+        """(token ids, assistant mask) with placeholders expanded to their token counts (with ECG
+        tokens: to each ECG's tokens, from `inputs`, the row's row_inputs())."""
         out = self.tok.apply_chat_template(
             messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=not add_generation_prompt,
             add_generation_prompt=add_generation_prompt, chat_template=self.proc.chat_template,
@@ -59,6 +75,26 @@ class EcgCollator:
         )  # fmt: skip
         ids = list(out["input_ids"])
         mask = list(out.get("assistant_masks") or [0] * len(ids))
+        if self.tokens:
+            ecgs, masks, _ = inputs if inputs is not None else ([], [], [])
+            if ids.count(self.ecg_id) != len(ecgs):
+                raise ValueError(
+                    f"{ids.count(self.ecg_id)} ECG placeholders in the messages but {len(ecgs)} ECG signals"
+                )
+            runs = iter(self.proc.ecg_token_ids(ecgs, masks) if ecgs else [])
+            exp_ids, exp_mask = [], []
+            for t, m in zip(ids, mask, strict=True):
+                if t == self.ecg_id:
+                    run = next(runs)
+                    exp_ids += run
+                    exp_mask += [int(self.ecg_token_loss)] * len(run)
+                elif t == self.img_id and self.native is None:
+                    exp_ids += [t] * self.proc.num_image_tokens
+                    exp_mask += [0] * self.proc.num_image_tokens
+                else:
+                    exp_ids.append(t)
+                    exp_mask.append(m)
+            return exp_ids, exp_mask
         exp_ids, exp_mask = [], []
         for t, m in zip(ids, mask, strict=True):
             k = (
@@ -83,7 +119,9 @@ class EcgCollator:
             sig = np.asarray(row["signal"], dtype=np.float32)
             ecgs = [np.zeros_like(s) if self.blank_ecg else s for s in sig]
             masks = list(np.asarray(row["lead_mask"], dtype=bool))
-        if "image" in mods:
+        # a signal-only model (no vision tower) reads the signal of a row that also has pages:
+        # their placeholders expand to no tokens, the pages are not loaded
+        if "image" in mods and (self.proc.num_image_tokens or self.native is not None):
             images = row["images"]
             if self.blank_image:
                 from PIL import Image
@@ -113,7 +151,8 @@ class EcgCollator:
         return self.proc.add_expert_text(messages, ecgs, masks)  # placed first, after each ECG
 
     def length(self, row: dict) -> int:
-        return len(self.encode(self.messages(row))[0])
+        row_in = self.row_inputs(row) if self.tokens else None
+        return len(self.encode(self.messages(row, row_in), inputs=row_in)[0])
 
     def truncate(
         self, ids: list[int], mask: list[int], rid: str
@@ -123,11 +162,12 @@ class EcgCollator:
         if len(ids) <= self.max_length:
             return ids, mask
         cut = self.max_length
-        if (
-            ids[cut - 1] in (self.ecg_id, self.img_id)
-            and cut < len(ids)
-            and ids[cut] == ids[cut - 1]
-        ):
+        if self.tokens:
+            lo, hi = self.proc.ecg_token_id_range()
+            inside = lo <= ids[cut - 1] <= hi and lo <= ids[cut] <= hi
+        else:
+            inside = ids[cut - 1] in (self.ecg_id, self.img_id) and ids[cut] == ids[cut - 1]
+        if inside:
             self.dropped["placeholder_run_cut"] += 1
             log.warning(
                 "dropping %s: max_length %d would cut inside a placeholder run",
@@ -151,7 +191,9 @@ class EcgCollator:
         seqs, inputs, keys = [], [], []
         for row in rows:
             row_in = self.row_inputs(row)
-            enc = self.truncate(*self.encode(self.messages(row, row_in)), row.get("id", "?"))
+            enc = self.truncate(
+                *self.encode(self.messages(row, row_in), inputs=row_in), row.get("id", "?")
+            )
             if enc is None:
                 continue
             seqs.append(enc)
@@ -330,7 +372,10 @@ class EcgCollator:
         cache = {} if cache is None else cache
         seqs, feats = [], []
         for it in rows:
-            enc = self.truncate(*self.encode(self.messages(it)), it.get("id", "?"))
+            row_in = self.row_inputs(it) if self.tokens else None
+            enc = self.truncate(
+                *self.encode(self.messages(it, row_in), inputs=row_in), it.get("id", "?")
+            )
             if enc is None:
                 raise ValueError(
                     f"candidate answer of {it.get('id')} dropped ({dict(self.dropped)}): raise max_length"
@@ -338,7 +383,7 @@ class EcgCollator:
             seqs.append(enc)
             key = str(it.get("id", id(it)))
             if key not in cache:
-                cache[key] = self.features(*self.row_inputs(it))
+                cache[key] = self.features(*(row_in or self.row_inputs(it)))
             feats.append(cache[key])
         batch = self.pad(seqs)
         for k in feats[0]:

@@ -98,3 +98,23 @@ def load_image(value) -> Image.Image:
     if isinstance(value, Image.Image):
         return value
     return Image.open(io.BytesIO(value["bytes"]))
+
+
+def split_signals(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The signals [N, 12, n] (mV), lead masks [N, 12] and record ids of a built dataset's
+    records in one split (records carry their split, so no patient crosses)."""
+    root = Path(root)
+    if not (root / "records").exists():
+        raise FileNotFoundError(
+            f"{root / 'records'} not found: build the dataset with data_builders/build.py"
+        )
+    records = load_from_disk(str(root / "records"))
+    if "signal" not in records.column_names:
+        raise ValueError(f"{root}/records has no signals: build with the signal modality")
+    idx = [i for i, s in enumerate(records["split"]) if s == split]
+    if not idx:
+        raise ValueError(f"{root}: no {split} records")
+    sig = records.select_columns(["signal", "lead_mask"]).with_format("numpy")
+    x = np.stack([sig[i]["signal"] for i in idx]).astype(np.float32)
+    m = np.stack([sig[i]["lead_mask"] for i in idx]).astype(bool)
+    return x, m, [records[i]["record_id"] for i in idx]

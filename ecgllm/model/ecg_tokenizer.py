@@ -193,29 +193,35 @@ class EcgTokenizer:
         return "".join(parts)
 
     # --- files -------------------------------------------------------------------------------
+    def to_document(self) -> dict:
+        """The tokenizer as one JSON-able dict (config + BPE model): what ecg_tokenizer.json holds
+        and what an LLM processor saves in its processor_config.json."""
+        return {"config": asdict(self.config), "bpe": json.loads(self.bpe.to_str())}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> EcgTokenizer:
+        from tokenizers import Tokenizer
+
+        cfg = doc["config"]
+        config = EcgTokenizerConfig(**{**cfg, "leads": tuple(cfg["leads"])})
+        return cls(config, Tokenizer.from_str(json.dumps(doc["bpe"])))
+
     def save_pretrained(self, folder: str | Path) -> Path:
         from ..atomic import write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        doc = {"config": asdict(self.config), "bpe": json.loads(self.bpe.to_str())}
-        write_text(folder / FILE, json.dumps(doc))
+        write_text(folder / FILE, json.dumps(self.to_document()))
         return folder / FILE
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> EcgTokenizer:
-        from tokenizers import Tokenizer
-
         path = Path(folder) / FILE
         try:
-            doc = json.loads(path.read_text())
-            cfg = doc["config"]
-            config = EcgTokenizerConfig(**{**cfg, "leads": tuple(cfg["leads"])})
-            bpe = Tokenizer.from_str(json.dumps(doc["bpe"]))
+            return cls.from_document(json.loads(path.read_text()))
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no ECG tokenizer here") from e
         except (
             Exception
         ) as e:  # bad JSON, missing keys, bad values, or a BPE model `tokenizers` rejects
             raise ValueError(f"{path}: not an ECG tokenizer file ({e})") from e
-        return cls(config, bpe)

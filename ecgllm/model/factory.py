@@ -119,6 +119,7 @@ def build_model(
     ecg_fs: float = 500.0,
     ecg_normalization: str = "clip",
     expert_features: str = "none",
+    ecg_tokenizer: Any = None,
 ) -> tuple[EcgLlmForConditionalGeneration, EcgLlmProcessor]:
     """A model and its processor. `backbone`/`vision`: a config dict (random init) or a hub name /
     local path (pretrained weights). `ecg`: EcgEncoderConfig kwargs (None: no ECG encoder).
@@ -126,7 +127,22 @@ def build_model(
     A backbone that is itself a vision-language model (its config has a vision_config) keeps its
     own vision tower (`vision` is ignored) and gets only the ECG encoder; its images go through
     the backbone's own processor (pixel_values and its extra inputs passed to the model as is):
-    this processor then handles the ECG signals and text only."""
+    this processor then handles the ECG signals and text only.
+
+    `ecg_tokenizer` (an EcgTokenizer or its folder; the tokenizer route, with `ecg=None`): the
+    LLM's vocabulary gains the ECG tokens (new embedding rows, initialised deterministically so a
+    base rebuilt from its hub name matches the trained one) and each ECG is read as its tokens."""
+    if ecg_tokenizer is not None:
+        from .ecg_tokenizer import EcgTokenizer
+
+        if ecg is not None:
+            raise ValueError("ECG tokens (ecg_tokenizer) replace the ECG encoder: set ecg to none")
+        if not isinstance(ecg_tokenizer, EcgTokenizer):
+            ecg_tokenizer = EcgTokenizer.from_pretrained(ecg_tokenizer)
+        if ecg_tokenizer.config.input_fs != ecg_fs:
+            raise ValueError(
+                f"the ECG tokenizer takes signals at {ecg_tokenizer.config.input_fs:g} Hz, the model at {ecg_fs:g} Hz"
+            )
     text_cfg, text_path = _as_config(backbone)
     native = getattr(text_cfg, "vision_config", None) is not None  # Gemma 3 / Qwen2.5-VL / Mllama
     vis_cfg, vis_path = _vision_config(None if native else vision)
@@ -172,6 +188,10 @@ def build_model(
     if len(tokenizer) > model.language_model.get_input_embeddings().weight.shape[0]:
         model.language_model.resize_token_embeddings(len(tokenizer))
         model.config.text_config.vocab_size = len(tokenizer)
+    if ecg_tokenizer is not None:
+        tokenizer.add_tokens(ecg_tokenizer.added_tokens(), special_tokens=True)
+        grow_embeddings(model.language_model, len(tokenizer))
+        model.config.text_config.vocab_size = len(tokenizer)
     if native_proc is not None:
         image_processor = native_proc.image_processor
         native_kwargs = {
@@ -196,5 +216,29 @@ def build_model(
             config.ecg_config.measurement_dim
             if config.ecg_config is not None and config.ecg_config.uses_measurements else 0
         ),
+        ecg_tokens=ecg_tokenizer.to_document() if ecg_tokenizer is not None else None,
     )  # fmt: skip
     return model, processor
+
+
+def grow_embeddings(language_model, n: int, seed: int = 0) -> None:
+    """Resize the LLM's embeddings (and an untied output head) to `n` rows, the new rows drawn from
+    a seeded normal with the old rows' mean and spread: the same rows every time, unlike
+    transformers' mean_resizing (random draws), so a base rebuilt from a hub name gets exactly
+    the rows training started from."""
+    import torch
+
+    old = language_model.get_input_embeddings().weight.shape[0]
+    if n <= old:
+        return
+    language_model.resize_token_embeddings(n, mean_resizing=False)
+    g = torch.Generator().manual_seed(seed)
+    mats = [language_model.get_input_embeddings().weight]
+    out = language_model.get_output_embeddings()
+    if out is not None and out.weight is not mats[0]:
+        mats.append(out.weight)
+    with torch.no_grad():
+        for w in mats:
+            ref = w[:old].float()
+            noise = torch.randn((n - old, w.shape[1]), generator=g) * ref.std()
+            w[old:] = (ref.mean(0) + noise).to(w.dtype)

@@ -119,6 +119,7 @@ class EcgLlmProcessor(ProcessorMixin):
         native_kwargs: dict | None = None,
         ecg_measurement_dim: int = 0,
         ecg_expert_features: str = "none",
+        ecg_tokens: dict | None = None,
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -141,6 +142,17 @@ class EcgLlmProcessor(ProcessorMixin):
             )
         self.ecg_expert_features = ecg_expert_features
         self._measure_cache = None
+        # the tokenizer route (ecgllm.model.ecg_tokenizer, saved here as its JSON document): each
+        # ECG placeholder becomes the ECG's own tokens in the LLM's vocabulary (quantised
+        # amplitudes merged by BPE) instead of encoder features; the model has no ECG encoder
+        self.ecg_tokens = ecg_tokens
+        self._ecg_tok, self._ecg_ids = None, None
+        if ecg_tokens is not None:
+            if native_processor_class:
+                raise ValueError(
+                    "ECG tokens (ecg_tokens) are not supported with a native VLM backbone"
+                )
+            self.num_ecg_tokens = 0
         if chat_template is None and tokenizer is not None:
             chat_template = getattr(tokenizer, "chat_template", None)
         # a native VLM backbone (Gemma 3, ...): its own processor expands image tokens and makes
@@ -160,6 +172,93 @@ class EcgLlmProcessor(ProcessorMixin):
             self.image_token, self.num_image_tokens = self.native.image_token, 0
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
+    # --- ECG tokens (the tokenizer route) ---
+    @property
+    def tokenizes_ecgs(self) -> bool:
+        return self.ecg_tokens is not None
+
+    @property
+    def takes_ecgs(self) -> bool:
+        """Whether the model reads ECGs at all (encoder features or ECG tokens)."""
+        return bool(self.num_ecg_tokens) or self.tokenizes_ecgs
+
+    @property
+    def ecg_length_estimate(self) -> int:
+        """Tokens an ECG takes in input_ids: num_ecg_tokens, or with ECG tokens about half a
+        token per resampled symbol (the BPE merges) per lead, plus its marker (for batching by
+        length only)."""
+        if not self.tokenizes_ecgs:
+            return self.num_ecg_tokens
+        c = self.ecg_tokens["config"]
+        return int(len(c["leads"]) * (c["fs"] * self.ecg_seconds / 2 + 1))
+
+    def _ecg_token_model(self):
+        if self._ecg_tok is None:
+            try:  # by name: this file also ships alone with exported checkpoints (remote code)
+                mod = importlib.import_module("ecgllm.model.ecg_tokenizer")
+            except ImportError:
+                raise ImportError(
+                    "this model reads ECGs as tokens, made by the ecgllm package (pip install ecgllm)"
+                ) from None
+            self._ecg_tok = mod.EcgTokenizer.from_document(self.ecg_tokens)
+            vocab = self.tokenizer.get_vocab()
+            names = self._ecg_tok.added_tokens()
+            missing = [t for t in names if t not in vocab]
+            if missing:
+                raise ValueError(
+                    f"the LLM tokenizer lacks {len(missing)} of the ECG tokenizer's {len(names)} tokens "
+                    f"(e.g. {missing[0]}): build the model with this ECG tokenizer (model.ecg_tokenizer)"
+                )
+            self._ecg_ids = {t: vocab[t] for t in names}
+        return self._ecg_tok
+
+    def ecg_token_id_range(self) -> tuple[int, int]:
+        """(lowest, highest) LLM token id of the ECG tokens (lead markers included): added in one
+        block, so an id in this range is an ECG token."""
+        self._ecg_token_model()
+        ids = list(self._ecg_ids.values())
+        if max(ids) - min(ids) + 1 != len(ids):
+            raise ValueError(
+                "the ECG tokens are not one block of ids in the LLM tokenizer: build the model with "
+                "the ECG tokenizer on a tokenizer that does not hold them yet"
+            )
+        return min(ids), max(ids)
+
+    def ecg_token_ids(
+        self, ecgs: Sequence[Any], masks: Sequence[Any] | None = None
+    ) -> list[list[int]]:
+        """Per ECG (arrays [12, n] in mV at the processor's rate, or ECGRecords), the LLM token
+        ids that replace its placeholder: per tokenized lead a lead marker and the lead's tokens,
+        or the lead's `missing` marker when the record (or `masks`) lacks it."""
+        tok = self._ecg_token_model()
+        _, lead_mask, raw = self._process(ecgs)
+        if masks is not None:
+            if len(masks) != len(ecgs):
+                raise ValueError(f"{len(masks)} lead masks for {len(ecgs)} ECGs")
+            lead_mask = lead_mask & torch.from_numpy(np.stack([np.asarray(m, bool) for m in masks]))
+        ids = self._ecg_ids
+        out = []
+        for x, m in zip(raw, lead_mask.numpy(), strict=True):
+            row: list[int] = []
+            for lead, lead_ids in zip(tok.config.leads, tok.encode(x, m), strict=True):
+                if lead_ids is None:
+                    row.append(ids[f"<ecg_lead_{lead}_missing>"])
+                else:
+                    row += [ids[f"<ecg_lead_{lead}>"]] + [ids[f"<ecg_{i}>"] for i in lead_ids]
+            out.append(row)
+        return out
+
+    def splice_ecg_ids(self, ids: list[int], ecg_ids: Sequence[list[int]]) -> list[int]:
+        """Token ids with each ECG placeholder (one token) replaced by that ECG's token ids."""
+        ph = self.tokenizer.convert_tokens_to_ids(self.ecg_token)
+        n = sum(1 for t in ids if t == ph)
+        if n != len(ecg_ids):
+            raise ValueError(f"{n} ECG placeholders but {len(ecg_ids)} tokenized ECGs")
+        it, out = iter(ecg_ids), []
+        for t in ids:
+            out += next(it) if t == ph else [t]
+        return out
+
     # --- ECG signals ---
     @property
     def ecg_samples(self) -> int:
@@ -172,7 +271,10 @@ class EcgLlmProcessor(ProcessorMixin):
         `masks` when given: leads a record lacks) and, when the model takes them,
         ecg_measurements [N, ecg_measurement_dim] measured on the mV signals before
         normalisation. The one place where a batch's ECG inputs are made (training, evaluation
-        and generation alike)."""
+        and generation alike). With ECG tokens (tokenizes_ecgs) the ECGs are in input_ids and
+        this is empty."""
+        if self.tokenizes_ecgs:
+            return {}
         values, lead_mask, raw = self._process(ecgs)
         if masks is not None:
             if len(masks) != len(ecgs):
@@ -305,7 +407,8 @@ class EcgLlmProcessor(ProcessorMixin):
 
     # --- text ---
     def expand(self, text: str) -> str:
-        text = text.replace(self.ecg_token, self.ecg_token * self.num_ecg_tokens)
+        if not self.tokenizes_ecgs:  # ECG tokens are spliced in token space (_with_ecg_tokens)
+            text = text.replace(self.ecg_token, self.ecg_token * self.num_ecg_tokens)
         if self.native is not None:  # the native processor expands its own image tokens
             return text
         return text.replace(self.image_token, self.image_token * self.num_image_tokens)
@@ -343,7 +446,10 @@ class EcgLlmProcessor(ProcessorMixin):
             raise ValueError(
                 f"the text holds {n_ecg} {self.ecg_token} placeholders but {len(ecgs or [])} ECGs were given"
             )
-        if n_img != len(images or []):
+        # a signal-only model (no vision tower): page placeholders expand to no tokens, so a row
+        # that also has pages needs none given (given pages are refused by process_images)
+        signal_only = self.num_image_tokens == 0 and self.native is None
+        if n_img != len(images or []) and not (signal_only and not images):
             raise ValueError(
                 f"the text holds {n_img} {self.image_token} placeholders but {len(images or [])} images were given"
             )
@@ -356,6 +462,9 @@ class EcgLlmProcessor(ProcessorMixin):
             enc = self.native(text=expanded, images=nested, padding=padding, truncation=truncation,
                               max_length=max_length, return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
             data = dict(enc)
+        elif self.tokenizes_ecgs:
+            data = self._with_ecg_tokens(expanded, ecgs or [], lead_masks, padding, truncation,
+                                         max_length, return_tensors, **kwargs)  # fmt: skip
         else:
             enc = self.tokenizer(expanded, padding=padding, truncation=truncation, max_length=max_length,
                                  return_tensors=return_tensors, add_special_tokens=False, **kwargs)  # fmt: skip
@@ -373,6 +482,28 @@ class EcgLlmProcessor(ProcessorMixin):
         if images and self.native is None:
             data["pixel_values"] = self.process_images(images)
         return BatchFeature(data=data)
+
+    def _with_ecg_tokens(self, texts, ecgs, lead_masks, padding, truncation, max_length,
+                         return_tensors, **kwargs) -> dict:  # fmt: skip
+        """Tokenize with one placeholder per ECG, splice in each ECG's tokens, then pad (the
+        collator splices the same way in training: the ids are identical)."""
+        rows = self.tokenizer(texts, add_special_tokens=False, **kwargs)["input_ids"]
+        ecg_ids = self.ecg_token_ids(ecgs, lead_masks) if len(ecgs) else []
+        it, out = iter(ecg_ids), []
+        ph = self.tokenizer.convert_tokens_to_ids(self.ecg_token)
+        for r, ids in enumerate(rows):
+            ids = self.splice_ecg_ids(ids, [next(it) for _ in range(ids.count(ph))])
+            if truncation and max_length and len(ids) > max_length:
+                lo, hi = self.ecg_token_id_range()
+                if lo <= ids[max_length - 1] <= hi and lo <= ids[max_length] <= hi:
+                    raise ValueError(
+                        f"row {r}: truncation to {max_length} tokens would cut into an ECG's tokens; "
+                        "raise max_length or shorten the text"
+                    )
+                ids = ids[:max_length]
+            out.append(ids)
+        return dict(self.tokenizer.pad({"input_ids": out}, padding=padding, max_length=max_length,
+                                       return_tensors=return_tensors))  # fmt: skip
 
     def check_placeholders(self, input_ids, n_ecg: list[int], n_img: list[int]) -> None:
         """Raise if truncation (or anything) left a partial placeholder run in a row."""

@@ -40,6 +40,11 @@ class ModelCfg:
     # rhythm (rate, RR variation, P waves) or all (also intervals, axis, voltage); saved with the
     # processor, so evaluation and generation add the same text
     expert_features: str = "none"
+    # the tokenizer route: an ECG tokenizer folder (data_builders/ecg_tokenizer.py); the LLM's
+    # vocabulary gains its tokens and reads each ECG as them, with no ECG encoder (model.ecg: none).
+    # With lora.mode lora the new token rows train (PEFT trainable tokens) unless
+    # lora.train_modules already trains embed_tokens
+    ecg_tokenizer: str | None = None
 
 
 @dataclass
@@ -68,6 +73,9 @@ class DataCfg:
     retrieve: int = 0
     # the index (data_builders/retrieval_index.py: training-split embeddings + reports)
     retrieval_index: str | None = None
+    # with model.ecg_tokenizer: the ECG tokens are supervised too (autoregressive forecasting of
+    # the ECG, the pretraining stage of the tokenizer route), besides the assistant turns
+    ecg_token_loss: bool = False
 
 
 @dataclass
@@ -276,6 +284,23 @@ def validate(cfg: RecipeConfig) -> None:
     if cfg.model.expert_features not in ("none", "rhythm", "all"):
         raise ConfigError(
             f"model.expert_features must be none, rhythm or all, not {cfg.model.expert_features!r}"
+        )
+    if cfg.model.ecg_tokenizer and cfg.model.ecg not in ("none", None):
+        raise ConfigError(
+            "model.ecg_tokenizer: ECG tokens replace the ECG encoder; set model.ecg=none"
+        )
+    if cfg.model.ecg_tokenizer and cfg.lora.mode == "align" and not cfg.lora.train_modules:
+        raise ConfigError(
+            "lora.mode align trains projectors and the ECG encoder, which a model reading ECG tokens "
+            "lacks: use lora.mode lora (the new token rows train) or full, or name lora.train_modules"
+        )
+    if cfg.data.ecg_token_loss and not cfg.model.ecg_tokenizer:
+        raise ConfigError(
+            "data.ecg_token_loss needs model.ecg_tokenizer (a model reading ECG tokens)"
+        )
+    if cfg.data.augment and cfg.model.ecg_tokenizer:
+        raise ConfigError(
+            "data.augment acts on the ECG encoder's inputs; a model reading ECG tokens has none"
         )
     if cfg.lora.mode not in ("align", "lora", "full"):
         raise ConfigError(f"lora.mode must be align, lora or full, not {cfg.lora.mode!r}")

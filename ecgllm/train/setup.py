@@ -55,7 +55,7 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
         backbone=backbone, vision=vision, ecg=_resolve(m.ecg, TINY_ECG),
         chat_family=m.chat_family, ecg_projector=m.ecg_projector, image_projector=m.image_projector,
         ecg_query_tokens=m.ecg_query_tokens,
-        image_pool=m.image_pool, expert_features=m.expert_features,
+        image_pool=m.image_pool, expert_features=m.expert_features, ecg_tokenizer=m.ecg_tokenizer,
     )  # fmt: skip
     if m.ecg_weights:
         if model.ecg_encoder is None:
@@ -69,6 +69,7 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
         load_trained_modules(model, m.init_from)
     # the base must be saved when an adapter alone cannot rebuild it: random-init parts (a config
     # dict instead of a checkpoint) or an ECG encoder that is loaded from a file and not trained
+    # (new ECG token rows need no saved base: build_model draws them the same way every time)
     random_parts = isinstance(backbone, dict) or isinstance(vision, dict)
     frozen_loaded_encoder = bool(m.ecg_weights) and not cfg.lora.train_ecg_encoder
     if base_dir is not None and (random_parts or frozen_loaded_encoder):
@@ -93,10 +94,15 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
             model.ecg_encoder.gradient_checkpointing = True
         if cfg.lora.mode != "full":
             model.language_model.enable_input_require_grads()
+    new_tokens = None
+    if processor.tokenizes_ecgs and "embed_tokens" not in cfg.lora.train_modules:
+        lo, hi = processor.ecg_token_id_range()
+        new_tokens = list(range(lo, hi + 1))  # the ECG tokens' rows train (PEFT trainable tokens)
     model = prepare_for_training(
         model, mode=cfg.lora.mode, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
         targets=tuple(cfg.lora.targets), train_ecg_encoder=cfg.lora.train_ecg_encoder,
         vision_blocks=cfg.lora.vision_blocks, train_modules=tuple(cfg.lora.train_modules),
+        trainable_token_ids=new_tokens if cfg.lora.mode == "lora" else None,
     )  # fmt: skip
     return model, processor, random_parts or frozen_loaded_encoder
 

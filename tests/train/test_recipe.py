@@ -105,6 +105,15 @@ def test_configs_build_with_tiny_stand_ins(path, instruct, tmp_path):
     if cfg.model.ecg_weights:  # the embedded default's stage-0 output: a stand-in encoder file
         cfg.model.ecg_weights = str(_encoder_file(tmp_path))
     cfg.model.init_from = None
+    if cfg.model.ecg_tokenizer:  # the tokenizer route's ECG tokenizer: one learned here
+        from ecgllm.data.dataset import split_signals
+        from ecgllm.model.ecg_tokenizer import EcgTokenizer, EcgTokenizerConfig
+
+        x, m, _ = split_signals(instruct, "train")
+        EcgTokenizer.train(x, m, EcgTokenizerConfig(vocab_size=200)).save_pretrained(
+            tmp_path / "tok"
+        )
+        cfg.model.ecg_tokenizer = str(tmp_path / "tok")
     model, proc, _ = setup_model(cfg)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
 
@@ -125,6 +134,15 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     for bad in ("0", "{ecgqa: many}", "[3]"):
         with pytest.raises(ConfigError, match="data.max_per_task must be"):
             load_config(None, [f"data.max_per_task={bad}"])
+    tok = ["model.ecg_tokenizer=runs/x/ecg_tokenizer"]
+    with pytest.raises(ConfigError, match="ECG tokens replace the ECG encoder; set model.ecg=none"):
+        load_config(None, tok)
+    with pytest.raises(ConfigError, match="lora.mode align trains projectors"):
+        load_config(None, [*tok, "model.ecg=none", "lora.mode=align"])
+    with pytest.raises(ConfigError, match="data.augment acts on the ECG encoder's inputs"):
+        load_config(None, [*tok, "model.ecg=none", "data.augment=true"])
+    with pytest.raises(ConfigError, match="data.ecg_token_loss needs model.ecg_tokenizer"):
+        load_config(None, ["data.ecg_token_loss=true"])
     cfg = load_config(None, ["train.learning_rate=1e-4", "data.tasks=[report,detect]"])
     assert cfg.train.learning_rate == 1e-4 and cfg.data.tasks == ["report", "detect"]
 
