@@ -163,8 +163,7 @@ class EcgCollator:
             return ids, mask
         cut = self.max_length
         if self.tokens:
-            lo, hi = self.proc.ecg_token_id_range()
-            inside = lo <= ids[cut - 1] <= hi and lo <= ids[cut] <= hi
+            inside = self.proc.cuts_ecg_tokens(ids, cut)
         else:
             inside = ids[cut - 1] in (self.ecg_id, self.img_id) and ids[cut] == ids[cut - 1]
         if inside:

@@ -224,6 +224,11 @@ class EcgLlmProcessor(ProcessorMixin):
             )
         return min(ids), max(ids)
 
+    def cuts_ecg_tokens(self, ids: Sequence[int], cut: int) -> bool:
+        """Whether cutting `ids` before position `cut` splits an ECG's tokens."""
+        lo, hi = self.ecg_token_id_range()
+        return 0 < cut < len(ids) and lo <= ids[cut - 1] <= hi and lo <= ids[cut] <= hi
+
     def ecg_token_ids(
         self, ecgs: Sequence[Any], masks: Sequence[Any] | None = None
     ) -> list[list[int]]:
@@ -494,8 +499,7 @@ class EcgLlmProcessor(ProcessorMixin):
         for r, ids in enumerate(rows):
             ids = self.splice_ecg_ids(ids, [next(it) for _ in range(ids.count(ph))])
             if truncation and max_length and len(ids) > max_length:
-                lo, hi = self.ecg_token_id_range()
-                if lo <= ids[max_length - 1] <= hi and lo <= ids[max_length] <= hi:
+                if self.cuts_ecg_tokens(ids, max_length):
                     raise ValueError(
                         f"row {r}: truncation to {max_length} tokens would cut into an ECG's tokens; "
                         "raise max_length or shorten the text"
