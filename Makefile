@@ -21,8 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# two pytest workers (one per core here), one BLAS/OpenMP thread each; tests that launch several
+# processes share a worker (xdist_group "distributed": they meet on accelerate's default port)
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py

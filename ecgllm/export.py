@@ -40,6 +40,7 @@ MODEL_FILES = (
     "processing_ecgllm.py",
     "ecg_encoder.py",
     "ecg_zoo.py",
+    "pickled.py",  # ecg_encoder.py's reader of checkpoints that pickle more than tensors
 )
 AUTO_MAP = {
     "AutoConfig": "configuration_ecgllm.EcgLlmConfig",

@@ -17,7 +17,12 @@ STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V
 
 
 # each zoo encoder's own input (Hz, samples) as its authors prepare it
-ZOO_INPUT = {"st_mem": (250.0, 2250), "ecgfounder": (500.0, 5000), "merl_resnet": (500.0, 5000)}
+# (ecg_fm: one 5 s segment; a longer record is cut into as many whole segments as it holds)
+ZOO_INPUT = {"st_mem": (250.0, 2250), "ecgfounder": (500.0, 5000), "merl_resnet": (500.0, 5000),
+             "merl_vit": (500.0, 5000), "ecg_fm": (500.0, 2500), "heartlang": (100.0, 1000)}  # fmt: skip
+# ECG-FM's convolutional feature extractor (fairseq-signals' default conv_feature_layers:
+# (channels, kernel, stride) x 4, 16x down-sampling)
+ECG_FM_CONV = ((256, 2, 2),) * 4
 # ECGFounder's released 12-lead Net1D (PKUDigitalHealth/ECGFounder, finetune_model.py)
 ECGFOUNDER_FILTERS = (64, 160, 160, 400, 400, 1024, 1024)
 ECGFOUNDER_BLOCKS = (2, 2, 2, 3, 3, 4, 4)
@@ -72,7 +77,11 @@ class EcgEncoderConfig(PreTrainedConfig):
     # builtin, or a published encoder re-implemented to load its released weights (ecg_zoo.py):
     # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75),
     # ecgfounder (ECGFounder's Net1D; hidden_size = the last of zoo_filters), merl_resnet (MERL's
-    # ResNet1d; hidden_size 512, or 2048 with bottleneck blocks)
+    # ResNet1d; hidden_size 512, or 2048 with bottleneck blocks), merl_vit (MERL's ViT; patch_size
+    # 50, hidden_size / heads 192/3, 384/6, 512/8 or 768/12 for tiny/small/middle/base), ecg_fm
+    # (ECG-FM's wav2vec 2.0 encoder; hidden_size 768, 12 layers, 12 heads, intermediate 3072),
+    # heartlang (HeartLang's ST-ECGFormer over heartbeat "words"; 768, 12 layers, 8 heads of 64,
+    # intermediate 1024)
     encoder_type: str = "builtin"
     zoo_fs: float | None = None  # None: the zoo encoder's own input rate and length (ZOO_INPUT)
     zoo_seq_len: int | None = None
@@ -87,7 +96,15 @@ class EcgEncoderConfig(PreTrainedConfig):
     # merl_resnet (MERL's ResNet1d): zoo_blocks per stage ([2, 2, 2, 2] = ResNet18, [3, 4, 6, 3] =
     # ResNet34 or, with bottleneck blocks, ResNet50), and the tokens its feature map is averaged to
     zoo_block: str = "basic"
-    zoo_tokens: int = 25
+    zoo_tokens: int = 25  # merl_resnet, merl_vit, ecg_fm: their output averaged to this many tokens
+    # ecg_fm: the convolutional feature extractor's (channels, kernel, stride) per layer (None:
+    # ECG-FM's), the convolutional position embedding's kernel width and groups
+    zoo_conv_layers: list[list[int]] | None = None
+    zoo_conv_pos: int = 128
+    zoo_conv_pos_groups: int = 16
+    # heartlang: the sentence length in heartbeat words (padded or cut) and a word's samples
+    zoo_words: int = 256
+    zoo_word_len: int = 96
 
     @property
     def uses_measurements(self) -> bool:
@@ -116,6 +133,26 @@ class EcgEncoderConfig(PreTrainedConfig):
                 raise ValueError(
                     f"merl_resnet: hidden_size {self.hidden_size} must be {width} ({self.zoo_block} blocks)"
                 )
+        if self.encoder_type == "ecg_fm":
+            self.zoo_conv_layers = [
+                list(map(int, layer)) for layer in (self.zoo_conv_layers or ECG_FM_CONV)
+            ]
+            if any(len(layer) != 3 for layer in self.zoo_conv_layers):
+                raise ValueError(
+                    f"ecg_fm: zoo_conv_layers must be [channels, kernel, stride] per layer, got {self.zoo_conv_layers}"
+                )
+            if (
+                self.hidden_size % self.num_attention_heads
+                or self.hidden_size % self.zoo_conv_pos_groups
+            ):
+                raise ValueError(
+                    f"ecg_fm: hidden_size {self.hidden_size} must divide by num_attention_heads "
+                    f"{self.num_attention_heads} and zoo_conv_pos_groups {self.zoo_conv_pos_groups}"
+                )
+        if self.encoder_type == "merl_vit" and self.zoo_seq_len % self.patch_size:
+            raise ValueError(
+                f"merl_vit: zoo_seq_len {self.zoo_seq_len} must be a multiple of patch_size {self.patch_size}"
+            )
         if self.encoder_type == "ecgfounder":
             self.zoo_filters = list(self.zoo_filters or ECGFOUNDER_FILTERS)
             self.zoo_blocks = list(self.zoo_blocks or ECGFOUNDER_BLOCKS)

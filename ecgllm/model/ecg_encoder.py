@@ -252,7 +252,9 @@ def fit_output_stats(encoder: nn.Module, batches: Iterable[tuple], min_std: floa
 def load_encoder_weights(
     encoder: nn.Module, path: str | Path, prefix: str = "", strict: bool = True
 ) -> list[str]:
-    """Load pretrained ECG-encoder weights from a local safetensors (or torch, weights_only) file.
+    """Load pretrained ECG-encoder weights from a local safetensors or torch file (a torch file
+    that pickles other objects, such as its training config, is read with those objects replaced
+    by inert stand-ins: ecgllm.model.pickled).
 
     `prefix` is stripped from the file's keys (e.g. "ecg_encoder."). Returns the keys that were not
     found in the file when strict=False; raises with the missing/unexpected keys when strict."""
@@ -267,7 +269,20 @@ def load_encoder_weights(
         try:  # tensors, numbers, strings and containers only: never code from a file
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"{path}: not a weights file torch can load safely ({e})") from e
+            # it pickles other objects too (a training config: fairseq's omegaconf, argparse):
+            # read its tensors with those objects replaced by inert stand-ins, never run
+            from .pickled import read_torch_file
+
+            try:
+                state, replaced = read_torch_file(path)
+            except ValueError:
+                raise ValueError(f"{path}: not a weights file torch can load ({e})") from e
+            log.warning(
+                "%s pickles objects besides its tensors (%s): read without running them; only its "
+                "tensors are used",
+                path,
+                ", ".join(replaced[:5]) + (" ..." if len(replaced) > 5 else ""),
+            )
     if hasattr(encoder, "checkpoint_state"):  # a zoo encoder reads its authors' file layout
         state = encoder.checkpoint_state(state)
     if prefix:

@@ -22,8 +22,12 @@ further, over time, for classification), then the toolkit's output standardisati
 (feature_mean / feature_std, identity until fitted). Weights: the authors' release (CC BY-NC 4.0 at the
 time of writing; check their repository), to be downloaded by the user; nothing is downloaded here.
 
-`ecgfounder`: ECGFounder's Net1D (EcgFounderEncoder below; 500 Hz, 10 s, 20 tokens of 1024), and
-`merl_resnet`: MERL's ResNet1d (MerlResNetEncoder below; 500 Hz, 10 s, zoo_tokens tokens of 512):
+`ecgfounder`: ECGFounder's Net1D (EcgFounderEncoder below; 500 Hz, 10 s, 20 tokens of 1024),
+`merl_resnet` and `merl_vit`: MERL's ResNet1d and ViT (MerlResNetEncoder, MerlVitEncoder; 500 Hz,
+10 s, zoo_tokens tokens), `ecg_fm`: ECG-FM's wav2vec 2.0 encoder (EcgFmEncoder; 500 Hz, 5 s
+segments, zoo_tokens tokens of 768; its fairseq checkpoints pickle an omegaconf config, which
+load_encoder_weights reads without running: ecgllm/model/pickled.py), `heartlang`: HeartLang's
+ST-ECGFormer over heartbeat words (HeartLangEncoder; 100 Hz, 10 s, XQRS beats, 13 tokens):
 
     cfg = EcgEncoderConfig(encoder_type="ecgfounder", hidden_size=1024)   # the released 12-lead model
     load_encoder_weights(build_ecg_encoder(cfg), "12_lead_ECGFounder.pth")
@@ -37,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ZOO = ("st_mem", "ecgfounder", "merl_resnet")
+ZOO = ("st_mem", "ecgfounder", "merl_resnet", "merl_vit", "ecg_fm", "heartlang")
 
 
 class _Patches(nn.Module):
@@ -64,11 +68,11 @@ class _PreNorm(nn.Module):
 
 
 class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float, qkv_bias: bool = True):
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
-        self.to_qkv = nn.Linear(dim, inner * 3, bias=True)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)
         self.project = not (heads == 1 and dim_head == dim)
         self.to_out = (
             nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
@@ -98,6 +102,30 @@ class _FeedForward(nn.Module):
         return self.net(x)
 
 
+def _add_vit_blocks(module: nn.Module, c, width: int) -> None:
+    """block0 .. block<n-1> (pre-norm, lucidrains' vit_1d names), dropout and the final norm, as
+    ST-MEM's and MERL's ViTs have them."""
+    head_dim = c.zoo_head_dim or width // c.num_attention_heads
+    module.depth = c.num_hidden_layers
+    for i in range(c.num_hidden_layers):
+        module.add_module(
+            f"block{i}",
+            _Block(width, c.intermediate_size, c.num_attention_heads, head_dim, c.dropout),
+        )
+    module.dropout = nn.Dropout(c.dropout)
+    module.norm = nn.LayerNorm(width)
+
+
+def _run_vit_blocks(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    for i in range(module.depth):
+        block = getattr(module, f"block{i}")
+        if module.gradient_checkpointing and module.training:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        else:
+            x = block(x)
+    return x
+
+
 class _Block(nn.Module):
     def __init__(self, dim: int, hidden: int, heads: int, dim_head: int, dropout: float):
         super().__init__()
@@ -109,7 +137,7 @@ class _Block(nn.Module):
         return x + self.ff(x)
 
 
-class _ZooEncoder(nn.Module):
+class ZooEncoder(nn.Module):
     """What every zoo encoder shares: reading a state dict out of its authors' file, and the
     toolkit's output standardisation (feature_mean / feature_std buffers)."""
 
@@ -154,10 +182,11 @@ class _ZooEncoder(nn.Module):
             )
         return b, n_leads, n
 
-    def _window(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None, centre: bool):
+    def _window(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None, centre: bool,
+                whole: bool = False):  # fmt: skip
         """(x, mask): the signal resampled to zoo_fs when the rates differ, then zoo_seq_len
-        samples of it (the centre ones, or the first), and the lead mask as bool (all present
-        when None)."""
+        samples of it (the centre ones, or the first; all of it with `whole`, at least
+        zoo_seq_len), and the lead mask as bool (all present when None)."""
         c = self.config
         x = ecg_values.float()
         if abs(c.sampling_rate - c.zoo_fs) > 1e-9:
@@ -170,8 +199,9 @@ class _ZooEncoder(nn.Module):
         if x.shape[-1] < c.zoo_seq_len:
             raise ValueError(f"{c.encoder_type} needs {c.zoo_seq_len / c.zoo_fs:g} s at {c.zoo_fs:g} Hz; "
                              f"got {x.shape[-1] / c.zoo_fs:g} s")  # fmt: skip
-        start = (x.shape[-1] - c.zoo_seq_len) // 2 if centre else 0
-        x = x[..., start : start + c.zoo_seq_len]
+        if not whole:
+            start = (x.shape[-1] - c.zoo_seq_len) // 2 if centre else 0
+            x = x[..., start : start + c.zoo_seq_len]
         m = (
             torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
             if lead_mask is None
@@ -191,7 +221,7 @@ class _ZooEncoder(nn.Module):
         return fit_output_stats(self, batches, min_std)
 
 
-class StMemEncoder(_ZooEncoder):
+class StMemEncoder(ZooEncoder):
     """ST-MEM's encoder (see the module doc) with the toolkit's input and output."""
 
     def __init__(self, config):
@@ -202,7 +232,7 @@ class StMemEncoder(_ZooEncoder):
                 f"st_mem: zoo_seq_len {c.zoo_seq_len} must be a multiple of patch_size {c.patch_size}"
             )
         width, n = c.hidden_size, c.zoo_seq_len // c.patch_size
-        self.width, self.depth = width, c.num_hidden_layers
+        self.width = width
         self.to_patch_embedding = nn.Sequential(_Patches(c.patch_size), nn.LayerNorm(c.patch_size),
                                                 nn.Linear(c.patch_size, width), nn.LayerNorm(width))  # fmt: skip
         self.pos_embedding = nn.Parameter(torch.randn(1, n + 2, width) * 0.02)
@@ -210,14 +240,7 @@ class StMemEncoder(_ZooEncoder):
         self.lead_embeddings = nn.ParameterList(
             nn.Parameter(torch.randn(width) * 0.02) for _ in range(c.n_leads)
         )
-        head_dim = c.zoo_head_dim or width // c.num_attention_heads
-        for i in range(c.num_hidden_layers):
-            self.add_module(
-                f"block{i}",
-                _Block(width, c.intermediate_size, c.num_attention_heads, head_dim, c.dropout),
-            )
-        self.dropout = nn.Dropout(c.dropout)
-        self.norm = nn.LayerNorm(width)
+        _add_vit_blocks(self, c, width)
 
     # --- the authors' preprocessing, on the toolkit's [B, 12, n] mV at sampling_rate -------------
     def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
@@ -269,12 +292,7 @@ class StMemEncoder(_ZooEncoder):
         )
         x = x + torch.stack(list(self.lead_embeddings))[None, :, None]
         x = self.dropout(x.reshape(b, n_leads * (t + 2), -1))
-        for i in range(self.depth):
-            block = getattr(self, f"block{i}")
-            if self.gradient_checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+        x = _run_vit_blocks(self, x)
         x = x.reshape(b, n_leads, t + 2, -1)[:, :, 1:-1]  # SEP tokens removed
         m = torch.ones(b, n_leads, device=x.device) if lead_mask is None else lead_mask.to(x.dtype)
         tokens = (x * m[:, :, None, None]).sum(1) / m.sum(1).clamp(min=1.0)[:, None, None]
@@ -387,7 +405,7 @@ class _Net1DStage(nn.Module):
         return x
 
 
-class EcgFounderEncoder(_ZooEncoder):
+class EcgFounderEncoder(ZooEncoder):
     """ECGFounder's encoder (Li et al. 2025, "An electrocardiogram foundation model built on over
     10 million recordings", github.com/PKUDigitalHealth/ECGFounder): Shenda Hong's Net1D, a
     1-D RegNet-style network of 7 stages (channels 64-160-160-400-400-1024-1024, 2-2-2-3-3-4-4
@@ -498,7 +516,40 @@ def _merl_shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
 MERL_LEAD_ORDER = (0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11)
 
 
-class MerlResNetEncoder(_ZooEncoder):
+class _MerlInput(ZooEncoder):
+    """What MERL's two encoders share: their input preparation and their checkpoint files."""
+
+    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
+        x, m = self._window(ecg_values, lead_mask, centre=False)
+        big = torch.finfo(x.dtype).max
+        lo = torch.where(m[:, :, None], x, big).amin(dim=(1, 2))
+        hi = torch.where(m[:, :, None], x, -big).amax(dim=(1, 2))
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)  # (no lead present: 0 and 0)
+        lo = torch.where(m.any(1), lo, torch.zeros_like(lo))
+        hi = torch.where(m.any(1), hi, torch.zeros_like(hi))
+        scaled = (x - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]
+        flat = (0.0 - lo) / (hi - lo + 1e-8)  # 0 mV, scaled
+        z = torch.where(m[:, :, None], scaled, flat[:, None, None].expand_as(x))
+        return z[:, list(MERL_LEAD_ORDER)]
+
+    def checkpoint_state(self, raw: dict) -> dict:
+        """The encoder's weights from a MERL file: the bare encoder state dict, or a whole-model
+        one (encoder keys under "ecg_encoder.", "module." from DDP stripped); a classification
+        head (the ResNet's `linear`, the ViT's `head` after reset_head) dropped."""
+        state = self._state_in(raw, ("model_state_dict", "state_dict", "model"), "MERL")
+        if all(k.startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}
+        if any(k.startswith("ecg_encoder.") for k in state):
+            state = {
+                k[len("ecg_encoder.") :]: v
+                for k, v in state.items()
+                if k.startswith("ecg_encoder.")
+            }
+        heads = ("linear.", "head.")
+        return self._with_own_stats({k: v for k, v in state.items() if not k.startswith(heads)})
+
+
+class MerlResNetEncoder(_MerlInput):
     """MERL's ECG encoder (Liu et al., ICML 2024, "Zero-Shot ECG Classification with Multimodal
     Learning and Test-time Clinical Knowledge Enhancement", github.com/cheliu-computation/
     MERL-ICML2024, utils/resnet1d.py): a 1-D ResNet (a 7-wide stride-2 stem of 64 channels without
@@ -537,19 +588,6 @@ class MerlResNetEncoder(_ZooEncoder):
                 m.eval()
         return self
 
-    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
-        x, m = self._window(ecg_values, lead_mask, centre=False)
-        big = torch.finfo(x.dtype).max
-        lo = torch.where(m[:, :, None], x, big).amin(dim=(1, 2))
-        hi = torch.where(m[:, :, None], x, -big).amax(dim=(1, 2))
-        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)  # (no lead present: 0 and 0)
-        lo = torch.where(m.any(1), lo, torch.zeros_like(lo))
-        hi = torch.where(m.any(1), hi, torch.zeros_like(hi))
-        scaled = (x - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]
-        flat = (0.0 - lo) / (hi - lo + 1e-8)  # 0 mV, scaled
-        z = torch.where(m[:, :, None], scaled, flat[:, None, None].expand_as(x))
-        return z[:, list(MERL_LEAD_ORDER)]
-
     def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
                 ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         self._check_input(ecg_values)
@@ -564,24 +602,472 @@ class MerlResNetEncoder(_ZooEncoder):
         h = nn.functional.adaptive_avg_pool1d(x, self.config.zoo_tokens).transpose(1, 2)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 
+
+class MerlVitEncoder(_MerlInput):
+    """MERL's ViT encoder (utils/vit1d.py of the MERL repository, after lucidrains' vit_1d): the
+    12 x 5000 input cut into patches of `patch_size` samples (50: 100 patches) by a convolution
+    without bias (to_patch_embedding), a learned position embedding (pos_embedding), pre-norm
+    transformer blocks (block<i>.attn.norm / .attn.fn.to_qkv (with bias) / .attn.fn.to_out.0 /
+    .ff.norm / .ff.fn.net.0 and .3: the same tree as ST-MEM's), a final norm. Their sizes:
+    vit_tiny 192 wide / 3 heads / mlp 768, vit_small 384 / 6 / 1536, vit_middle 512 / 8 / 2048,
+    vit_base 768 / 12 / 3072, all 12 blocks with 64-wide heads. Input and files as
+    MerlResNetEncoder. Output: each patch's token through the final norm (the authors average
+    the tokens first, then norm), averaged to `zoo_tokens` tokens."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        width, n = c.hidden_size, c.zoo_seq_len // c.patch_size
+        self.to_patch_embedding = nn.Conv1d(
+            c.n_leads, width, c.patch_size, stride=c.patch_size, bias=False
+        )
+        self.pos_embedding = nn.Parameter(torch.randn(1, n, width))
+        _add_vit_blocks(self, c, width)
+
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        self._check_input(ecg_values)
+        x = self.prepare(ecg_values, lead_mask).to(self.pos_embedding.dtype)
+        x = self.dropout(self.to_patch_embedding(x).transpose(1, 2) + self.pos_embedding)
+        x = _run_vit_blocks(self, x)
+        h = self.norm(x).transpose(1, 2)
+        h = nn.functional.adaptive_avg_pool1d(h, self.config.zoo_tokens).transpose(1, 2)
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
+
+# --- ECG-FM (wav2vec 2.0 on ECGs, fairseq-signals) ---------------------------------------------
+# Written here (fairseq-signals is not on PyPI and pins an old stack): the same module tree as its
+# ECGTransformerModel / Wav2Vec2Model, so their state dicts load by name.
+
+
+class _Fp32GroupNorm(nn.GroupNorm):
+    """fairseq's Fp32GroupNorm: group norm computed in float32 whatever the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return nn.functional.group_norm(x.float(), self.num_groups, w, b, self.eps).type_as(x)
+
+
+class _FeatureExtractor(nn.Module):
+    """ConvFeatureExtraction, mode "default": per layer a convolution without bias, (dropout 0),
+    a per-channel group norm after the first only, GELU (keys conv_layers.<i>.0 and 0.2)."""
+
+    def __init__(self, cin: int, layers: list[list[int]]):
+        super().__init__()
+        self.conv_layers = nn.ModuleList()
+        for i, (dim, k, stride) in enumerate(layers):
+            parts = [nn.Conv1d(cin, dim, k, stride=stride, bias=False), nn.Dropout(0.0)]
+            if i == 0:
+                parts.append(_Fp32GroupNorm(dim, dim, affine=True))
+            self.conv_layers.append(nn.Sequential(*parts, nn.GELU()))
+            cin = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.conv_layers:
+            x = conv(x)
+        return x
+
+
+class _SamePad(nn.Module):
+    def __init__(self, kernel: int):
+        super().__init__()
+        self.remove = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, : -self.remove] if self.remove else x
+
+
+class _ConvPositions(nn.Module):
+    """ConvPositionalEncoding: a grouped convolution over time (weight-normed over its kernel
+    axis), same padding, GELU; added to the features by the caller."""
+
+    def __init__(self, dim: int, kernel: int, groups: int):
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.pos_conv = nn.Sequential(conv, _SamePad(kernel), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
+        return self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+class _FairseqSelfAttention(nn.Module):
+    """fairseq's MultiheadAttention as self-attention: q/k/v/out projections with bias, queries
+    scaled by head_dim ** -0.5 (what scaled_dot_product_attention does)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.p = heads, dropout
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.q_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (
+            proj(x).reshape(b, t, self.heads, -1).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        a = nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.p if self.training else 0.0
+        )
+        return self.out_proj(a.transpose(1, 2).reshape(b, t, d))
+
+
+class _FairseqEncoderLayer(nn.Module):
+    """TransformerEncoderLayer with layer_norm_first = False (ECG-FM's, BERT-style post-norm):
+    x = LN(x + attn(x)); x = LN(x + fc2(gelu(fc1(x))))."""
+
+    def __init__(self, dim: int, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.self_attn = _FairseqSelfAttention(dim, heads, dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.final_layer_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x)))
+        h = nn.functional.gelu(self.fc1(x).float()).type_as(x)
+        return self.final_layer_norm(x + self.dropout(self.fc2(h)))
+
+
+class _FairseqEncoder(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            _FairseqEncoderLayer(
+                c.hidden_size, c.intermediate_size, c.num_attention_heads, c.dropout
+            )
+            for _ in range(c.num_hidden_layers)
+        )
+        self.layer_norm = nn.LayerNorm(c.hidden_size)
+        self.dropout = nn.Dropout(c.dropout)
+        self.gradient_checkpointing = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.layer_norm(x))  # post-norm: the one norm comes first
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        return x
+
+
+# the keys of ECG-FM's pretraining heads (wav2vec 2.0 quantiser, projections, mask embedding),
+# dropped when its pretrained file is loaded (fairseq-signals' remove_pretraining_modules)
+_ECG_FM_PRETRAINING = ("mask_emb", "quantizer.", "input_quantizer.", "project_q.", "project_inp.",
+                       "final_proj.", "target_glu.")  # fmt: skip
+
+
+def _ecg_fm_key(key: str) -> str:
+    """An older fairseq(-signals) name of an ECG-FM weight -> this module's: the position
+    convolution inside the transformer (fairseq's wav2vec 2.0: encoder.pos_conv) and weight norm's
+    weight_g / weight_v (torch's parametrisation calls them original0 / original1)."""
+    if key.startswith("encoder.pos_conv."):
+        key = "conv_pos." + key[len("encoder.") :]
+    if key.startswith("conv_pos.") and key.endswith((".weight_g", ".weight_v")):
+        key = (
+            key[: -len("weight_g")]
+            + "parametrizations.weight.original"
+            + ("0" if key.endswith("g") else "1")
+        )
+    return key
+
+
+class EcgFmEncoder(ZooEncoder):
+    """ECG-FM's encoder (McKeen et al., 2024, github.com/bowang-lab/ECG-FM; the model code is
+    fairseq-signals' (github.com/Jwoo5/fairseq-signals) wav2vec2_cmsc = ECGTransformerModel):
+    a 4-layer convolutional feature extractor (256 channels, kernel 2, stride 2: one feature per
+    16 samples, a per-channel group norm after the first), a layer norm, a projection to the
+    transformer's width (post_extract_proj), a convolutional position embedding (kernel 128, 16
+    groups, weight-normed) added to it, then a post-norm transformer (encoder.layer_norm first,
+    then encoder.layers.<i>.self_attn.{q,k,v,out}_proj / self_attn_layer_norm / fc1 / fc2 /
+    final_layer_norm). The released models are BERT-base sized: 768 wide, 12 layers, 12 heads,
+    FFN 3072 (90.9 M parameters). Input as ECG-FM prepares it (its inference notebook with
+    ecg-transform): standard lead order, 500 Hz, each lead standardised over the whole record
+    (a constant lead becomes zero), then cut into 5 s segments (2500 samples) that the encoder
+    reads one at a time. Here: a missing lead is zero (what a constant lead gets); a 10 s record
+    gives two segments whose 2 x 156 feature steps, in time order, are averaged to `zoo_tokens`
+    tokens (ECG-FM's own classifier averages them all into one).
+
+    Files: the fairseq checkpoints they release (mimic_iv_ecg_physionet_pretrained.pt, the
+    wav2vec2_cmsc pretraining model: keys at top level, with the quantiser and projections that
+    are dropped here; physionet_finetuned.pt and the like, ECGTransformerClassificationModel:
+    the encoder under "encoder.", its `proj` head dropped) under "model", beside a pickled
+    omegaconf config that load_encoder_weights reads without running (ecgllm.model.pickled).
+    Weight norm's old key names (weight_g / weight_v) are renamed to torch's parametrisation's.
+    Weights: huggingface.co/wanglab/ecg-fm (MIT at the time of writing), downloaded by the user."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        self.feature_extractor = _FeatureExtractor(c.n_leads, c.zoo_conv_layers)
+        embed = c.zoo_conv_layers[-1][0]
+        self.layer_norm = nn.LayerNorm(embed)
+        self.post_extract_proj = nn.Linear(embed, c.hidden_size) if embed != c.hidden_size else None
+        self.conv_pos = _ConvPositions(c.hidden_size, c.zoo_conv_pos, c.zoo_conv_pos_groups)
+        self.encoder = _FairseqEncoder(c)
+
+    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
+        """[B, segments, leads, zoo_seq_len]: resampled, standardised per lead, cut in segments."""
+        c = self.config
+        x, m = self._window(ecg_values, lead_mask, centre=False, whole=True)
+        n_seg = x.shape[-1] // c.zoo_seq_len
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, unbiased=False, keepdim=True)
+        z = torch.where(std > 0, (x - mean) / std.clamp(min=1e-12), torch.zeros_like(x))
+        z = z * m[:, :, None]
+        z = z[..., : n_seg * c.zoo_seq_len].reshape(x.shape[0], x.shape[1], n_seg, c.zoo_seq_len)
+        return z.transpose(1, 2)
+
+    def segment_features(self, segments: torch.Tensor) -> torch.Tensor:
+        """ECG-FM's output for [N, leads, samples] segments: [N, steps, hidden_size]."""
+        f = self.feature_extractor(segments).transpose(1, 2)
+        f = self.layer_norm(f)
+        if self.post_extract_proj is not None:
+            f = self.post_extract_proj(f)
+        return self.encoder(f + self.conv_pos(f))
+
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        b = self._check_input(ecg_values)[0]
+        z = self.prepare(ecg_values, lead_mask).to(self.layer_norm.weight.dtype)
+        n_seg = z.shape[1]
+        self.encoder.gradient_checkpointing = self.gradient_checkpointing
+        h = self.segment_features(z.reshape(b * n_seg, *z.shape[2:]))
+        h = h.reshape(b, n_seg * h.shape[1], -1).transpose(1, 2)
+        h = nn.functional.adaptive_avg_pool1d(h, self.config.zoo_tokens).transpose(1, 2)
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
     def checkpoint_state(self, raw: dict) -> dict:
-        """The encoder's weights from a MERL file: the bare encoder state dict, or a whole-model
-        one (encoder keys under "ecg_encoder.", "module." from DDP stripped); `linear` dropped."""
-        state = self._state_in(raw, ("model_state_dict", "state_dict", "model"), "MERL")
-        if all(k.startswith("module.") for k in state):
-            state = {k[len("module.") :]: v for k, v in state.items()}
-        if any(k.startswith("ecg_encoder.") for k in state):
+        """The encoder's weights from an ECG-FM (fairseq-signals) file: the state dict under
+        "model" (or a bare one); a fine-tuned model's encoder taken from under "encoder." (its
+        head dropped); the pretraining modules dropped; old names mapped (_ecg_fm_key)."""
+        state = self._state_in(raw, ("model",), "ECG-FM")
+        if any(k.startswith("encoder.feature_extractor.") for k in state):
+            state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+        state = {k: v for k, v in state.items() if not k.startswith(_ECG_FM_PRETRAINING)}
+        state = {_ecg_fm_key(k): v for k, v in state.items()}
+        return self._with_own_stats(state)
+
+
+# --- HeartLang (ST-ECGFormer over heartbeat words) ---------------------------------------------
+
+
+def beat_words(x: np.ndarray, qrs: np.ndarray, word_len: int) -> np.ndarray:
+    """HeartLang's words of one lead (its QRSTokenizer.extract_qrs_segments): per QRS index, the
+    samples from the midpoint to the previous beat to the midpoint to the next (the first and
+    last beats reach word_len / 2 outward), re-centred on the QRS when longer than `word_len`,
+    placed in a zero word so that the QRS sits at word_len / 2. [len(qrs), word_len]."""
+    half, n = word_len // 2, len(x)
+    out = np.zeros((len(qrs), word_len), dtype=np.float32)
+    for i, c in enumerate(qrs):
+        if i == 0:
+            start = c - half
+            end = (c + qrs[1]) // 2 if len(qrs) > 1 else max(start, 0) + word_len
+        elif i == len(qrs) - 1:
+            start, end = (c + qrs[i - 1]) // 2, c + half
+        else:
+            start, end = (c + qrs[i - 1]) // 2, (c + qrs[i + 1]) // 2
+        start, end = max(start, 0), min(end, n)
+        if end - start > word_len:  # a long RR interval: the word centred on the QRS
+            start = max(c - half, 0)
+            end = min(start + word_len, n)
+        at = max(half - (c - start), 0)
+        end = min(end, start + word_len - at)
+        out[i, at : at + end - start] = x[start:end]
+    return out
+
+
+def heartbeat_words(signal: np.ndarray, fs: float, word_len: int, leads: list[int] | None = None):
+    """HeartLang's "ECG sentence" of one record (its QRSTokenizer): lead by lead, one word per
+    beat that wfdb's XQRS detector finds in that lead (beat_words). Returns (words [N, word_len],
+    lead numbers [N] (1 = lead I), seconds [N] (1 = the first second)) for the `leads` given
+    (default all)."""
+    from wfdb import processing
+
+    words, chans, times = [], [], []
+    for lead in range(signal.shape[0]) if leads is None else leads:
+        try:
+            qrs = np.asarray(processing.xqrs_detect(sig=signal[lead], fs=fs, verbose=False), int)
+        except Exception:  # a flat or empty lead: XQRS has nothing to learn from, no beats
+            qrs = np.zeros(0, dtype=int)
+        words.append(beat_words(signal[lead], qrs, word_len))
+        chans.append(np.full(len(qrs), lead + 1, np.int64))
+        times.append(
+            (qrs * 100 // int(round(fs))) // 100 + 1
+        )  # their 1-s blocks (100 samples at 100 Hz)
+    if not words:
+        return np.zeros((0, word_len), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(words), np.concatenate(chans), np.concatenate(times).astype(np.int64)
+
+
+class _HeartLangAttention(_Attention):
+    """Their Attention: its own pre-norm (`norm`), a bias-free qkv, the output projection."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
+        super().__init__(dim, heads, dim_head, dropout, qkv_bias=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.norm(x))
+
+
+class _HeartLangFeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim), nn.Dropout(dropout))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _HeartLangLayer(nn.ModuleList):
+    """[attention, feed-forward], residual each (their Transformer's layers.<i>.0 and .1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self[0](x) + x
+        return self[1](x) + x
+
+
+class _HeartLangTransformer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        head_dim = c.zoo_head_dim or c.hidden_size // c.num_attention_heads
+        self.layers = nn.ModuleList(
+            _HeartLangLayer(
+                [
+                    _HeartLangAttention(c.hidden_size, c.num_attention_heads, head_dim, c.dropout),
+                    _HeartLangFeedForward(c.hidden_size, c.intermediate_size, c.dropout),
+                ]
+            )
+            for _ in range(c.num_hidden_layers)
+        )
+
+
+class _Embedded(nn.Module):
+    """An nn.Embedding under `.embed` (their SpatialEmbedding / TemporalEmbedding)."""
+
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(n, dim)
+
+
+class _TokenEmbedding(nn.Module):
+    """Their TokenEmbedding: a 3-wide circular convolution along the sentence whose input
+    channels are a word's samples (tokenConv, no bias)."""
+
+    def __init__(self, word_len: int, dim: int):
+        super().__init__()
+        self.tokenConv = nn.Conv1d(word_len, dim, 3, padding=1, padding_mode="circular", bias=False)
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:  # [B, words, word_len]
+        return self.tokenConv(words.transpose(1, 2)).transpose(1, 2)
+
+
+class HeartLangEncoder(ZooEncoder):
+    """HeartLang's encoder (Jin et al., ICLR 2025, "Reading Your Heart: Learning ECG Words and
+    Sentences via Pre-training ECG Language Model", github.com/PKUDigitalHealth/HeartLang;
+    modeling_pretrain.py's ST_ECGFormer, read from a copy of the authors' code as their own
+    repository's model files were not readable here). Input: the record at 100 Hz, its first 10
+    s, turned into a "sentence" of heartbeat words (heartbeat_words: one 96-sample word per beat
+    and lead, XQRS detection per lead, lead by lead), padded with zero words (lead 0, second 0)
+    or cut to 256 words. Each word is embedded by a circular convolution along the sentence
+    (token_embed.tokenConv), plus a lead embedding (spa_embed, 16 rows: 0 = padding, 1-12 = I-V6)
+    and a second-of-recording embedding (tem_embed), a CLS token first, a learned position per
+    place (pos_embed, 257), then pre-norm transformer layers (transformer.layers.<i>.0 =
+    attention with its own norm and a bias-free to_qkv, .1 = feed-forward net.0/1/4) and
+    norm_layer. The pretraining head (lm_head, over the VQ-HBR codebook) and the fine-tuning one
+    (mlp_head, the encoder under backbone.) are dropped on load. HeartLang-base: 768 wide, 12
+    layers, 8 heads of 64, FFN 1024. Like the authors' model, padding words are attended to (no
+    mask). Signal scale: their PTB-XL pipeline standardises with one mean and SD fitted on its
+    training set; here each record is standardised over its present leads and samples together
+    (the same kind of scaling, without their statistics). A missing lead gives no words.
+    Output: the CLS token, then per lead the mean of its words' tokens (zero when the lead has no
+    beats), 1 + n_leads tokens. Files: the BEiT-style {"model": state, "args": Namespace, ...}
+    their training writes (the Namespace read without running it). Weights: huggingface.co/
+    PKUDigitalHealth/HeartLang (check its licence), downloaded by the user."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        d = c.hidden_size
+        self.token_embed = _TokenEmbedding(c.zoo_word_len, d)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))  # (masked pretraining: unused here)
+        self.cls_token = nn.Parameter(torch.randn(d))
+        self.pos_embed = nn.Parameter(torch.randn(1, c.zoo_words + 1, d))
+        self.spa_embed = _Embedded(16, d)
+        self.tem_embed = _Embedded(16, d)
+        self.dropout = nn.Dropout(c.dropout)
+        self.transformer = _HeartLangTransformer(c)
+        self.norm_layer = nn.LayerNorm(d)
+
+    def prepare(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None):
+        """(words [B, zoo_words, zoo_word_len], leads [B, zoo_words], seconds [B, zoo_words])."""
+        c = self.config
+        x, m = self._window(ecg_values, lead_mask, centre=False)
+        x, m = x.detach().cpu().numpy(), m.cpu().numpy()
+        words = np.zeros((len(x), c.zoo_words, c.zoo_word_len), np.float32)
+        chans = np.zeros((len(x), c.zoo_words), np.int64)
+        times = np.zeros((len(x), c.zoo_words), np.int64)
+        for i in range(len(x)):
+            present = np.flatnonzero(m[i])
+            if not len(present):
+                continue
+            sd = x[i, present].std()
+            z = (x[i] - x[i, present].mean()) / (sd if sd > 0 else 1.0)
+            w, ch, t = heartbeat_words(z, c.zoo_fs, c.zoo_word_len, list(present))
+            k = min(len(w), c.zoo_words)
+            words[i, :k], chans[i, :k], times[i, :k] = w[:k], ch[:k], t[:k]
+        dev = ecg_values.device
+        return (torch.from_numpy(words).to(dev), torch.from_numpy(chans).to(dev),
+                torch.from_numpy(times).to(dev))  # fmt: skip
+
+    def forward(self, ecg_values: torch.Tensor, lead_mask: torch.Tensor | None = None,
+                ecg_measurements: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        b = self._check_input(ecg_values)[0]
+        words, chans, times = self.prepare(ecg_values, lead_mask)
+        x = self.token_embed(words.to(self.pos_embed.dtype))
+        x = x + self.spa_embed.embed(chans) + self.tem_embed.embed(times)
+        x = torch.cat([self.cls_token.expand(b, 1, -1), x], dim=1) + self.pos_embed
+        x = self.dropout(x)
+        for layer in self.transformer.layers:
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
+        x = self.norm_layer(x)
+        onehot = (
+            chans[:, :, None] == torch.arange(1, self.config.n_leads + 1, device=x.device)
+        ).to(x.dtype)
+        per_lead = onehot.transpose(1, 2) @ x[:, 1:] / onehot.sum(1)[:, :, None].clamp(min=1.0)
+        h = torch.cat([x[:, :1], per_lead], dim=1)
+        return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
+
+    def checkpoint_state(self, raw: dict) -> dict:
+        """The encoder's weights from a HeartLang file: the state under "model" (or bare); a
+        fine-tuned classifier's from under "backbone."; lm_head / mlp_head dropped."""
+        state = self._state_in(raw, ("model", "state_dict"), "HeartLang")
+        if any(k.startswith("backbone.") for k in state):
             state = {
-                k[len("ecg_encoder.") :]: v
-                for k, v in state.items()
-                if k.startswith("ecg_encoder.")
+                k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")
             }
-        return self._with_own_stats({k: v for k, v in state.items() if not k.startswith("linear.")})
+        return self._with_own_stats(
+            {k: v for k, v in state.items() if not k.startswith(("lm_head.", "mlp_head."))}
+        )
 
 
 def zoo_num_tokens(config) -> int:
-    if config.encoder_type == "merl_resnet":
+    if config.encoder_type in ("merl_resnet", "merl_vit", "ecg_fm"):
         return config.zoo_tokens
+    if config.encoder_type == "heartlang":
+        return 1 + config.n_leads
     if config.encoder_type == "st_mem":
         return config.zoo_seq_len // config.patch_size
     if config.encoder_type == "ecgfounder":
@@ -598,10 +1084,8 @@ def build_ecg_encoder(config) -> nn.Module:
         from .ecg_encoder import EcgEncoder
 
         return EcgEncoder(config)
-    if config.encoder_type == "st_mem":
-        return StMemEncoder(config)
-    if config.encoder_type == "ecgfounder":
-        return EcgFounderEncoder(config)
-    if config.encoder_type == "merl_resnet":
-        return MerlResNetEncoder(config)
+    kinds = {"st_mem": StMemEncoder, "ecgfounder": EcgFounderEncoder, "merl_resnet": MerlResNetEncoder,
+             "merl_vit": MerlVitEncoder, "ecg_fm": EcgFmEncoder, "heartlang": HeartLangEncoder}  # fmt: skip
+    if config.encoder_type in kinds:
+        return kinds[config.encoder_type](config)
     raise ValueError(f"encoder_type must be builtin or one of {ZOO}, not {config.encoder_type!r}")

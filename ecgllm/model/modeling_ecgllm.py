@@ -29,7 +29,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_ecgllm import EcgLlmConfig
 from .ecg_encoder import EcgEncoder, load_encoder_weights
-from .ecg_zoo import EcgFounderEncoder, MerlResNetEncoder, StMemEncoder, build_ecg_encoder
+from .ecg_zoo import ZooEncoder, build_ecg_encoder
 
 
 class QueryFusion(nn.Module):
@@ -96,14 +96,13 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
-    _no_split_modules = ["EcgEncoder", "StMemEncoder", "EcgFounderEncoder", "MerlResNetEncoder"]
+    _no_split_modules = ["EcgEncoder", "StMemEncoder", "EcgFounderEncoder", "MerlResNetEncoder",
+                         "MerlVitEncoder", "EcgFmEncoder", "HeartLangEncoder"]  # fmt: skip
     _skip_keys_device_placement = ["past_key_values"]
 
     def _init_weights(self, module: nn.Module) -> None:
         # only our own modules; the language model and vision tower initialise themselves
-        if isinstance(
-            module, (Projector, EcgEncoder, StMemEncoder, EcgFounderEncoder, MerlResNetEncoder)
-        ):
+        if isinstance(module, (Projector, EcgEncoder, ZooEncoder)):
             for sub in module.modules():
                 if isinstance(sub, nn.Linear):
                     nn.init.normal_(sub.weight, std=0.02)
@@ -113,7 +112,7 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
                     nn.init.ones_(sub.weight)
                     nn.init.zeros_(sub.bias)
             if isinstance(
-                module, (EcgEncoder, StMemEncoder, EcgFounderEncoder, MerlResNetEncoder)
+                module, (EcgEncoder, ZooEncoder)
             ):  # output standardization: identity until fitted
                 nn.init.zeros_(module.feature_mean)
                 nn.init.ones_(module.feature_std)

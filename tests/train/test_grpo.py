@@ -213,6 +213,7 @@ def test_grpo_resumes_to_the_same_adapter(instruct, tmp_path):
         )
 
 
+@pytest.mark.xdist_group("distributed")  # one launch on the default port at a time
 def test_two_processes_equal_one(instruct, tmp_path):
     """recipes/grpo.py on 2 DDP processes (gloo) takes the steps of one process at the same
     prompts per step: the same rewards in the log, the same adapter."""

@@ -14,6 +14,9 @@ from safetensors.torch import load_file
 
 from tests.conftest import ROOT
 
+# launched processes meet on accelerate's default port: one such test at a time (pytest-xdist)
+pytestmark = pytest.mark.xdist_group("distributed")
+
 
 @pytest.mark.parametrize("objective", ["supervised", "masked", "contrastive"])
 def test_two_processes_train_what_one_does(instruct, tmp_path, objective):

@@ -209,6 +209,7 @@ def test_packing_trains_with_the_same_losses(instruct, reference, tmp_path):
 LAUNCH = [str(Path(sys.executable).parent / "accelerate"), "launch"]
 
 
+@pytest.mark.xdist_group("distributed")  # one launch on the default port at a time
 @pytest.mark.parametrize("how", ["ddp", "zero2", "zero3"])
 def test_distributed_runs_match_one_process(how, instruct, reference, tmp_path):
     pytest.importorskip("deepspeed") if how != "ddp" else None
