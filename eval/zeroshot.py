@@ -5,9 +5,11 @@
 
 Zero-shot (contrastive encoders, recipes/pretrain_ecg_encoder.py --objective contrastive): each
 statement's name is a text prompt; AUC per statement of the cosine between records and prompts,
-on the dataset's test split and on each real folder; chance 0.5. Linear probe (any encoder): a
+on the dataset's test split and on each real folder, macro over all statements and within PTB-XL's
+diagnostic / form / rhythm groups; and the 5 diagnostic superclasses (NORM, MI, STTC, CD, HYP)
+with their names as prompts; chance 0.5. Linear probe (any encoder): a
 logistic regression per statement on the frozen encoder's pooled features, trained on 1 / 10 /
-100 % of the training split, AUC on the test split. See ecgllm/evaluation/zeroshot.py.
+100 % of the training split, AUC on the test split and on each real folder. See ecgllm/evaluation/zeroshot.py.
 """
 
 from __future__ import annotations
@@ -51,14 +53,28 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.json", json.dumps(r, indent=1))
-    print(f"{'evaluation':34s} {'records':>7s} {'labels':>6s} {'macro AUC':>9s} {'chance':>6s}")
-    for where, v in r["zero_shot"].items():
+    groups = ("diagnostic", "form", "rhythm")
+    print(f"{'evaluation':40s} {'records':>7s} {'labels':>6s} {'macro AUC':>9s} "
+          + " ".join(f"{g:>10s}" for g in groups) + f" {'chance':>6s}")  # fmt: skip
+
+    def row(name: str, v: dict) -> None:
+        by = [
+            f"{v['groups'][g]['macro_auc']:10.3f}" if g in v.get("groups", {}) else f"{'-':>10s}"
+            for g in groups
+        ]
         print(
-            f"{'zero-shot ' + where.split(':')[0]:34s} {v['n']:7d} {v['labels']:6d} {v['macro_auc']:9.3f} {v['chance']:6.2f}"
+            f"{name:40s} {v['n']:7d} {v['labels']:6d} {v['macro_auc']:9.3f} {' '.join(by)} {v['chance']:6.2f}"
         )
+
+    for where, v in r["zero_shot"].items():
+        row("zero-shot " + where.split(":")[0], v)
+    for where, v in r.get("zero_shot_superclass", {}).items():
+        row("zero-shot superclasses " + where.split(":")[0], v)
     for frac, v in r["linear_probe"].items():
-        name = f"linear probe {float(frac):.0%} ({v['train_records']} train)"
-        print(f"{name:34s} {v['n']:7d} {v['labels']:6d} {v['macro_auc']:9.3f} {v['chance']:6.2f}")
+        row(f"linear probe {float(frac):.0%} ({v['train_records']} train)", v)
+    for where, probes in r.get("linear_probe_real", {}).items():
+        for frac, v in probes.items():
+            row(f"linear probe {float(frac):.0%} -> {where.split(':')[0]}", v)
     zs = r["zero_shot"].get("simulated test", {}).get("macro_auc")
     print(f"done: {r['objective']} encoder, zero-shot macro AUC {'n/a' if zs is None else f'{zs:.3f}'} (simulated test), "
           f"linear probe at {fractions[-1]:.0%} {r['linear_probe'][f'{fractions[-1]:g}']['macro_auc']:.3f}, in "

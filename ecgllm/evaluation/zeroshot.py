@@ -198,9 +198,20 @@ def pooled_features(encoder, x: np.ndarray, m: np.ndarray, meas: np.ndarray | No
     return np.concatenate(out)
 
 
-def label_aucs(y: np.ndarray, scores: np.ndarray, codes: list[str]) -> dict[str, Any]:
-    """AUC per label (those with both classes present), their macro mean and the chance level."""
+# PTB-XL's statement groups, scored apart as MERL reports them (a statement may be in two:
+# e.g. NORM is diagnostic, SR rhythm, LVOLT form)
+STATEMENT_GROUPS = ("diagnostic", "form", "rhythm")
+
+
+def label_aucs(
+    y: np.ndarray, scores: np.ndarray, codes: list[str], by_group: bool = True
+) -> dict[str, Any]:
+    """AUC per label (those with both classes present), their macro mean, the chance level, and
+    (`by_group`: the codes are SCP statements) the macro mean within each PTB-XL statement group
+    (`groups`: diagnostic / form / rhythm, with the number of labels scored in it)."""
     from sklearn.metrics import roc_auc_score
+
+    from ..text.vocab import label_set
 
     per = {}
     for j, c in enumerate(codes):
@@ -208,13 +219,32 @@ def label_aucs(y: np.ndarray, scores: np.ndarray, codes: list[str]) -> dict[str,
         if 0 < pos < len(y):
             per[c] = {"auc": float(roc_auc_score(y[:, j], scores[:, j])), "positives": pos}
     macro = float(np.mean([v["auc"] for v in per.values()])) if per else float("nan")
+    groups = {}
+    for g in STATEMENT_GROUPS if by_group else ():
+        in_g = [per[c]["auc"] for c in label_set(g) if c in per]
+        if in_g:
+            groups[g] = {"macro_auc": float(np.mean(in_g)), "labels": len(in_g)}
     return {
         "macro_auc": macro,
         "chance": 0.5,
         "n": int(len(y)),
         "labels": len(per),
         "per_label": per,
+        "groups": groups,
     }
+
+
+def superclass_targets(label_sets: list[set[str]]) -> np.ndarray:
+    """[N, 5] membership of PTB-XL's diagnostic superclasses (NORM, MI, STTC, CD, HYP) from
+    statement code sets (every statement counts, as in Strodthoff et al.'s benchmark code)."""
+    from ..text.vocab import SUPERCLASS_ORDER, statements
+
+    table = statements()
+    out = np.zeros((len(label_sets), len(SUPERCLASS_ORDER)), np.float32)
+    for i, codes in enumerate(label_sets):
+        have = set(table.aggregate({c: 100.0 for c in codes}, "superdiagnostic"))
+        out[i] = [c in have for c in SUPERCLASS_ORDER]
+    return out
 
 
 def linear_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray,
@@ -262,7 +292,8 @@ def run_zeroshot(encoder_dir: str | Path, data_dir: str | Path, real: list[tuple
                  fractions=(0.01, 0.1, 1.0), progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Zero-shot (contrastive encoders) on the dataset's test split and on each real folder, and
     the linear probe (any encoder) trained on the dataset's training split, scored on its test
-    split, over the statements the encoder was pretrained on (pretrain_summary.json's codes)."""
+    split and on each real folder (linear_probe_real), over the statements the encoder was
+    pretrained on (pretrain_summary.json's codes)."""
     from datasets import load_from_disk
 
     from ..train.encoder_pretrain import measurement_vectors
@@ -299,17 +330,37 @@ def run_zeroshot(encoder_dir: str | Path, data_dir: str | Path, real: list[tuple
         sets[name] = (*inputs(x, m), y)
     out: dict[str, Any] = {"encoder": str(encoder_dir), "objective": summary["settings"].get("objective", "supervised"),
                            "codes": codes, "zero_shot": {}, "linear_probe": {}}  # fmt: skip
+    real_sets: dict[tuple[str, str], tuple] = {}  # each real folder read once
     if z is not None:
+        from ..text.vocab import SUPERCLASS_ORDER
+
+        supers = list(SUPERCLASS_ORDER)  # prompts: "normal ecg", "myocardial infarction", ...
+        out["zero_shot_superclass"] = {}
         x, m, meas, y = sets["test"]
         out["zero_shot"]["simulated test"] = label_aucs(y, z.zero_shot(x, m, meas, codes), codes)
+        test_sets = [labels[int(i)] for i in np.flatnonzero(split == "test")]
+        out["zero_shot_superclass"]["simulated test"] = label_aucs(
+            superclass_targets(test_sets), z.zero_shot(x, m, meas, supers), supers, by_group=False
+        )
         for source, root in real:
-            rx, rm, rl = real_label_set(source, root, fs)
+            rx, rm, rl = real_sets[(source, root)] = real_label_set(source, root, fs)
             ry = np.array([[c in s for c in codes] for s in rl], dtype=np.float32)
-            out["zero_shot"][f"{source}:{root}"] = label_aucs(
-                ry, z.zero_shot(*inputs(rx, rm), codes), codes
+            rin = inputs(rx, rm)
+            out["zero_shot"][f"{source}:{root}"] = label_aucs(ry, z.zero_shot(*rin, codes), codes)
+            out["zero_shot_superclass"][f"{source}:{root}"] = label_aucs(
+                superclass_targets(rl), z.zero_shot(*rin, supers), supers, by_group=False
             )
     f_train, f_test = (pooled_features(enc, *sets[n][:3]) for n in ("train", "test"))
     out["linear_probe"] = linear_probe(
         f_train, sets["train"][3], f_test, sets["test"][3], codes, fractions
     )
+    # the same probes (trained on the simulated training split) read the real records
+    out["linear_probe_real"] = {}
+    for source, root in real:
+        rx, rm, rl = real_sets.get((source, root)) or real_label_set(source, root, fs)
+        ry = np.array([[c in s for c in codes] for s in rl], dtype=np.float32)
+        rf = pooled_features(enc, *inputs(rx, rm))
+        out["linear_probe_real"][f"{source}:{root}"] = linear_probe(
+            f_train, sets["train"][3], rf, ry, codes, fractions
+        )
     return out

@@ -50,6 +50,15 @@ def test_label_aucs_and_linear_probe():
     r = label_aucs(y, y + 0.01 * rng.random(y.shape), ["A", "B"])
     assert r["macro_auc"] == 1.0 and r["labels"] == 2 and r["chance"] == 0.5
     assert label_aucs(np.ones((3, 1)), np.zeros((3, 1)), ["A"])["labels"] == 0  # one class only
+    # PTB-XL's statement groups: AFIB is a rhythm statement, IMI diagnostic, PVC form
+    g = label_aucs(np.concatenate([y, y[:, :1]], 1), np.stack([y[:, 0], 1 - y[:, 1], y[:, 0]], 1),
+                   ["AFIB", "IMI", "PVC"])["groups"]  # fmt: skip
+    assert g == {"diagnostic": {"macro_auc": 0.0, "labels": 1}, "form": {"macro_auc": 1.0, "labels": 1},
+                 "rhythm": {"macro_auc": 1.0, "labels": 1}}  # fmt: skip
+    from ecgllm.evaluation.zeroshot import superclass_targets
+
+    t = superclass_targets([{"IMI", "SR"}, {"NORM"}, {"LVH", "CLBBB"}, set()])
+    assert t.tolist() == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
     # separable features: the probe on all training rows scores 1; on too few rows a label with
     # one class in its subset scores 0.5
     f = rng.normal(size=(200, 4))
@@ -104,9 +113,19 @@ def test_contrastive_pretraining_zero_shot_and_probe(instruct, tmp_path, monkeyp
     r = run_zeroshot(
         tmp_path / "a", instruct, [("ludb", str(ludb))], fractions=(0.5, 1.0), progress=False
     )
-    assert set(r["zero_shot"]) == {"simulated test", f"ludb:{ludb}"}
+    assert (
+        set(r["zero_shot"]) == set(r["zero_shot_superclass"]) == {"simulated test", f"ludb:{ludb}"}
+    )
     assert r["zero_shot"][f"ludb:{ludb}"]["n"] == 3
+    sup5 = r["zero_shot_superclass"]["simulated test"]
+    assert set(sup5["per_label"]) <= {"NORM", "MI", "STTC", "CD", "HYP"} and sup5["labels"] >= 2
+    assert sup5["groups"] == {}  # superclasses are not statements of a group
     assert set(r["linear_probe"]) == {"0.5", "1"}
+    assert set(r["linear_probe_real"][f"ludb:{ludb}"]) == {
+        "0.5",
+        "1",
+    }  # sim-trained probes, real records
+    assert r["linear_probe_real"][f"ludb:{ludb}"]["1"]["n"] == 3
     assert all(0 <= v["macro_auc"] <= 1 for v in r["linear_probe"].values())
     sup = pretrain_encoder(instruct, tmp_path / "sup", steps=2, batch_size=8, progress=False)
     assert "objective" not in sup["settings"]  # the supervised stamp keeps its old form
