@@ -296,6 +296,7 @@ def run_zeroshot(encoder_dir: str | Path, data_dir: str | Path, real: list[tuple
     pretrained on (pretrain_summary.json's codes)."""
     from datasets import load_from_disk
 
+    from ..data.dataset import split_signals
     from ..train.encoder_pretrain import measurement_vectors
 
     encoder_dir = Path(encoder_dir)
@@ -313,20 +314,18 @@ def run_zeroshot(encoder_dir: str | Path, data_dir: str | Path, real: list[tuple
             (measurement_vectors(x, m, fs, progress) if enc.config.uses_measurements else None),
         )
 
-    records = load_from_disk(str(Path(data_dir) / "records"))
-    if "signal" not in records.column_names:
-        raise ValueError(f"{data_dir}/records has no signals: build with the signal modality")
-    split = np.array(records["split"])
-    sig = records.select_columns(["signal", "lead_mask"]).with_format("numpy")
-    labels = [set(json.loads(x or "{}")) for x in records["labels"]]
-    sets = {}
+    records = load_from_disk(str(Path(data_dir) / "records")).select_columns(
+        ["record_id", "labels"]
+    )
+    label_of = {
+        r: set(json.loads(x or "{}"))
+        for r, x in zip(records["record_id"], records["labels"], strict=True)
+    }
+    sets, split_labels = {}, {}
     for name in ("train", "test"):
-        idx = np.flatnonzero(split == name)
-        if not len(idx):
-            raise ValueError(f"{data_dir}: no {name} records")
-        x = np.stack([sig[int(i)]["signal"] for i in idx]).astype(np.float32)
-        m = np.stack([sig[int(i)]["lead_mask"] for i in idx]).astype(bool)
-        y = np.array([[c in labels[i] for c in codes] for i in idx], dtype=np.float32)
+        x, m, ids = split_signals(data_dir, name)
+        split_labels[name] = [label_of[r] for r in ids]
+        y = np.array([[c in s for c in codes] for s in split_labels[name]], dtype=np.float32)
         sets[name] = (*inputs(x, m), y)
     out: dict[str, Any] = {"encoder": str(encoder_dir), "objective": summary["settings"].get("objective", "supervised"),
                            "codes": codes, "zero_shot": {}, "linear_probe": {}}  # fmt: skip
@@ -338,9 +337,11 @@ def run_zeroshot(encoder_dir: str | Path, data_dir: str | Path, real: list[tuple
         out["zero_shot_superclass"] = {}
         x, m, meas, y = sets["test"]
         out["zero_shot"]["simulated test"] = label_aucs(y, z.zero_shot(x, m, meas, codes), codes)
-        test_sets = [labels[int(i)] for i in np.flatnonzero(split == "test")]
         out["zero_shot_superclass"]["simulated test"] = label_aucs(
-            superclass_targets(test_sets), z.zero_shot(x, m, meas, supers), supers, by_group=False
+            superclass_targets(split_labels["test"]),
+            z.zero_shot(x, m, meas, supers),
+            supers,
+            by_group=False,
         )
         for source, root in real:
             rx, rm, rl = real_sets[(source, root)] = real_label_set(source, root, fs)
