@@ -64,10 +64,15 @@ class EcgCollator:
         self.dropped: Counter = Counter()
 
     def encode(
-        self, messages: list[dict], add_generation_prompt: bool = False, inputs: tuple | None = None
+        self,
+        messages: list[dict],
+        add_generation_prompt: bool = False,
+        inputs: tuple | None = None,
+        ecg_runs: list[list[int]] | None = None,
     ) -> tuple[list[int], list[int]]:
         """(token ids, assistant mask) with placeholders expanded to their token counts (with ECG
-        tokens: to each ECG's tokens, from `inputs`, the row's row_inputs())."""
+        tokens: to each ECG's tokens, `ecg_runs` when given, else tokenized from `inputs`, the
+        row's row_inputs())."""
         out = self.tok.apply_chat_template(
             messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=not add_generation_prompt,
             add_generation_prompt=add_generation_prompt, chat_template=self.proc.chat_template,
@@ -75,38 +80,34 @@ class EcgCollator:
         )  # fmt: skip
         ids = list(out["input_ids"])
         mask = list(out.get("assistant_masks") or [0] * len(ids))
-        if self.tokens:
-            ecgs, masks, _ = inputs if inputs is not None else ([], [], [])
-            if ids.count(self.ecg_id) != len(ecgs):
+        if self.tokens:  # each placeholder becomes its ECG's own tokens (supervised or not)
+            runs = self.ecg_runs(inputs) if ecg_runs is None else ecg_runs
+            if ids.count(self.ecg_id) != len(runs):
                 raise ValueError(
-                    f"{ids.count(self.ecg_id)} ECG placeholders in the messages but {len(ecgs)} ECG signals"
+                    f"{ids.count(self.ecg_id)} ECG placeholders in the messages but {len(runs)} ECG signals"
                 )
-            runs = iter(self.proc.ecg_token_ids(ecgs, masks) if ecgs else [])
-            exp_ids, exp_mask = [], []
-            for t, m in zip(ids, mask, strict=True):
-                if t == self.ecg_id:
-                    run = next(runs)
-                    exp_ids += run
-                    exp_mask += [int(self.ecg_token_loss)] * len(run)
-                elif t == self.img_id and self.native is None:
-                    exp_ids += [t] * self.proc.num_image_tokens
-                    exp_mask += [0] * self.proc.num_image_tokens
-                else:
-                    exp_ids.append(t)
-                    exp_mask.append(m)
-            return exp_ids, exp_mask
+            next_run, ecg_label = iter(runs).__next__, int(self.ecg_token_loss)
+        else:  # the encoder's features fill num_ecg_tokens placeholder positions
+            run = [self.ecg_id] * self.proc.num_ecg_tokens
+            next_run, ecg_label = (lambda: run), 0
         exp_ids, exp_mask = [], []
         for t, m in zip(ids, mask, strict=True):
-            k = (
-                self.proc.num_ecg_tokens
-                if t == self.ecg_id
-                else self.proc.num_image_tokens
-                if t == self.img_id and self.native is None
-                else 1  # a native VLM's processor expands its image placeholders itself
-            )
-            exp_ids += [t] * k
-            exp_mask += [m if k == 1 else 0] * k
+            if t == self.ecg_id:
+                r = next_run()
+                exp_ids += r
+                exp_mask += [ecg_label] * len(r)
+            elif t == self.img_id and self.native is None:  # (a native VLM expands its own)
+                exp_ids += [t] * self.proc.num_image_tokens
+                exp_mask += [0] * self.proc.num_image_tokens
+            else:
+                exp_ids.append(t)
+                exp_mask.append(m)
         return exp_ids, exp_mask
+
+    def ecg_runs(self, inputs: tuple | None) -> list[list[int]]:
+        """With ECG tokens: each ECG of a row's inputs (row_inputs()) as its LLM token ids."""
+        ecgs, masks, _ = inputs if inputs is not None else ([], [], [])
+        return self.proc.ecg_token_ids(ecgs, masks) if ecgs else []
 
     def row_inputs(self, row: dict) -> tuple[list[np.ndarray], list[np.ndarray], list]:
         """A row's ECG signals, their lead masks and its page images, blanked when asked (the
@@ -355,12 +356,12 @@ class EcgCollator:
             tok.padding_side = side
 
     def candidate_batch(
-        self, rows: list[dict[str, Any]], cache: dict[str, dict[str, torch.Tensor]] | None = None
+        self, rows: list[dict[str, Any]], cache: dict[str, dict[str, Any]] | None = None
     ) -> dict[str, torch.Tensor]:
         """Scoring inputs for rows whose messages are [user, assistant] (candidate answers): the
         training batch of those rows, labels on the assistant span, nothing dropped (a row that
-        does not fit max_length raises). Rows with the same id share one ECG/page input, made
-        once and kept in `cache` across calls."""
+        does not fit max_length raises). Rows with the same id share one ECG/page input (and with
+        ECG tokens one tokenization), made once and kept in `cache` across calls."""
         if self.native is not None:  # the backbone's own processor expands the pages
             batch = self(rows)
             if batch["labels"].shape[0] != len(rows):
@@ -371,19 +372,25 @@ class EcgCollator:
         cache = {} if cache is None else cache
         seqs, feats = [], []
         for it in rows:
-            row_in = self.row_inputs(it) if self.tokens else None
+            key = str(it.get("id", id(it)))
+            if key not in cache:  # the row's ECGs and pages are read (and tokenized) once
+                ecgs, masks, images = self.row_inputs(it)
+                cache[key] = {"features": self.features(ecgs, masks, images),
+                              "inputs": (ecgs, masks, []),  # what messages() and encode() read
+                              "runs": self.ecg_runs((ecgs, masks, [])) if self.tokens else None}  # fmt: skip
+            got = cache[key]
             enc = self.truncate(
-                *self.encode(self.messages(it, row_in), inputs=row_in), it.get("id", "?")
+                *self.encode(
+                    self.messages(it, got["inputs"]), inputs=got["inputs"], ecg_runs=got["runs"]
+                ),
+                it.get("id", "?"),
             )
             if enc is None:
                 raise ValueError(
                     f"candidate answer of {it.get('id')} dropped ({dict(self.dropped)}): raise max_length"
                 )
             seqs.append(enc)
-            key = str(it.get("id", id(it)))
-            if key not in cache:
-                cache[key] = self.features(*(row_in or self.row_inputs(it)))
-            feats.append(cache[key])
+            feats.append(got["features"])
         batch = self.pad(seqs)
         for k in feats[0]:
             batch[k] = torch.cat([f[k] for f in feats])

@@ -60,7 +60,7 @@ def token_logprobs(
     model, collator: EcgCollator, items: list[dict], batch_size: int
 ) -> list[list[float]]:
     """Per row, log p of each supervised token in order (what loglik_batch sums)."""
-    cache: dict[str, dict[str, torch.Tensor]] = {}
+    cache: dict[str, dict] = {}  # per sample id: its ECG/page inputs (collator.candidate_batch)
     out: list[list[float]] = []
     for s in range(0, len(items), batch_size):
         out += _token_logprobs(model, collator.candidate_batch(items[s : s + batch_size], cache))
