@@ -236,7 +236,7 @@ class EcgLlmProcessor(ProcessorMixin):
         ids that replace its placeholder: per tokenized lead a lead marker and the lead's tokens,
         or the lead's `missing` marker when the record (or `masks`) lacks it."""
         tok = self._ecg_token_model()
-        _, lead_mask, raw = self._process(ecgs)
+        _, lead_mask, raw = self._process(ecgs, normalise=False)  # the tokenizer reads mV
         if masks is not None:
             if len(masks) != len(ecgs):
                 raise ValueError(f"{len(masks)} lead masks for {len(ecgs)} ECGs")
@@ -355,7 +355,11 @@ class EcgLlmProcessor(ProcessorMixin):
         values, masks, _ = self._process(ecgs)
         return values, masks
 
-    def _process(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+    def _process(
+        self, ecgs: Sequence[Any], normalise: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+        """(normalised values [N, leads, samples] (the raw ones without `normalise`), lead masks,
+        raw mV arrays) of ECG arrays or ECGRecords (standardised to the processor's window)."""
         values, masks, raw = [], [], []
         for i, e in enumerate(ecgs):
             if hasattr(e, "signal") and hasattr(e, "fs"):
@@ -379,9 +383,10 @@ class EcgLlmProcessor(ProcessorMixin):
                 )
             x = np.nan_to_num(x)
             raw.append(x)
-            if self.ecg_normalization == "clip":
+            how = self.ecg_normalization if normalise else "none"
+            if how == "clip":
                 x = np.clip(x, -self.ecg_clip_mv, self.ecg_clip_mv)
-            elif self.ecg_normalization == "zscore":
+            elif how == "zscore":
                 x = (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-3)
             values.append(x)
             masks.append(m)
