@@ -895,7 +895,8 @@ def heartbeat_words(signal: np.ndarray, fs: float, word_len: int, leads: list[in
     for lead in range(signal.shape[0]) if leads is None else leads:
         try:
             qrs = np.asarray(processing.xqrs_detect(sig=signal[lead], fs=fs, verbose=False), int)
-        except Exception:  # a flat or empty lead: XQRS has nothing to learn from, no beats
+        except ValueError:  # wfdb on a lead too short to filter (< ~0.3 s) or empty: no beats
+            # (a flat or NaN lead returns no beats by itself)
             qrs = np.zeros(0, dtype=int)
         words.append(beat_words(signal[lead], qrs, word_len))
         chans.append(np.full(len(qrs), lead + 1, np.int64))

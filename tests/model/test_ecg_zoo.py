@@ -732,6 +732,9 @@ def test_heartlang_words_layout_and_files(tmp_path):
         (sig[:, ::5] - sig[:, ::5].mean()) / sig[:, ::5].std(), 100.0, 96
     )  # the same beats on a plainly decimated copy
     assert abs(len(ref[0]) - n) <= 12
+    flat = heartbeat_words(np.zeros((2, 1000)), 100.0, 96)  # no beats, no error
+    short = heartbeat_words(np.zeros((1, 20)), 100.0, 96)  # wfdb cannot filter it: no beats
+    assert len(flat[0]) == len(short[0]) == 0 and flat[0].shape[1] == 96
     out = enc(torch.from_numpy(sig)[None])
     assert tuple(out.shape) == (1, 13, 32) and torch.isfinite(out).all()
     m = torch.ones(1, 12, dtype=torch.bool)
