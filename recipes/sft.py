@@ -25,6 +25,7 @@ Features (config key: what it does):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -153,6 +154,12 @@ class SFTRecipe:
             augment = SignalAugment.from_dict(c.augment)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"data.augment: {e}") from None
+        if augment and augment.measurement_swap and augment.swap_keep is None:
+            # a swapped ECG keeps what the encoder's rhythm tokens read
+            ecg_cfg = getattr(self.model.config, "ecg_config", None)
+            rhythm = getattr(ecg_cfg, "rhythm_features", None)
+            if rhythm:
+                augment = dataclasses.replace(augment, swap_keep=tuple(rhythm))
         try:
             retriever = retriever_for(c.retrieve, c.retrieval_index)
         except (OSError, ValueError) as e:
@@ -403,6 +410,7 @@ class SFTRecipe:
                 "train_samples_by_task": dict(Counter(self.train_ds.samples.select(self.train_idx)["task"])),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total,
                 "trainable_params": self.summary["trainable"], "total_params": self.summary["total"],
+                "augment": dataclasses.asdict(self.collator.augment) if self.collator.augment else None,
                 "memory_per_device_gib": {k: round(v, 3) for k, v in mem.items() if k.endswith("gib")}}  # fmt: skip
 
 

@@ -188,7 +188,7 @@ class EcgCollator:
             "image" in (r.get("modalities") or []) and r.get("record_ids") for r in rows
         ):
             return self._native_batch(rows)
-        seqs, inputs, keys = [], [], []
+        seqs, inputs, keys, tasks = [], [], [], []
         for row in rows:
             row_in = self.row_inputs(row)
             enc = self.truncate(
@@ -199,26 +199,33 @@ class EcgCollator:
             seqs.append(enc)
             inputs.append(row_in)
             keys.append([f"{row.get('id')}:{k}" for k in range(len(inputs[-1][0]))])
+            tasks.append([(row.get("task"), row.get("attribute_type"))] * len(inputs[-1][0]))
         self._check_supervised(sum(1 for _, m in seqs if any(m)), len(seqs))
         if self.packing:
             batch, order = self.pack(seqs, inputs)
-            return self._augmented(batch, [k for i in order for k in keys[i]])
+            return self._augmented(
+                batch, [k for i in order for k in keys[i]], [t for i in order for t in tasks[i]]
+            )
         batch = self.pad(seqs)
         batch.update(self.features(*self._concat(inputs)))
-        return self._augmented(batch, [k for ks in keys for k in ks])
+        return self._augmented(
+            batch, [k for ks in keys for k in ks], [t for ts in tasks for t in ts]
+        )
 
     def _augmented(
-        self, batch: dict[str, torch.Tensor], keys: list[str]
+        self, batch: dict[str, torch.Tensor], keys: list[str], tasks: list[tuple]
     ) -> dict[str, torch.Tensor]:
-        """`keys`: one per ECG of the batch, in order (sample id and ECG index)."""
+        """`keys`: one per ECG of the batch, in order (sample id and ECG index); `tasks`: each
+        ECG's row task and attribute_type (SignalAugment.measurement_swap)."""
         if self.augment is None or "ecg_values" not in batch:
             return batch
         import hashlib
 
-        values, masks, meas = [], [], []
+        values, masks, meas, gens = [], [], [], []
         for i, key in enumerate(keys):
             h = hashlib.blake2b(f"{self.seed}:{key}".encode(), digest_size=8).digest()
             g = torch.Generator().manual_seed(int.from_bytes(h, "little") & (2**63 - 1))
+            gens.append(g)
             v, m = self.augment(batch["ecg_values"][i : i + 1], batch["lead_mask"][i : i + 1], g)
             values.append(v)
             masks.append(m)
@@ -226,7 +233,7 @@ class EcgCollator:
                 meas.append(self.augment.measurements(batch["ecg_measurements"][i : i + 1], g))
         batch["ecg_values"], batch["lead_mask"] = torch.cat(values), torch.cat(masks)
         if meas:
-            batch["ecg_measurements"] = torch.cat(meas)
+            batch["ecg_measurements"] = self.augment.swap(torch.cat(meas), tasks, gens)
         return batch
 
     @staticmethod

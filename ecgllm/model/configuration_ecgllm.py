@@ -43,7 +43,10 @@ class EcgEncoderConfig(PreTrainedConfig):
     default, as measured on the embedded default (issue 15): the stage-0 encoder head reads LUDB
     rhythm better through it (balanced accuracy 0.805 vs 0.791, sinus rhythm recall 0.66 vs 0.58)
     and the LLM's real findings AUC rose (0.82 vs 0.60), but the LLM read rhythm worse (simulated
-    0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58). With
+    0.76 vs 0.87, LUDB sinus rhythm recall 0.35 vs 0.48, Challenge 0.35 vs 0.58): the other
+    measurement tokens still carried the rhythm. With SFT's `data.augment: {measurement_swap: 1.0}`
+    (ecgllm.data.augment) the LLM reads LUDB as the head does (sinus rhythm recall 0.65-0.69 in
+    three seeds) but the Challenge records fall (0.39-0.44 vs 0.55-0.58; README). With
     `verdict_outputs` = N (the stage-0 head's output count), that head lives in the encoder and one
     last token embeds its verdict on the record (the head's outputs averaged over the measurement
     tokens, through a fixed random projection); stage 0 trains encoder and head as without it

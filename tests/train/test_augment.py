@@ -82,3 +82,46 @@ def test_measurement_noise_and_dropout(instruct):
     b = EcgCollator(proc, max_length=512, augment=aug, seed=3)(rows)
     assert torch.equal(a["ecg_measurements"], b["ecg_measurements"])
     assert not torch.equal(a["ecg_measurements"], plain["ecg_measurements"])
+
+
+def test_measurement_swap(instruct):
+    """Rhythm rows (task or attribute) keep their own rhythm measurements and take every other
+    measurement from another ECG of the batch; other rows and the default are untouched; seeded."""
+    from ecgllm.signal.features import MEASUREMENT_DIM, RHYTHM_INDEX
+
+    n = MEASUREMENT_DIM // 2
+    rhythm = [*RHYTHM_INDEX, *(n + i for i in RHYTHM_INDEX)]
+    other = [c for c in range(MEASUREMENT_DIM) if c not in rhythm]
+    meas = torch.arange(4 * MEASUREMENT_DIM, dtype=torch.float32).reshape(4, -1)
+    tasks = [("rhythm", ""), ("mcq", "rhythm"), ("report", "report"), ("mcq", "finding")]
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    assert torch.equal(SignalAugment().swap(meas, tasks, gens), meas)  # off by default
+    out = SignalAugment(measurement_swap=1.0).swap(meas, tasks, gens)
+    assert torch.equal(out[:, rhythm], meas[:, rhythm]) and torch.equal(out[2:], meas[2:])
+    for i in (0, 1):  # the whole non-rhythm part comes from one other ECG of the batch
+        donors = [j for j in range(4) if torch.equal(out[i, other], meas[j, other])]
+        assert len(donors) == 1 and donors[0] != i
+    one = SignalAugment(measurement_swap=1.0).swap(meas[:1], tasks[:1], gens[:1])
+    assert torch.equal(one, meas[:1])  # nothing to swap with
+
+    proc = build_model()[1]
+    ds = EcgInstructionDataset(instruct, "train")
+    rows = [ds[i] for i in range(len(ds))]
+    rhythm_rows = [r for r in rows if "rhythm" in (r["task"], r["attribute_type"])][:2]
+    assert len(rhythm_rows) == 2
+    seen = {r["record_id"] for r in rhythm_rows}  # donors of other records: the swap shows
+    rows = (
+        rhythm_rows + [r for r in rows if r["task"] == "report" and r["record_id"] not in seen][:2]
+    )
+    aug = SignalAugment.from_dict({"measurement_swap": 1.0, "swap_tasks": ["rhythm"]})
+    plain = EcgCollator(proc, max_length=512)(rows)["ecg_measurements"]
+    a = EcgCollator(proc, max_length=512, augment=aug, seed=3)(rows)["ecg_measurements"]
+    b = EcgCollator(proc, max_length=512, augment=aug, seed=3)(rows)["ecg_measurements"]
+    assert torch.equal(a, b) and torch.equal(a[2:], plain[2:])
+    assert torch.equal(a[:2][:, rhythm], plain[:2][:, rhythm])
+    assert not torch.equal(a[:2][:, other], plain[:2][:, other])
+    kept = SignalAugment(measurement_swap=1.0, swap_keep=(8,)).swap(meas, tasks, gens)
+    assert torch.equal(kept[:2, [8, n + 8]], meas[:2, [8, n + 8]])
+    assert not torch.equal(kept[:2, RHYTHM_INDEX[0]], meas[:2, RHYTHM_INDEX[0]])
+    with pytest.raises(ValueError, match="swap_keep"):
+        SignalAugment(measurement_swap=1.0, swap_keep=(n,)).swap(meas, tasks, gens)

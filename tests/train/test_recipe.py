@@ -406,6 +406,13 @@ def test_encoder_with_rhythm_tokens(instruct, tmp_path):
     model, proc = build_model(ecg=cfg)
     load_encoder_weights(model.ecg_encoder, enc["weights"])
     assert model.config.num_ecg_tokens == 25 + 4 + 1 == proc.num_ecg_tokens
+    # SFT's measurement swap keeps what the rhythm tokens read (the encoder's rhythm_features)
+    ecg = "{" + ", ".join(f"{k}: {v}" for k, v in {**cfg, "rhythm_features": [0, 6]}.items()) + "}"
+    r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", "model.ecg_weights=null",
+              "model.init_from=null", f"model.ecg={ecg}", "data.augment={measurement_swap: 1.0}",
+              "--dry-run"])  # fmt: skip
+    d = json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.rindex("}") + 1])
+    assert d["augment"]["measurement_swap"] == 1.0 and d["augment"]["swap_keep"] == [0, 6]
 
 
 def test_encoder_with_verdict_token(instruct, tmp_path):
