@@ -62,6 +62,17 @@ class SignalAugment:
     # features.RHYTHM_INDEX (recipes/sft.py passes the encoder's rhythm_features)
     swap_keep: tuple[int, ...] | None = None
 
+    def __post_init__(self):
+        from ..signal.features import FEATURE_NAMES
+
+        if not 0.0 <= self.measurement_swap <= 1.0:
+            raise ValueError(
+                f"measurement_swap must be a probability (0-1), not {self.measurement_swap}"
+            )
+        n = len(FEATURE_NAMES)
+        if self.swap_keep is not None and any(not 0 <= i < n for i in self.swap_keep):
+            raise ValueError(f"swap_keep {list(self.swap_keep)} outside the {n} measurement values")
+
     @classmethod
     def off(cls) -> SignalAugment:
         return cls((1.0, 1.0), (1.0, 1.0), 0.0, 0.0, 0.0, False, 0.0, 0.0)
@@ -143,8 +154,6 @@ class SignalAugment:
 
         n = meas.shape[1] // 2
         kept = list(RHYTHM_INDEX if self.swap_keep is None else self.swap_keep)
-        if any(not 0 <= i < n for i in kept):
-            raise ValueError(f"swap_keep {kept} outside the {n} measurement values")
         keep = torch.zeros(2 * n, dtype=torch.bool)
         keep[kept] = True
         keep[[n + i for i in kept]] = True
