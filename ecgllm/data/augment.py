@@ -150,13 +150,12 @@ class SignalAugment:
         b = meas.shape[0]
         if not self.measurement_swap or b < 2:
             return meas
+        from ..model.ecg_encoder import measurement_columns
         from ..signal.features import RHYTHM_INDEX
 
-        n = meas.shape[1] // 2
-        kept = list(RHYTHM_INDEX if self.swap_keep is None else self.swap_keep)
-        keep = torch.zeros(2 * n, dtype=torch.bool)
-        keep[kept] = True
-        keep[[n + i for i in kept]] = True
+        kept = RHYTHM_INDEX if self.swap_keep is None else self.swap_keep
+        keep = torch.zeros(meas.shape[1], dtype=torch.bool)
+        keep[measurement_columns(list(kept), meas.shape[1] // 2)] = True
         out = meas.clone()
         for i, (task, g) in enumerate(zip(tasks, gens, strict=True)):
             if not set(task) & set(self.swap_tasks):

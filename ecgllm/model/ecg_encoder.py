@@ -76,7 +76,7 @@ class MeasurementEmbedding(nn.Module):
         return self.linear(v) + self.mlp(v)
 
 
-def _columns(values: list[int], n_values: int) -> list[int]:
+def measurement_columns(values: list[int], n_values: int) -> list[int]:
     """Columns of a measurement vector [values | validity flags] holding `values` and their flags
     (a plain list, not a buffer: from_pretrained leaves non-persistent buffers uninitialised)."""
     return [*values, *(n_values + i for i in values)]
@@ -114,7 +114,7 @@ class EcgEncoder(nn.Module):
             raise ValueError(f"rhythm_features {rhythm} outside the {n_values} measurement values")
         other = sorted(set(range(n_values)) - set(rhythm))
         if k:
-            self.measure_cols = _columns(other, n_values)
+            self.measure_cols = measurement_columns(other, n_values)
             self.measure_embed = MeasurementEmbedding(len(other), k * h)
             self.measure_pos = nn.Parameter(torch.zeros(1, k, h))
             nn.init.normal_(self.measure_pos, std=0.02)
@@ -122,7 +122,7 @@ class EcgEncoder(nn.Module):
             # let the waveform tokens override them, and those misread real records' rates
             self.measure_norm = nn.LayerNorm(h)
         if r:  # the rhythm measurements alone (see EcgEncoderConfig)
-            self.rhythm_cols = _columns(rhythm, n_values)
+            self.rhythm_cols = measurement_columns(rhythm, n_values)
             self.rhythm_embed = MeasurementEmbedding(len(rhythm), r * h)
             self.rhythm_pos = nn.Parameter(torch.zeros(1, r, h))
             nn.init.normal_(self.rhythm_pos, std=0.02)
