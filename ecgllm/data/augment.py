@@ -61,6 +61,11 @@ class SignalAugment:
     # the measurement values a swapped ECG keeps (indices into features.FEATURE_NAMES); None:
     # features.RHYTHM_INDEX (recipes/sft.py passes the encoder's rhythm_features)
     swap_keep: tuple[int, ...] | None = None
+    # a swapped ECG also takes the donor's signal and lead mask, so that the rhythm answer can
+    # come from the kept (rhythm) measurements alone: the encoder's rhythm tokens and its verdict
+    # token (EcgEncoderConfig.rhythm_tokens / verdict_outputs) read those; the waveform tokens no
+    # longer tell the rhythm (needs measurement_swap > 0)
+    swap_signal: bool = False
 
     def __post_init__(self):
         from ..signal.features import FEATURE_NAMES
@@ -68,6 +73,10 @@ class SignalAugment:
         if not 0.0 <= self.measurement_swap <= 1.0:
             raise ValueError(
                 f"measurement_swap must be a probability (0-1), not {self.measurement_swap}"
+            )
+        if self.swap_signal and not self.measurement_swap:
+            raise ValueError(
+                "swap_signal swaps the signal of the ECGs measurement_swap picks: set measurement_swap > 0"
             )
         n = len(FEATURE_NAMES)
         if self.swap_keep is not None and any(not 0 <= i < n for i in self.swap_keep):
@@ -141,14 +150,39 @@ class SignalAugment:
             values, flags = values * keep, flags * keep
         return torch.cat([values, flags], dim=1)
 
+    def donors(
+        self, tasks: list[tuple], gens: list[torch.Generator | None]
+    ) -> list[int | None]:
+        """Each ECG's row (task, attribute_type) and generator -> per ECG, the index of the other
+        ECG of the batch it takes its non-rhythm measurements (and with swap_signal, its signal)
+        from, or None: with probability `measurement_swap` for the ECGs of `swap_tasks` rows."""
+        b = len(tasks)
+        out: list[int | None] = [None] * b
+        if not self.measurement_swap or b < 2:
+            return out
+        for i, (task, g) in enumerate(zip(tasks, gens, strict=True)):
+            if not set(task) & set(self.swap_tasks):
+                continue
+            if float(torch.rand(1, generator=g)) >= self.measurement_swap:
+                continue
+            j = int(torch.randint(0, b - 1, (1,), generator=g))
+            out[i] = j + (j >= i)  # any other ECG of the batch
+        return out
+
     def swap(
-        self, meas: torch.Tensor, tasks: list[tuple], gens: list[torch.Generator | None]
+        self,
+        meas: torch.Tensor,
+        tasks: list[tuple],
+        gens: list[torch.Generator | None],
+        donors: list[int | None] | None = None,
     ) -> torch.Tensor:
         """meas [B, 2 * n] (one row per ECG of the batch), each ECG's row (task, attribute_type)
         and generator -> a copy in which, with probability `measurement_swap`, an ECG of a
-        `swap_tasks` row has the non-rhythm values and flags of another ECG of the batch."""
-        b = meas.shape[0]
-        if not self.measurement_swap or b < 2:
+        `swap_tasks` row has the non-rhythm values and flags of another ECG of the batch
+        (`donors`: those drawn already by donors(), else drawn here)."""
+        if donors is None:
+            donors = self.donors(tasks, gens)
+        if all(j is None for j in donors):
             return meas
         from ..model.ecg_encoder import measurement_columns
         from ..signal.features import RHYTHM_INDEX
@@ -157,12 +191,7 @@ class SignalAugment:
         keep = torch.zeros(meas.shape[1], dtype=torch.bool)
         keep[measurement_columns(list(kept), meas.shape[1] // 2)] = True
         out = meas.clone()
-        for i, (task, g) in enumerate(zip(tasks, gens, strict=True)):
-            if not set(task) & set(self.swap_tasks):
-                continue
-            if float(torch.rand(1, generator=g)) >= self.measurement_swap:
-                continue
-            j = int(torch.randint(0, b - 1, (1,), generator=g))
-            j += j >= i  # any other ECG of the batch
-            out[i, ~keep] = meas[j, ~keep]
+        for i, j in enumerate(donors):
+            if j is not None:
+                out[i, ~keep] = meas[j, ~keep]
         return out

@@ -201,22 +201,31 @@ class EcgCollator:
             keys.append([f"{row.get('id')}:{k}" for k in range(len(inputs[-1][0]))])
             tasks.append([(row.get("task"), row.get("attribute_type"))] * len(inputs[-1][0]))
         self._check_supervised(sum(1 for _, m in seqs if any(m)), len(seqs))
+        paired = all(len(e) == len(i) for e, _, i in inputs)  # each ECG with its own page
         if self.packing:
             batch, order = self.pack(seqs, inputs)
             return self._augmented(
-                batch, [k for i in order for k in keys[i]], [t for i in order for t in tasks[i]]
+                batch,
+                [k for i in order for k in keys[i]],
+                [t for i in order for t in tasks[i]],
+                paired,
             )
         batch = self.pad(seqs)
         batch.update(self.features(*self._concat(inputs)))
         return self._augmented(
-            batch, [k for ks in keys for k in ks], [t for ts in tasks for t in ts]
+            batch, [k for ks in keys for k in ks], [t for ts in tasks for t in ts], paired
         )
 
     def _augmented(
-        self, batch: dict[str, torch.Tensor], keys: list[str], tasks: list[tuple]
+        self,
+        batch: dict[str, torch.Tensor],
+        keys: list[str],
+        tasks: list[tuple],
+        paired: bool = False,
     ) -> dict[str, torch.Tensor]:
         """`keys`: one per ECG of the batch, in order (sample id and ECG index); `tasks`: each
-        ECG's row task and attribute_type (SignalAugment.measurement_swap)."""
+        ECG's row task and attribute_type (SignalAugment.measurement_swap); `paired`: every row
+        has one page image per ECG (SignalAugment.swap_signal swaps those pages too)."""
         if self.augment is None or "ecg_values" not in batch:
             return batch
         import hashlib
@@ -231,9 +240,17 @@ class EcgCollator:
             masks.append(m)
             if "ecg_measurements" in batch:
                 meas.append(self.augment.measurements(batch["ecg_measurements"][i : i + 1], g))
-        batch["ecg_values"], batch["lead_mask"] = torch.cat(values), torch.cat(masks)
+        donors = self.augment.donors(tasks, gens)
+        values, masks = torch.cat(values), torch.cat(masks)
+        if self.augment.swap_signal and any(j is not None for j in donors):
+            take = torch.tensor([i if j is None else j for i, j in enumerate(donors)])
+            values, masks = values[take], masks[take]
+            pix = batch.get("pixel_values")
+            if paired and pix is not None and pix.shape[0] == len(keys):  # the donor's page too
+                batch["pixel_values"] = pix[take]
+        batch["ecg_values"], batch["lead_mask"] = values, masks
         if meas:
-            batch["ecg_measurements"] = self.augment.swap(torch.cat(meas), tasks, gens)
+            batch["ecg_measurements"] = self.augment.swap(torch.cat(meas), tasks, gens, donors)
         return batch
 
     @staticmethod

@@ -48,9 +48,10 @@ class EcgEncoderConfig(PreTrainedConfig):
     (ecgllm.data.augment) the LLM reads LUDB as the head does (sinus rhythm recall 0.65-0.69 in
     three seeds) but the Challenge records fall (0.39-0.44 vs 0.55-0.58; README). With
     `verdict_outputs` = N (the stage-0 head's output count), that head lives in the encoder and one
-    last token embeds its verdict on the record (the head's outputs averaged over the measurement
-    tokens, through a fixed random projection); stage 0 trains encoder and head as without it
-    and then installs the head (recipes/pretrain_ecg_encoder.py). Off by default.
+    last token embeds its verdict on the record (the head's outputs averaged over the rhythm tokens
+    when there are some, else over the measurement tokens, through a fixed random projection);
+    stage 0 trains encoder and head as without it and then installs the head
+    (recipes/pretrain_ecg_encoder.py). Off by default.
     """
 
     model_type = "ecgllm_ecg_encoder"
@@ -75,7 +76,8 @@ class EcgEncoderConfig(PreTrainedConfig):
     rhythm_tokens: int = 0
     rhythm_features: list[int] | None = None
     # > 0: the stage-0 head (this many outputs: statements + intervals) lives in the encoder and
-    # one more token, last, embeds its verdict on the record (averaged over the measurement tokens)
+    # one more token, last, embeds its verdict on the record (averaged over the rhythm tokens when
+    # there are some, else the measurement tokens)
     verdict_outputs: int = 0
     # builtin, or a published encoder re-implemented to load its released weights (ecg_zoo.py):
     # st_mem (ST-MEM's ViT; its input: zoo_fs Hz, the centre zoo_seq_len samples, patch_size 75),

@@ -128,8 +128,8 @@ class EcgEncoder(nn.Module):
             nn.init.normal_(self.rhythm_pos, std=0.02)
             self.rhythm_norm = nn.LayerNorm(h)
         if config.verdict_outputs:  # the encoder's own reading of the record, as one token
-            if not k or r:
-                raise ValueError("verdict_outputs needs measurement tokens and no rhythm tokens")
+            if not (k or r):
+                raise ValueError("verdict_outputs needs measurement or rhythm tokens (it reads them)")
             self.verdict_head = nn.Linear(h, config.verdict_outputs)
             self.verdict_embed = nn.Linear(config.verdict_outputs, h)
             self.verdict_norm = nn.LayerNorm(h)
@@ -204,8 +204,8 @@ class EcgEncoder(nn.Module):
             )
         if extra:  # measurement tokens after the time tokens, on a path of their own (see __init__)
             h = torch.cat([h, *extra], dim=1)
-        if cfg.verdict_outputs:  # the stage-0 head's outputs on the measurement tokens, embedded
-            verdict = self.verdict_head(h[:, -k:]).mean(dim=1).clamp(-10.0, 10.0)
+        if cfg.verdict_outputs:  # the stage-0 head's outputs on the rhythm (else measurement) tokens
+            verdict = self.verdict_head(h[:, -(r or k) :]).mean(dim=1).clamp(-10.0, 10.0)
             h = torch.cat([h, self.verdict_norm(self.verdict_embed(verdict))[:, None]], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)
 

@@ -479,7 +479,8 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
             r = rhythm_probe(enc, head, codes, rx, rm, rmeas, gold)
             metrics["real"][f"{source}:{root}"] = r
     if final_cfg.verdict_outputs:  # the trained head becomes the encoder's verdict head
-        enc = _with_verdict(enc, head, final_cfg)
+        # (the outputs stage 0 asked of the tokens it reads: with rhythm tokens, rhythm and rate)
+        enc = _with_verdict(enc, head, final_cfg, trained=weight[n_tok - 1] > 0)
         cfg = final_cfg
     stats = enc.fit_output_stats(
         tuple(
@@ -506,16 +507,24 @@ def pretrain_encoder(data_dir: str | Path, out: str | Path, encoder_config: dict
     return summary
 
 
-def _with_verdict(enc: EcgEncoder, head: nn.Linear, cfg: EcgEncoderConfig) -> EcgEncoder:
+def _with_verdict(
+    enc: EcgEncoder, head: nn.Linear, cfg: EcgEncoderConfig, trained: torch.Tensor | None = None
+) -> EcgEncoder:
     """`enc` (trained without a verdict token) as an encoder of `cfg` (verdict_outputs set) whose
-    verdict head is `head`: its verdict = the head's outputs averaged over the measurement tokens,
-    what the rhythm probe reads. The verdict embedding is a fixed random projection (the encoder
-    is frozen after stage 0; the LLM's projector learns to read it)."""
+    verdict head is `head`: its verdict = the head's outputs averaged over the rhythm tokens (else
+    the measurement tokens), what the rhythm probe reads. `trained` [outputs] bool: the outputs
+    stage 0 trained on those tokens; the others are zeroed (with rhythm tokens, the statements:
+    the head's reading of them there is noise). The verdict embedding is a fixed random
+    projection (the encoder is frozen after stage 0; the LLM's projector learns to read it)."""
     out = EcgEncoder(cfg)
     missing, unexpected = out.load_state_dict(enc.state_dict(), strict=False)
     if unexpected or any(not k.startswith("verdict_") for k in missing):
         raise RuntimeError(f"verdict encoder: missing {missing}, unexpected {unexpected}")
     out.verdict_head.load_state_dict(head.state_dict())
+    if trained is not None and not bool(trained.all()):
+        with torch.no_grad():
+            out.verdict_head.weight[~trained] = 0.0
+            out.verdict_head.bias[~trained] = 0.0
     return out.eval()
 
 

@@ -127,3 +127,37 @@ def test_measurement_swap(instruct):
         SignalAugment(measurement_swap=1.0, swap_keep=(n,))
     with pytest.raises(ValueError, match="measurement_swap must be a probability"):
         SignalAugment.from_dict({"measurement_swap": 2})
+
+
+def test_swap_signal_takes_the_donors_waveform(instruct):
+    """With swap_signal a swapped rhythm row takes the donor's (augmented) signal, lead mask and
+    page with its non-rhythm measurements, so only the kept rhythm measurements tell its rhythm; the
+    measurement swap is the same draw as without it; other rows untouched; needs the swap."""
+    proc = build_model()[1]
+    ds = EcgInstructionDataset(instruct, "train")
+    rows = [ds[i] for i in range(len(ds))]
+    by_record = {r["record_id"]: r for r in rows if "rhythm" in (r["task"], r["attribute_type"])}
+    rhythm_rows = list(by_record.values())[:2]  # of two records
+    seen = {r["record_id"] for r in rhythm_rows}
+    rows = (
+        rhythm_rows + [r for r in rows if r["task"] == "report" and r["record_id"] not in seen][:2]
+    )
+    swap = {"measurement_swap": 1.0, "gain": [1.0, 1.0], "lead_gain": [1.0, 1.0], "offset_mv": 0.0,
+            "wander_mv": 0.0, "noise_mv": 0.0, "shift": False, "lead_dropout": 0.0}  # fmt: skip
+    meas_only = EcgCollator(proc, max_length=512, augment=SignalAugment.from_dict(swap), seed=5)(rows)
+    aug = SignalAugment.from_dict({**swap, "swap_signal": True})
+    a = EcgCollator(proc, max_length=512, augment=aug, seed=5)(rows)
+    b = EcgCollator(proc, max_length=512, augment=aug, seed=5)(rows)
+    assert torch.equal(a["ecg_values"], b["ecg_values"])
+    assert torch.equal(a["ecg_measurements"], meas_only["ecg_measurements"])  # the same donors
+    plain = meas_only["ecg_values"]  # no signal augmentation: each row's own signal
+    assert torch.equal(a["ecg_values"][2:], plain[2:])
+    for i in (0, 1):  # a donor from the batch, the same one the measurements came from
+        donors = [j for j in range(4) if torch.equal(a["ecg_values"][i], plain[j])]
+        assert donors and i not in donors
+        assert torch.equal(a["lead_mask"][i], meas_only["lead_mask"][donors[0]])
+        pages = meas_only["pixel_values"]  # and its page (every row: one page per ECG)
+        assert torch.equal(a["pixel_values"][i], pages[donors[0]]) and not torch.equal(pages[i], pages[donors[0]])
+    assert torch.equal(a["pixel_values"][2:], meas_only["pixel_values"][2:])
+    with pytest.raises(ValueError, match="swap_signal swaps the signal .* set measurement_swap > 0"):
+        SignalAugment.from_dict({"swap_signal": True})

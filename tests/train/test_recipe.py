@@ -457,3 +457,40 @@ def test_encoder_with_verdict_token(instruct, tmp_path):
         e.verdict_head.bias += 5.0
     out2 = e(x, None, meas)
     assert torch.allclose(out[:, :-1], out2[:, :-1]) and not torch.allclose(out[:, -1], out2[:, -1])
+
+
+def test_verdict_token_on_rhythm_tokens(instruct, tmp_path):
+    """With rhythm tokens the verdict is the head's reading of them: only the outputs stage 0
+    asked of those tokens (the rhythm statements and the rate) are kept, the others zeroed, and
+    the verdict token depends on the rhythm measurements alone (not on the signal or the other
+    measurements), so that SFT's signal swap leaves it the record's own."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ecgllm.model import build_model
+    from ecgllm.model.ecg_encoder import load_encoder_weights
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.text.vocab import RHYTHM_CLASSES
+    from ecgllm.train.encoder_pretrain import REGRESSION, pretrain_encoder
+
+    plain = pretrain_encoder(instruct, tmp_path / "plain", steps=1, batch_size=8, progress=False)
+    codes = plain["codes"]
+    cfg = {**TINY_ECG, "rhythm_tokens": 1, "rhythm_features": [0, 1, 2], "verdict_outputs": len(codes) + 6}
+    enc = pretrain_encoder(instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8, progress=False)
+    head = load_file(str(tmp_path / "enc" / "head.safetensors"))
+    vh = load_file(enc["weights"])["verdict_head.weight"]
+    rate = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [len(codes) + REGRESSION.index("hr_bpm")]
+    other = [i for i in range(len(codes) + 6) if i not in rate]
+    assert rate and torch.equal(vh[rate], head["weight"][rate]) and not vh[other].any()
+    model, _ = build_model(ecg=cfg)
+    load_encoder_weights(model.ecg_encoder, enc["weights"])
+    e = model.ecg_encoder.eval()
+    x, meas = torch.randn(2, 12, 5000) * 0.3, torch.randn(2, e.config.measurement_dim)
+    n = e.config.measurement_dim // 2
+    moved = meas.clone()
+    moved[:, [5, 20, n + 5]] += 1.0  # measurements the rhythm tokens do not read
+    out, out2 = e(x, None, meas), e(torch.randn(2, 12, 5000) * 0.3, None, moved)
+    assert torch.allclose(out[:, -2:], out2[:, -2:], atol=1e-5)  # rhythm + verdict tokens
+    rhythm = meas.clone()
+    rhythm[:, 0] += 1.0
+    assert not torch.allclose(e(x, None, rhythm)[:, -1], out[:, -1])
