@@ -150,9 +150,7 @@ class SignalAugment:
             values, flags = values * keep, flags * keep
         return torch.cat([values, flags], dim=1)
 
-    def donors(
-        self, tasks: list[tuple], gens: list[torch.Generator | None]
-    ) -> list[int | None]:
+    def donors(self, tasks: list[tuple], gens: list[torch.Generator | None]) -> list[int | None]:
         """Each ECG's row (task, attribute_type) and generator -> per ECG, the index of the other
         ECG of the batch it takes its non-rhythm measurements (and with swap_signal, its signal)
         from, or None: with probability `measurement_swap` for the ECGs of `swap_tasks` rows."""

@@ -129,7 +129,9 @@ class EcgEncoder(nn.Module):
             self.rhythm_norm = nn.LayerNorm(h)
         if config.verdict_outputs:  # the encoder's own reading of the record, as one token
             if not (k or r):
-                raise ValueError("verdict_outputs needs measurement or rhythm tokens (it reads them)")
+                raise ValueError(
+                    "verdict_outputs needs measurement or rhythm tokens (it reads them)"
+                )
             self.verdict_head = nn.Linear(h, config.verdict_outputs)
             self.verdict_embed = nn.Linear(config.verdict_outputs, h)
             self.verdict_norm = nn.LayerNorm(h)
@@ -204,7 +206,7 @@ class EcgEncoder(nn.Module):
             )
         if extra:  # measurement tokens after the time tokens, on a path of their own (see __init__)
             h = torch.cat([h, *extra], dim=1)
-        if cfg.verdict_outputs:  # the stage-0 head's outputs on the rhythm (else measurement) tokens
+        if cfg.verdict_outputs:  # the stage-0 head's outputs on the rhythm (else measurement) ones
             verdict = self.verdict_head(h[:, -(r or k) :]).mean(dim=1).clamp(-10.0, 10.0)
             h = torch.cat([h, self.verdict_norm(self.verdict_embed(verdict))[:, None]], dim=1)
         return (h - self.feature_mean.to(h.dtype)) / self.feature_std.to(h.dtype)

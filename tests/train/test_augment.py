@@ -144,7 +144,9 @@ def test_swap_signal_takes_the_donors_waveform(instruct):
     )
     swap = {"measurement_swap": 1.0, "gain": [1.0, 1.0], "lead_gain": [1.0, 1.0], "offset_mv": 0.0,
             "wander_mv": 0.0, "noise_mv": 0.0, "shift": False, "lead_dropout": 0.0}  # fmt: skip
-    meas_only = EcgCollator(proc, max_length=512, augment=SignalAugment.from_dict(swap), seed=5)(rows)
+    meas_only = EcgCollator(proc, max_length=512, augment=SignalAugment.from_dict(swap), seed=5)(
+        rows
+    )
     aug = SignalAugment.from_dict({**swap, "swap_signal": True})
     a = EcgCollator(proc, max_length=512, augment=aug, seed=5)(rows)
     b = EcgCollator(proc, max_length=512, augment=aug, seed=5)(rows)
@@ -157,7 +159,11 @@ def test_swap_signal_takes_the_donors_waveform(instruct):
         assert donors and i not in donors
         assert torch.equal(a["lead_mask"][i], meas_only["lead_mask"][donors[0]])
         pages = meas_only["pixel_values"]  # and its page (every row: one page per ECG)
-        assert torch.equal(a["pixel_values"][i], pages[donors[0]]) and not torch.equal(pages[i], pages[donors[0]])
+        assert torch.equal(a["pixel_values"][i], pages[donors[0]]) and not torch.equal(
+            pages[i], pages[donors[0]]
+        )
     assert torch.equal(a["pixel_values"][2:], meas_only["pixel_values"][2:])
-    with pytest.raises(ValueError, match="swap_signal swaps the signal .* set measurement_swap > 0"):
+    with pytest.raises(
+        ValueError, match="swap_signal swaps the signal .* set measurement_swap > 0"
+    ):
         SignalAugment.from_dict({"swap_signal": True})

@@ -475,11 +475,20 @@ def test_verdict_token_on_rhythm_tokens(instruct, tmp_path):
 
     plain = pretrain_encoder(instruct, tmp_path / "plain", steps=1, batch_size=8, progress=False)
     codes = plain["codes"]
-    cfg = {**TINY_ECG, "rhythm_tokens": 1, "rhythm_features": [0, 1, 2], "verdict_outputs": len(codes) + 6}
-    enc = pretrain_encoder(instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8, progress=False)
+    cfg = {
+        **TINY_ECG,
+        "rhythm_tokens": 1,
+        "rhythm_features": [0, 1, 2],
+        "verdict_outputs": len(codes) + 6,
+    }
+    enc = pretrain_encoder(
+        instruct, tmp_path / "enc", encoder_config=cfg, steps=2, batch_size=8, progress=False
+    )
     head = load_file(str(tmp_path / "enc" / "head.safetensors"))
     vh = load_file(enc["weights"])["verdict_head.weight"]
-    rate = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [len(codes) + REGRESSION.index("hr_bpm")]
+    rate = [i for i, c in enumerate(codes) if c in RHYTHM_CLASSES] + [
+        len(codes) + REGRESSION.index("hr_bpm")
+    ]
     other = [i for i in range(len(codes) + 6) if i not in rate]
     assert rate and torch.equal(vh[rate], head["weight"][rate]) and not vh[other].any()
     model, _ = build_model(ecg=cfg)
