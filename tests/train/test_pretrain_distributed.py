@@ -37,8 +37,12 @@ def test_two_processes_train_what_one_does(instruct, tmp_path, objective):
     assert two.stdout.count("ECG encoder trained") == 1  # the main process reports
     a, b = (load_file(str(tmp_path / d / "ecg_encoder.safetensors")) for d in ("one", "two"))
     assert a.keys() == b.keys()
-    for k in a:  # only the order of float reductions differs
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+    # only the order of float reductions differs; Adam turns a rounding-sized gradient into a
+    # step of up to lr (1e-3) on a weight whose gradient is near zero (seen: 6.5e-5 on one of
+    # 4096 contrastive weights on one machine), so 1e-4 is the bound: a real divergence (another
+    # batch, a missed all-reduce) moves most weights by ~1e-3
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
     s1, s2 = (
         json.loads((tmp_path / d / "pretrain_summary.json").read_text()) for d in ("one", "two")
     )
