@@ -32,6 +32,7 @@ GLOBAL = (
     ("p_waves", 0.5, 0.5), ("p_consistency", 0.7, 0.3), ("pr_ms", 160.0, 30.0), ("p_ms", 100.0, 20.0),
     ("qrs_ms", 95.0, 20.0), ("qt_ms", 380.0, 50.0), ("qtc_ms", 420.0, 40.0), ("axis_sin", 0.0, 0.7),
     ("axis_cos", 0.0, 0.7), ("sokolow_lyon_mv", 2.0, 1.0), ("cornell_mv", 1.2, 0.6), ("n_beats", 12.0, 4.0),
+    ("rr_mad", 0.05, 0.05),  # last, so that the indices of the others stay as they were
 )  # fmt: skip
 PER_LEAD = (("q_mv", -0.1, 0.15), ("r_mv", 0.8, 0.6), ("s_mv", -0.5, 0.5), ("t_mv", 0.2, 0.2),
             ("st_j60_mv", 0.0, 0.05))  # fmt: skip
@@ -59,6 +60,7 @@ RHYTHM_FEATURES = (
     "p_waves",
     "p_consistency",
     "n_beats",
+    "rr_mad",
 )
 RHYTHM_INDEX: tuple[int, ...] = tuple(FEATURE_NAMES.index(f) for f in RHYTHM_FEATURES)
 CLIP = 6.0  # scaled values beyond +-6 are clipped (an implausible measurement stays bounded)
@@ -73,6 +75,7 @@ def _values(m: dict, fs: float) -> list[float | None]:
         **{k: m.get(k) for k in ("hr_bpm", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_ms", "sokolow_lyon_mv",
                                  "cornell_mv", "p_consistency")},
         "rr_nrmssd": f["rr_nrmssd"], "rr_range_ms": f["rr_range_ms"], "rr_cv": f["rr_cv"],
+        "rr_mad": f["rr_mad"],
         "p_waves": (1.0 if f["p_waves"] else 0.0) if f["n_beats"] >= 2 else None,
         "axis_sin": math.sin(math.radians(axis)) if axis is not None else None,
         "axis_cos": math.cos(math.radians(axis)) if axis is not None else None,

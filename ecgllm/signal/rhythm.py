@@ -30,11 +30,15 @@ def rhythm_features(m: dict[str, Any], fs: float = 500.0) -> dict[str, Any]:
     r = np.array([b["r"] for b in m.get("beats") or []], dtype=float)
     rr = np.diff(r) * 1000.0 / fs
     out: dict[str, Any] = {"hr_bpm": m.get("hr_bpm"), "n_beats": len(r), "p_waves": m.get("pr_ms") is not None,
-                           "rr_nrmssd": None, "rr_range_ms": None, "rr_cv": None}  # fmt: skip
+                           "rr_nrmssd": None, "rr_range_ms": None, "rr_cv": None, "rr_mad": None}  # fmt: skip
     if len(rr) >= 3:
         out["rr_nrmssd"] = round(float(np.sqrt(np.mean(np.diff(rr) ** 2)) / rr.mean()), 4)
         out["rr_range_ms"] = round(float(rr.max() - rr.min()), 1)
         out["rr_cv"] = round(float(rr.std() / rr.mean()), 4)
+        # the typical beat-to-beat change (median |dRR| / median RR): high in AF, where every
+        # interval differs from the last, low in sinus rhythm with a few premature beats (which
+        # raise the three above as much as AF does) and in sinus arrhythmia's smooth swings
+        out["rr_mad"] = round(float(np.median(np.abs(np.diff(rr))) / np.median(rr)), 4)
     return out
 
 

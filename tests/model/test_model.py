@@ -594,10 +594,10 @@ def test_measurement_tokens():
         and proc.num_ecg_tokens == 31 == model.config.num_ecg_tokens
     )
     x = torch.randn(2, 12, 5000) * 0.1
-    with pytest.raises(ValueError, match=r"pass ecg_measurements \[2, 152\]"):
+    with pytest.raises(ValueError, match=r"pass ecg_measurements \[2, 154\]"):
         enc(x)
     inputs = proc.ecg_inputs(list(x.numpy()), [np.ones(12, bool), np.eye(12, dtype=bool)[1]])
-    assert inputs["ecg_measurements"].shape == (2, 152)
+    assert inputs["ecg_measurements"].shape == (2, 154)
     assert inputs["lead_mask"][1].sum() == 1  # the record's own mask is applied here, once
     out = enc(inputs["ecg_values"], inputs["lead_mask"], inputs["ecg_measurements"])
     assert out.shape == (2, 31, enc.config.hidden_size)

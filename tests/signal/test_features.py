@@ -53,3 +53,19 @@ def test_rule_rhythm_on_simulated_rhythms():
         m = measure(ECGRecord(sim.signal, 500.0, list(STANDARD_12), "x"))
         assert rule_rhythm(m) == rhythm, (rhythm, rhythm_features(m))
     assert rule_rhythm({"beats": [], "hr_bpm": None}) is None
+
+
+def test_rr_mad_tells_premature_beats_from_af():
+    """A few premature beats raise the RR spread as AF does; the median beat-to-beat change
+    (rr_mad, in the measurement vector) stays low for them and high for AF."""
+    rr_pac = [600.0] * 5 + [420.0, 780.0] + [600.0] * 5
+    rr_af = [520.0, 810.0, 640.0, 930.0, 560.0, 700.0, 480.0, 860.0, 610.0, 750.0, 500.0, 680.0]
+
+    def feats(rr):
+        r = np.concatenate([[0.0], np.cumsum(rr)]) * 0.5  # ms -> samples at 500 Hz
+        return rhythm_features({"beats": [{"r": x} for x in r], "hr_bpm": 100.0, "pr_ms": 150.0})
+
+    pac, af = feats(rr_pac), feats(rr_af)
+    assert pac["rr_range_ms"] > 300 and af["rr_range_ms"] > 300  # the spread alike
+    assert pac["rr_mad"] == 0.0 and af["rr_mad"] > 0.2
+    assert "rr_mad" in FEATURE_NAMES

@@ -186,3 +186,23 @@ def test_reports_are_ptbxl_style_english(sim_db):
             assert "atrial fibrillation" in report
         if "'NORM'" in codes:
             assert report.endswith("normal ecg.")
+
+
+def test_premature_beats_in_every_sinus_rhythm():
+    """Premature beats occur in all four sinus rhythms (tachycardia too: real sinus tachycardias
+    often carry premature atrial beats), and some records have several."""
+    from ecgllm.signal.simulate import beat_times
+
+    rng = np.random.default_rng(0)
+    seen = {}
+    for _ in range(400):
+        c = sample_condition(rng)
+        if c.extras:
+            seen.setdefault(c.rhythm, []).append(c.extras[0])
+    assert {"SR", "SBRAD", "SARRH", "STACH"} <= set(seen) and "PAC" in seen["STACH"]
+    counts = []
+    for s in range(40):
+        c = Condition(labels={}, rhythm="STACH", hr=110, extras=["PAC"])
+        beats, _ = beat_times(c, np.random.default_rng(s), 10.0)
+        counts.append(sum(k == "A" for t, k in beats if 0 <= t < 10))
+    assert min(counts) >= 1 and max(counts) >= 3

@@ -123,7 +123,7 @@ def test_measurement_swap(instruct):
     kept = SignalAugment(measurement_swap=1.0, swap_keep=(8,)).swap(meas, tasks, gens)
     assert torch.equal(kept[:2, [8, n + 8]], meas[:2, [8, n + 8]])
     assert not torch.equal(kept[:2, RHYTHM_INDEX[0]], meas[:2, RHYTHM_INDEX[0]])
-    with pytest.raises(ValueError, match=r"swap_keep \[76\] outside the 76"):
+    with pytest.raises(ValueError, match=rf"swap_keep \[{n}\] outside the {n}"):
         SignalAugment(measurement_swap=1.0, swap_keep=(n,))
     with pytest.raises(ValueError, match="measurement_swap must be a probability"):
         SignalAugment.from_dict({"measurement_swap": 2})
