@@ -311,12 +311,10 @@ class EcgLlmProcessor(ProcessorMixin):
     def measurements(self, signals: Sequence[np.ndarray], lead_masks: np.ndarray) -> torch.Tensor:
         """Measurement vectors [N, ecg_measurement_dim] of signals [12, n] in mV (memoised)."""
         features = self._features("this model's ECG encoder takes measurement tokens")
-        if features.MEASUREMENT_DIM != self.ecg_measurement_dim:
-            raise ValueError(
-                f"the processor expects measurement vectors of {self.ecg_measurement_dim} values, the "
-                f"installed ecgllm makes {features.MEASUREMENT_DIM}: use the ecgllm version the model was trained with"
-            )
         rows = self._vectors(features, signals, lead_masks)
+        if features.MEASUREMENT_DIM != self.ecg_measurement_dim:  # a model of an earlier layout
+            cols = features.columns_for(self.ecg_measurement_dim)
+            rows = [v[cols] for v in rows]
         return (
             torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.ecg_measurement_dim)
         )

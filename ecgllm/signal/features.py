@@ -32,24 +32,46 @@ GLOBAL = (
     ("p_waves", 0.5, 0.5), ("p_consistency", 0.7, 0.3), ("pr_ms", 160.0, 30.0), ("p_ms", 100.0, 20.0),
     ("qrs_ms", 95.0, 20.0), ("qt_ms", 380.0, 50.0), ("qtc_ms", 420.0, 40.0), ("axis_sin", 0.0, 0.7),
     ("axis_cos", 0.0, 0.7), ("sokolow_lyon_mv", 2.0, 1.0), ("cornell_mv", 1.2, 0.6), ("n_beats", 12.0, 4.0),
-    ("rr_mad", 0.05, 0.05),  # last, so that the indices of the others stay as they were
 )  # fmt: skip
 PER_LEAD = (("q_mv", -0.1, 0.15), ("r_mv", 0.8, 0.6), ("s_mv", -0.5, 0.5), ("t_mv", 0.2, 0.2),
             ("st_j60_mv", 0.0, 0.05))  # fmt: skip
-FEATURE_NAMES: tuple[str, ...] = tuple(g[0] for g in GLOBAL) + tuple(
-    f"{lead}.{k[0]}" for lead in STANDARD_12 for k in PER_LEAD
+# values added since the first layout go last, after the per-lead ones: a model trained on an
+# earlier, shorter vector then finds every value it knows at the same place (columns_for)
+LATE = (("rr_mad", 0.05, 0.05),)  # rr_mad: simulator v2
+FEATURE_NAMES: tuple[str, ...] = (
+    tuple(g[0] for g in GLOBAL)
+    + tuple(f"{lead}.{k[0]}" for lead in STANDARD_12 for k in PER_LEAD)
+    + tuple(g[0] for g in LATE)
 )
 CENTERS = np.array(
-    [g[1] for g in GLOBAL] + [k[1] for _ in STANDARD_12 for k in PER_LEAD], np.float32
+    [g[1] for g in GLOBAL] + [k[1] for _ in STANDARD_12 for k in PER_LEAD] + [g[1] for g in LATE],
+    np.float32,
 )
 SCALES = np.array(
-    [g[2] for g in GLOBAL] + [k[2] for _ in STANDARD_12 for k in PER_LEAD], np.float32
+    [g[2] for g in GLOBAL] + [k[2] for _ in STANDARD_12 for k in PER_LEAD] + [g[2] for g in LATE],
+    np.float32,
 )
 MEASUREMENT_DIM = 2 * len(FEATURE_NAMES)
+
+
+def columns_for(dim: int) -> np.ndarray:
+    """The columns of today's measurement vector that make the vector of `dim` values a model
+    trained with an earlier ecgllm reads (its values, then its flags: every layout is a prefix of
+    the next, LATE above). ValueError for a size no layout had."""
+    n, k = len(FEATURE_NAMES), dim // 2
+    first = len(GLOBAL) + len(STANDARD_12) * len(PER_LEAD)  # the first layout's values
+    if dim % 2 or not first <= k <= n:
+        raise ValueError(
+            f"no ecgllm measurement layout has {dim} values (this one: {MEASUREMENT_DIM}; "
+            f"the first: {2 * first}): use the ecgllm version the model was trained with"
+        )
+    return np.r_[0:k, n : n + k]
+
+
 # the measurements that define a rhythm (rate, RR irregularity, P waves): the encoder's rhythm tokens
 # (EcgEncoderConfig.rhythm_tokens) read these alone. Why apart: on LUDB a classifier trained on the
-# simulator reads the six rhythms at balanced accuracy 0.81-0.82 from these 7 values but 0.72-0.80
-# from all 76 (the morphology measurements of real records lie where the simulator's never do,
+# simulator reads the six rhythms at balanced accuracy 0.81-0.82 from the first 7 of these but
+# 0.72-0.80 from all 76 values of that layout (the morphology measurements of real records lie where the simulator's never do,
 # and a network trained on all of them uses them for rhythm too). What the LLM made of it: see
 # EcgEncoderConfig (off by default).
 RHYTHM_FEATURES = (
@@ -88,7 +110,7 @@ def _values(m: dict, fs: float) -> list[float | None]:
     for lead in STANDARD_12:
         d = leads.get(lead) or {}
         out += [d.get(k[0]) for k in PER_LEAD]
-    return out
+    return out + [g[k[0]] for k in LATE]
 
 
 def measurement_vector(

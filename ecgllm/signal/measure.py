@@ -69,8 +69,13 @@ def find_r_peaks(x: np.ndarray, fs: float, refractory_s: float = 0.25) -> np.nda
     cand, _ = sps.find_peaks(mwi, distance=max(1, int(0.2 * fs)))
     if len(cand) == 0:
         return np.zeros(0, dtype=int)
+    # the starting QRS level: the median of the record's per-second maxima (mostly one QRS each),
+    # not the first 2 s's maximum, which a premature ventricular beat there would set at several
+    # times a normal complex's energy, leaving every normal beat below the threshold
+    sec = int(fs)
+    per_second = mwi[: len(mwi) // sec * sec].reshape(-1, sec).max(axis=1)
     first = mwi[: int(2 * fs)]
-    spki, npki = 0.25 * first.max(), 0.5 * first.mean()
+    spki, npki = 0.25 * float(np.median(per_second)), 0.5 * first.mean()
     qrs: list[int] = []
     rr_avg: float | None = None
     for c in cand:

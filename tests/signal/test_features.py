@@ -69,3 +69,29 @@ def test_rr_mad_tells_premature_beats_from_af():
     assert pac["rr_range_ms"] > 300 and af["rr_range_ms"] > 300  # the spread alike
     assert pac["rr_mad"] == 0.0 and af["rr_mad"] > 0.2
     assert "rr_mad" in FEATURE_NAMES
+
+
+def test_a_model_of_the_earlier_layout_gets_its_vector(real, tiny_dir):
+    """Values added to the measurement vector go last (features.LATE): a model trained on the
+    earlier 152-value layout (before rr_mad) still gets exactly the values and flags it knew,
+    through its processor; a size no layout had is a clear error."""
+    import pytest
+    from transformers import AutoProcessor
+
+    from ecgllm.model import EcgLlmProcessor  # noqa: F401 - registers the Auto class
+    from ecgllm.signal.features import GLOBAL, LATE, PER_LEAD, columns_for
+
+    rec = standardize(next(r for r in LUDB(real / "ludb").records() if r.record_id == "123"))
+    v = measurement_vector(rec.signal, rec.fs, rec.lead_mask)
+    n, k = len(FEATURE_NAMES), len(GLOBAL) + 12 * len(PER_LEAD)
+    assert k == 76 and n == k + len(LATE) and FEATURE_NAMES[k:] == ("rr_mad",)
+    old = v[columns_for(2 * k)]
+    assert np.array_equal(old, np.r_[v[:k], v[n : n + k]])
+    assert np.array_equal(v[columns_for(MEASUREMENT_DIM)], v)
+    proc = AutoProcessor.from_pretrained(tiny_dir)
+    proc.ecg_measurement_dim = 2 * k
+    got = proc.measurements([rec.signal], rec.lead_mask[None])
+    assert got.shape == (1, 2 * k) and np.array_equal(got[0].numpy(), old)
+    proc.ecg_measurement_dim = 100
+    with pytest.raises(ValueError, match="no ecgllm measurement layout has 100 values"):
+        proc.measurements([rec.signal], rec.lead_mask[None])

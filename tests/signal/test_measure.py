@@ -90,3 +90,17 @@ def test_real_mitbih_excerpt_and_vt_alarm_record(real):
                                        fs=rec.fs, verbose=False)  # fmt: skip
     tp, fn, fp = beat_match(xqrs, ours, rec.fs, x.shape[1])
     assert tp / (tp + fn) >= 0.95 and tp / (tp + fp) >= 0.95
+
+
+def test_premature_ventricular_beats_early_do_not_hide_the_normal_ones():
+    """A tachycardia whose first 2 s hold two premature ventricular beats (each several times a
+    normal complex's energy): every beat is found, not only the three ventricular ones (the
+    starting QRS level was the first 2 s's maximum)."""
+    rng = np.random.default_rng(2024)
+    cond = sample_condition(rng)
+    sim = simulate(cond, rng)
+    kinds = [b["type"] for b in sim.truth["beats"]]
+    assert cond.rhythm == "STACH" and kinds[:6].count("V") == 2  # the case, as simulated
+    ref = np.array([b["onset"] for b in sim.truth["beats"]]) + 20
+    tp, fn, fp = beat_match(ref, find_r_peaks(sim.signal, sim.fs), sim.fs, sim.signal.shape[1])
+    assert fn == 0 and fp == 0 and tp >= 20
