@@ -96,6 +96,17 @@ def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
     else:
         picks = [parse_choice(r.get("prediction"), r["options"]) for r in recs]
     res.update(class_recall(gold, picks, positive="atrial fibrillation"))
+    if bench.metric == "balanced_accuracy":  # score_mcq's groups hold its per-sample hits, not this
+        by: dict[str, tuple[list, list]] = {}
+        for r, g, p in zip(recs, gold, picks, strict=True):
+            gs, ps = by.setdefault(_group(r, bench) or "all", ([], []))
+            gs.append(g)
+            ps.append(p)
+        res["by_group"] = {
+            k: {m: class_recall(gs, ps)[m] for m in ("balanced_accuracy", "accuracy")}
+            | {"n": len(gs)}
+            for k, (gs, ps) in sorted(by.items())
+        }
     return res
 
 

@@ -266,6 +266,27 @@ def test_three_option_scorings():
     assert res["per_sample"] == [False]  # the headline's samples feed its interval
 
 
+def test_real_rhythm_groups_hold_balanced_accuracy():
+    """real_rhythm's by_group figure is the balanced accuracy of the option log-likelihood picks
+    (it was the generated answers' plain accuracy under that name)."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.evaluation.scoring import score_rhythm
+
+    bench = load_benchmark("real_rhythm")
+    opts = ["sinus rhythm", "atrial fibrillation"]
+
+    def rec(gold, ll, said):  # the generated letter always names the other option
+        return {"options": opts, "answer": [gold], "loglik": ll, "loglik_letter": ll,
+                "loglik_norm": ll, "prediction": said}  # fmt: skip
+
+    recs = [rec("sinus rhythm", [-1.0, -2.0], "B. atrial fibrillation")] * 3 + [
+        rec("atrial fibrillation", [-2.0, -1.0], "A. sinus rhythm")
+    ]
+    res = score_rhythm(bench, recs)
+    assert res["balanced_accuracy"] == 1.0 and res["accuracy_generate"] == 0.0
+    assert res["by_group"] == {"all": {"balanced_accuracy": 1.0, "accuracy": 1.0, "n": 4}}
+
+
 def test_detection_calibrated_on_the_validation_split(tiny_dir, instruct, tmp_path):
     """--calibrate: per-label Platt scaling fitted on validation answers (kept for re-runs),
     applied to the test scores; the headline (macro AUC of the raw scores) is unchanged."""
