@@ -71,9 +71,9 @@ def columns_for(dim: int) -> np.ndarray:
 # the measurements that define a rhythm (rate, RR irregularity, P waves): the encoder's rhythm tokens
 # (EcgEncoderConfig.rhythm_tokens) read these alone. Why apart: on LUDB a classifier trained on the
 # simulator reads the six rhythms at balanced accuracy 0.81-0.82 from the first 7 of these but
-# 0.72-0.80 from all 76 values of that layout (the morphology measurements of real records lie where the simulator's never do,
-# and a network trained on all of them uses them for rhythm too). What the LLM made of it: see
-# EcgEncoderConfig (off by default).
+# 0.72-0.80 from all 76 values of that layout (the morphology measurements of real records lie
+# where the simulator's never do, and a network trained on all of them uses them for rhythm too).
+# What the LLM made of it: see EcgEncoderConfig (off by default).
 RHYTHM_FEATURES = (
     "hr_bpm",
     "rr_nrmssd",
