@@ -96,6 +96,13 @@ def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
     else:
         picks = [parse_choice(r.get("prediction"), r["options"]) for r in recs]
     res.update(class_recall(gold, picks, positive="atrial fibrillation"))
+    if recs and all(r.get("loglik_norm") for r in recs):
+        # the same classification by the length-normalised option score beside the headline's:
+        # the summed score leans to the shortest option ("sinus rhythm") when the model is unsure
+        norm = [r["options"][int(np.argmax(r["loglik_norm"]))] for r in recs]
+        c = class_recall(gold, norm, positive="atrial fibrillation")
+        res["norm_scored"] = {k: c[k] for k in ("balanced_accuracy", "accuracy", "recall",
+                                            "sensitivity", "specificity")}  # fmt: skip
     if bench.metric == "balanced_accuracy":  # score_mcq's groups hold its per-sample hits, not this
         by: dict[str, tuple[list, list]] = {}
         for r, g, p in zip(recs, gold, picks, strict=True):

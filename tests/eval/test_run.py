@@ -285,6 +285,13 @@ def test_real_rhythm_groups_hold_balanced_accuracy():
     res = score_rhythm(bench, recs)
     assert res["balanced_accuracy"] == 1.0 and res["accuracy_generate"] == 0.0
     assert res["by_group"] == {"all": {"balanced_accuracy": 1.0, "accuracy": 1.0, "n": 4}}
+    # by the length-normalised option score too: here it picks the other option for the AF record
+    recs[-1] = {**recs[-1], "loglik_norm": [-0.1, -0.2]}
+    res = score_rhythm(bench, recs)
+    assert res["balanced_accuracy"] == 1.0
+    assert (
+        res["norm_scored"]["balanced_accuracy"] == 0.5 and res["norm_scored"]["sensitivity"] == 0.0
+    )
 
 
 def test_detection_calibrated_on_the_validation_split(tiny_dir, instruct, tmp_path):
