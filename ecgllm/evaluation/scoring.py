@@ -42,6 +42,11 @@ def score_exact_match(bench: Benchmark, recs: list[dict]) -> dict:
     return res
 
 
+def _picks(recs: list[dict], key: str) -> list[str]:
+    """Each row's option with the highest score under `key` (loglik, loglik_letter, loglik_norm)."""
+    return [r["options"][int(np.argmax(r[key]))] for r in recs]
+
+
 def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
     res: dict[str, Any] = {"n": len(recs)}
     gold = [r["answer"][0] for r in recs]
@@ -53,16 +58,13 @@ def score_mcq(bench: Benchmark, recs: list[dict]) -> dict:
                    letter_text_conflict_rate=g["letter_text_conflict_rate"])  # fmt: skip
         per = g["per_sample"]
     if all("loglik" in r for r in recs):
-        picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
+        picks = _picks(recs, "loglik")
         # the whole answer span (the headline), the letter alone and the length-normalised span
         # (evaluation.answer explains the three)
         for key, name in (("loglik", "accuracy_loglik"), ("loglik_letter", "accuracy_letter"),
                           ("loglik_norm", "accuracy_norm")):  # fmt: skip
             if all(key in r for r in recs):
-                ok = [
-                    r["options"][int(np.argmax(r[key]))] == g
-                    for r, g in zip(recs, gold, strict=True)
-                ]
+                ok = [p == g for p, g in zip(_picks(recs, key), gold, strict=True)]
                 res[name] = float(np.mean(ok)) if ok else float("nan")
                 per = ok if bench.metric == name else per
     else:
@@ -92,15 +94,14 @@ def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
     res = score_mcq(bench, recs)
     gold = [r["answer"][0] for r in recs]
     if all("loglik" in r for r in recs):
-        picks = [r["options"][int(np.argmax(r["loglik"]))] for r in recs]
+        picks = _picks(recs, "loglik")
     else:
         picks = [parse_choice(r.get("prediction"), r["options"]) for r in recs]
     res.update(class_recall(gold, picks, positive="atrial fibrillation"))
     if recs and all(r.get("loglik_norm") for r in recs):
         # the same classification by the length-normalised option score beside the headline's:
         # the summed score leans to the shortest option ("sinus rhythm") when the model is unsure
-        norm = [r["options"][int(np.argmax(r["loglik_norm"]))] for r in recs]
-        c = class_recall(gold, norm, positive="atrial fibrillation")
+        c = class_recall(gold, _picks(recs, "loglik_norm"), positive="atrial fibrillation")
         res["norm_scored"] = {k: c[k] for k in ("balanced_accuracy", "accuracy", "recall",
                                             "sensitivity", "specificity")}  # fmt: skip
     if bench.metric == "balanced_accuracy":  # score_mcq's groups hold its per-sample hits, not this

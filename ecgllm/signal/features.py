@@ -38,19 +38,14 @@ PER_LEAD = (("q_mv", -0.1, 0.15), ("r_mv", 0.8, 0.6), ("s_mv", -0.5, 0.5), ("t_m
 # values added since the first layout go last, after the per-lead ones: a model trained on an
 # earlier, shorter vector then finds every value it knows at the same place (columns_for)
 LATE = (("rr_mad", 0.05, 0.05),)  # rr_mad: simulator v2
-FEATURE_NAMES: tuple[str, ...] = (
-    tuple(g[0] for g in GLOBAL)
-    + tuple(f"{lead}.{k[0]}" for lead in STANDARD_12 for k in PER_LEAD)
-    + tuple(g[0] for g in LATE)
+_SPECS = (
+    *GLOBAL,
+    *((f"{lead}.{k[0]}", k[1], k[2]) for lead in STANDARD_12 for k in PER_LEAD),
+    *LATE,
 )
-CENTERS = np.array(
-    [g[1] for g in GLOBAL] + [k[1] for _ in STANDARD_12 for k in PER_LEAD] + [g[1] for g in LATE],
-    np.float32,
-)
-SCALES = np.array(
-    [g[2] for g in GLOBAL] + [k[2] for _ in STANDARD_12 for k in PER_LEAD] + [g[2] for g in LATE],
-    np.float32,
-)
+FEATURE_NAMES: tuple[str, ...] = tuple(s[0] for s in _SPECS)
+CENTERS = np.array([s[1] for s in _SPECS], np.float32)
+SCALES = np.array([s[2] for s in _SPECS], np.float32)
 MEASUREMENT_DIM = 2 * len(FEATURE_NAMES)
 
 
