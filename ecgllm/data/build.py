@@ -361,9 +361,17 @@ def comparison_pairs(infos: list[T.RecordInfo], rng: np.random.Generator, per_re
     return pairs
 
 
-def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[dict], Counter]:
+def generate_samples(
+    infos: list[T.RecordInfo], cfg: BuildConfig
+) -> tuple[list[dict], Counter, int]:
+    """Every family's samples of the records (families in registry order, pairs after), the
+    invalid ones counted by reason, and how many ECG-QA verify questions were dropped to even
+    out their answers (tasks.ecgqa.balance_verify)."""
+    counts = Counter(c for r in infos for c in r.labels)
     ctx = T.TaskContext(
-        tuple(m for m in ("signal", "image") if m in cfg.modalities), cfg.report_text
+        tuple(m for m in ("signal", "image") if m in cfg.modalities),
+        cfg.report_text,
+        label_counts=tuple(sorted(counts.items())),
     )
     families = [f for name, f in T.FAMILIES.items() if name in cfg.tasks]  # registry order
     out: list[dict] = []
@@ -404,7 +412,8 @@ def generate_samples(infos: list[T.RecordInfo], cfg: BuildConfig) -> tuple[list[
     if dup:  # same pair drawn twice: keep the first
         seen: set[str] = set()
         out = [s for s in out if not (s["id"] in seen or seen.add(s["id"]))]
-    return out, invalid
+    out, evened = T.balance_verify(out, cfg.seed)
+    return out, invalid, evened
 
 
 def build_dataset(cfg: BuildConfig, progress: bool = True) -> dict:
@@ -437,7 +446,7 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
     t1 = time.perf_counter()
     infos = record_infos(records)
     check_splits(infos)
-    samples, invalid = generate_samples(infos, cfg)
+    samples, invalid, evened = generate_samples(infos, cfg)
     write_datasets(out, records, samples)
     report = {
         "fingerprint": cfg.fingerprint(),
@@ -462,6 +471,8 @@ def _build(cfg: BuildConfig, progress: bool) -> dict:
         "rejects": dict(rejects.counts),
         "unmapped_labels": dict(sorted(unmapped.items(), key=lambda kv: -kv[1])),
         "invalid_samples": dict(invalid),
+        # ECG-QA verify questions dropped so that each question has as many yes as no answers
+        "verify_answers_evened": evened,
         "seconds": {
             "records": round(t1 - t0, 2),
             "samples": round(time.perf_counter() - t1, 2),

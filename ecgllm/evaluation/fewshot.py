@@ -29,14 +29,16 @@ Protocol (stated, as the paper's code is not public):
 - **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
   ECG of the episode.
 - **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
-  episodes' spread (t-interval of the episode means), and the chance level (mean 1/candidates).
+  episodes' spread (t-interval of the episode means), the chance level (mean 1/candidates) and
+  the majority level (what the episode's commonest answer scores: an episode whose classes lean
+  to one answer, as small builds' verify episodes do, is scored against it, not against chance).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,7 +340,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                 "note": "too few meta-test classes with enough samples",
             }
             continue
-        accs, chance = [], []
+        accs, chance, majority = [], [], []
         for ep in tqdm(eps, desc=f"{qtype} {settings.n_way}-way {settings.k_shot}-shot", unit="ep",
                        disable=not progress):  # fmt: skip
             if settings.adapt_steps and ep.support:  # adapted on the support set, then asked alone
@@ -363,9 +365,14 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
             ]
             accs.append(float(np.mean(ok)))
             chance.append(float(np.mean([1 / len(c) for c in by_q.values()])))
+            # what one constant answer scores on this episode's queries: 1/candidates hides an
+            # episode whose classes lean to one answer (four "no" verify classes of five)
+            golds = Counter(c[0][1]["gold"] for c in by_q.values())
+            majority.append(max(golds.values()) / sum(golds.values()))
         lo, hi = _interval(accs)
         results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
-                          "episodes": len(eps), "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
+                          "majority": float(np.mean(majority)), "episodes": len(eps),
+                          "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
     model.train(was)
     report = {"settings": asdict(settings), "blank_ecg": blank_ecg, "results": results}
     out = Path(out)
@@ -385,7 +392,7 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
 
     out = Path(out)
     rows, lines = [], []
-    head = f"{'leads':>5s} {'run':9s} " + " ".join(f"{t:>22s}" for t in runs[0].question_types)
+    head = f"{'leads':>5s} {'run':9s} " + " ".join(f"{t:>28s}" for t in runs[0].question_types)
     lines.append(head)
     for s in runs:
         base = out / f"{s.leads}leads"
@@ -401,10 +408,10 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
             cells = []
             for t in st.question_types:
                 v = r["results"].get(t, {})
-                cells.append(f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] c{v['chance']:.2f}"
-                             if "accuracy" in v else "-")  # fmt: skip
+                cells.append(f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] c{v['chance']:.2f} "
+                             f"m{v['majority']:.2f}" if "accuracy" in v else "-")  # fmt: skip
             label = f"{st.k_shot}-shot" + (" blank" if blank else "")
-            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>22s}" for c in cells))
+            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
     table = "\n".join(lines)
     write_text(out / "fewshot.json", json.dumps({"runs": rows, "table": table}, indent=1))
     return {"runs": rows, "table": table}

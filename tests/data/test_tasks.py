@@ -137,3 +137,57 @@ def test_evidence_sentences():
         "PR 236 ms (> 200 ms) with every P wave conducted"
     )
     assert T.evidence_for("XYZ", s, per_lead) is None
+
+
+def _verify(rec_id: str, split: str, code: str, answer: str) -> dict:
+    return T.sample([_rec(record_id=rec_id, split=split)], "ecgqa", T.VERIFY.format(label=code), answer,
+                    ("signal",), answer=[answer], options=T.YES_NO, question_type="single-verify",
+                    attribute_type="scp_code", suffix=f"-{code}")  # fmt: skip
+
+
+def test_verify_answers_are_evened_per_split_and_question():
+    # LVH: 3 yes / 1 no in train, 1 no in test; CLBBB: only no; "not sure" is kept
+    rows = [_verify("1", "train", "LVH", "yes"), _verify("2", "train", "LVH", "yes"),
+            _verify("3", "train", "LVH", "yes"), _verify("4", "train", "LVH", "no"),
+            _verify("5", "test", "LVH", "no"), _verify("6", "train", "CLBBB", "no"),
+            _verify("7", "train", "CLBBB", "not sure"),
+            T.sample([_rec()], "mcq", "q", "A. x", ("signal",), answer=["x"])]  # fmt: skip
+    kept, dropped = T.balance_verify(rows, seed=0)
+    assert dropped == 4 and kept == T.balance_verify(rows, seed=0)[0]  # seeded
+    got = [(s["split"], s["messages"][0]["content"][-1]["text"], s["answer"][0]) for s in kept]
+    assert sorted((sp, a) for sp, q, a in got if "LVH" in q) == [("train", "no"), ("train", "yes")]
+    assert [s["task"] for s in kept].count("mcq") == 1 and any(
+        s["answer"] == ["not sure"] for s in kept
+    )
+    assert [s["id"] for s in kept] == [s["id"] for s in rows if s in kept]  # order kept
+
+
+def test_verify_code_asks_present_and_common_absent_statements():
+    rng = np.random.default_rng(0)
+    rec = _rec(labels={"SR": 0.0, "LVH": 100.0})
+    counts = {"SR": 60, "LVH": 10, "CLBBB": 30, "IMI": 10}
+    drawn = [T.verify_code(rec, rng, counts) for _ in range(2000)]
+    share = {c: drawn.count(c) / len(drawn) for c in set(drawn)}
+    # half present (SR or LVH), half absent in proportion to the counts (CLBBB 3 : IMI 1); never a
+    # statement no record has
+    assert set(share) == {"SR", "LVH", "CLBBB", "IMI"}
+    assert abs(share["SR"] + share["LVH"] - 0.5) < 0.04
+    assert abs(share["CLBBB"] / share["IMI"] - 3.0) < 0.6
+    # without counts: the old draw (absent statements uniform over the vocabulary)
+    assert len({T.verify_code(rec, rng) for _ in range(300)}) > 10
+
+
+def test_built_verify_questions_cannot_be_answered_from_the_question(instruct):
+    from collections import Counter, defaultdict
+
+    from datasets import load_from_disk
+
+    answers: dict = defaultdict(Counter)
+    for s in load_from_disk(str(instruct / "samples"))["train"]:
+        if (
+            s["task"] == "ecgqa"
+            and s["question_type"].endswith("-verify")
+            and s["answer"] != ["not sure"]
+        ):
+            answers[s["messages"][0]["content"][-1]["text"]][s["answer"][0]] += 1
+    assert answers and all(c["yes"] == c["no"] for c in answers.values())

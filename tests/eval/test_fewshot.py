@@ -95,6 +95,7 @@ def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
     r = run_fewshot(model, proc, instruct, tmp_path / "fs", s, progress=False)
     v = r["results"]["single-verify"]
     assert 0 <= v["accuracy"] <= 1 and 1 / 3 <= v["chance"] <= 1 / 2 and v["episodes"] == 2
+    assert 1 / 2 <= v["majority"] <= 1  # 2-way: the commoner answer of each episode's queries
     assert json.loads((tmp_path / "fs" / "fewshot.json").read_text())["settings"]["k_shot"] == 2
     from tests.conftest import ROOT
     from tests.train.test_recipe import ENV  # the subprocess environment the recipe tests use

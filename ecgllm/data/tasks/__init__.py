@@ -34,7 +34,14 @@ from .common import (
     user_turn,
 )
 from .detect import DETECT_PROMPTS, DETECT_SETS, detect_task, findings_task
-from .ecgqa import ecgqa_comparison, ecgqa_single, numeric_ranges, scp_answer
+from .ecgqa import (
+    balance_verify,
+    ecgqa_comparison,
+    ecgqa_single,
+    numeric_ranges,
+    scp_answer,
+    verify_code,
+)
 from .ground import evidence_for, evidence_rules, ground_task
 from .measure import MEASURES, measure_task
 from .multiturn import multiturn_task
@@ -62,7 +69,7 @@ CHECK_TASKS = tuple(n for n, f in FAMILIES.items() if f.check)
 
 __all__ = ["CHECK_TASKS", "DETECT_PROMPTS", "DETECT_SETS", "FAMILIES", "LETTERS", "MEASURES",
            "REPORT_PROMPTS", "REPORT_TEXTS", "TASKS", "VERIFY", "YES_NO", "RecordInfo", "TaskContext",
-           "TaskFamily", "detect_task", "ecgqa_comparison", "ecgqa_single", "evidence_for", "evidence_rules",
+           "TaskFamily", "balance_verify", "detect_task", "ecgqa_comparison", "ecgqa_single", "evidence_for", "evidence_rules",
            "findings_task", "ground_task", "join_answer", "lettered", "mcq_task", "measure_task",
            "multiturn_task", "numeric_ranges", "pick", "register", "report_target", "report_task",
-           "rhythm_task", "sample", "scp_answer", "text_turn", "user_turn"]  # fmt: skip
+           "rhythm_task", "sample", "scp_answer", "text_turn", "user_turn", "verify_code"]  # fmt: skip

@@ -110,6 +110,8 @@ class TaskContext:
     modalities: tuple[str, ...]  # signal and/or image placeholders in the first user turn
     report_text: str = "normalised"  # report targets: normalised English or the source's text
     pool: tuple[dict, ...] = ()  # the record's samples so far (for conversation families)
+    # (code, records with it) over the build's records (ECG-QA's verify questions draw from it)
+    label_counts: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ types, attributes and answer vocabulary with our own wordings, under ids from 10
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...text.vocab import (
     NOISE_KINDS,
     NUMERIC_FEATURES,
@@ -15,7 +17,7 @@ from ...text.vocab import (
     scp_name,
     statements,
 )
-from .common import VERIFY, YES_NO, RecordInfo, TaskFamily, join_answer, per_record, pick, sample
+from .common import VERIFY, YES_NO, RecordInfo, TaskFamily, join_answer, pick, sample
 
 
 def scp_answer(rec: RecordInfo, code: str) -> str:
@@ -32,15 +34,66 @@ def _noise_attrs(rec: RecordInfo) -> dict[str, list[str]]:
     return {NOISE_KINDS[k]: v for k, v in rec.meta.get("noise", {}).items() if v}
 
 
-def ecgqa_single(rec: RecordInfo, rng, modalities) -> list[dict]:
+def verify_code(rec: RecordInfo, rng, counts: dict[str, int] | None = None) -> str:
+    """The statement a record's scp_code verify question asks about: half of the time one the
+    record has, otherwise one it lacks. With `counts` (how many of the build's records have each
+    statement) the absent one is drawn in proportion to that count and only among statements some
+    record has: a statement is then asked about with "no" about as often as with "yes" (drawn
+    uniformly, "no" went to rare statements and "yes" to common ones, and the question alone
+    answered nine in ten). balance_verify() then evens each question's answers exactly."""
+    diag = [c for c in label_set("all") if c not in ("NORM",)]
+    present = [c for c in rec.labels if c in diag]
+    if counts is None:
+        return pick(rng, present) if present and rng.random() < 0.5 else pick(rng, diag)
+    absent = [c for c in diag if c not in rec.labels and counts.get(c, 0) > 0]
+    if present and (not absent or rng.random() < 0.5):
+        return pick(rng, present)
+    if not absent:
+        return pick(rng, diag)
+    w = np.array([counts[c] for c in absent], dtype=float)
+    return absent[int(rng.choice(len(absent), p=w / w.sum()))]
+
+
+def balance_verify(samples: list[dict], seed: int = 0) -> tuple[list[dict], int]:
+    """ECG-QA verify questions evened out per split and question: of each (split, question text),
+    as many "yes" as "no" answers are kept (the excess of the commoner one dropped at random,
+    seeded; "not sure" kept), so that no verify question can be answered without the ECG (the real
+    ECG-QA templates are about balanced; without this, the simulated verify questions were answered
+    from the question alone nine times in ten). Returns the kept samples, in order, and the
+    number dropped."""
+    groups: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for i, s in enumerate(samples):
+        if (
+            s["task"] == "ecgqa"
+            and s["question_type"].endswith("-verify")
+            and s["answer"] in (["yes"], ["no"])
+        ):
+            key = (s["split"], s["messages"][0]["content"][-1]["text"])
+            groups.setdefault(key, {"yes": [], "no": []})[s["answer"][0]].append(i)
+    rng = np.random.default_rng([seed, 11])
+    drop: set[int] = set()
+    for key in sorted(groups):
+        yes, no = groups[key]["yes"], groups[key]["no"]
+        k = min(len(yes), len(no))
+        for idx in (yes, no):
+            if len(idx) > k:
+                drop.update(int(j) for j in rng.permutation(idx)[k:])
+    return [s for i, s in enumerate(samples) if i not in drop], len(drop)
+
+
+def ecgqa_single(
+    rec: RecordInfo, rng, modalities, counts: dict[str, int] | None = None
+) -> list[dict]:
+    """A record's single-ECG questions. `counts`: how many of the build's records have each
+    statement (verify_code); None draws the verify question's absent statement uniformly."""
     out: list[dict] = []
     mk = lambda q, a, opts, tid, qt, at, sfx: sample([rec], "ecgqa", q, join_answer(a), modalities, answer=a,  # noqa: E731
                                                      options=opts, template_id=tid, question_type=qt,
                                                      attribute_type=at, suffix=f"-{sfx}")  # fmt: skip
-    # scp_code verify: a present code half of the time, an absent one otherwise
+    # scp_code verify
     diag = [c for c in label_set("all") if c not in ("NORM",)]
     present = [c for c in rec.labels if c in diag]
-    code = pick(rng, present) if present and rng.random() < 0.5 else pick(rng, diag)
+    code = verify_code(rec, rng, counts)
     out.append(mk(VERIFY.format(label=scp_name(code)), [scp_answer(rec, code)],
                   ["no", "not sure", "yes"], 1001, "single-verify", "scp_code", "v-scp"))  # fmt: skip
     # scp_code query over a statement group
@@ -69,26 +122,32 @@ def ecgqa_single(rec: RecordInfo, rng, modalities) -> list[dict]:
         pair = [scp_name(a), scp_name(b)] if rng.random() < 0.5 else [scp_name(b), scp_name(a)]
         out.append(mk(f"Which symptom does this ECG show, {pair[0]} or {pair[1]}?", [scp_name(a)],
                       [*pair, "none"], 1003, "single-choose", "scp_code", "c-scp"))  # fmt: skip
-    # noise (official wordings 26-28 when the source has noise fields)
+    # noise (official wordings 26-28 when the source has noise fields); the kind and the lead are
+    # one the record has half of the time when it has any, so that yes is not rare
     noise = _noise_attrs(rec)
     if rec.meta.get("has_noise_fields"):
-        kind = pick(rng, list(NOISE_KINDS.values()))
+        leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        kind = (
+            pick(rng, sorted(noise))
+            if noise and rng.random() < 0.5
+            else pick(rng, list(NOISE_KINDS.values()))
+        )
         roll = rng.random()
         if roll < 0.4:
             out.append(mk(f"Does this ECG show {kind}?", ["yes" if kind in noise else "no"], YES_NO, 27,
                           "single-verify", "noise", "v-noise"))  # fmt: skip
         elif roll < 0.7:
-            lead = pick(
-                rng, ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+            lead = (
+                pick(rng, noise[kind])
+                if noise.get(kind) and rng.random() < 0.5
+                else pick(rng, leads)
             )
             out.append(mk(f"Does this ECG show {kind} in lead {lead}?", ["yes" if lead in noise.get(kind, []) else "no"],
                           YES_NO, 26, "single-verify", "noise", "v-noise-lead"))  # fmt: skip
         else:
-            lead = pick(
-                rng, ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-            )
-            anyn = any(lead in v for v in noise.values())
-            out.append(mk(f"Does this ECG show any kind of noises in lead {lead}?", ["yes" if anyn else "no"],
+            noisy = sorted({ld for v in noise.values() for ld in v})
+            lead = pick(rng, noisy) if noisy and rng.random() < 0.5 else pick(rng, leads)
+            out.append(mk(f"Does this ECG show any kind of noises in lead {lead}?", ["yes" if lead in noisy else "no"],
                           YES_NO, 28, "single-verify", "noise", "v-noise-any"))  # fmt: skip
         kinds = sorted(noise) or ["none"]
         out.append(mk("What kind of noises does this ECG show?", kinds, [*sorted(NOISE_KINDS.values()), "none"],
@@ -164,7 +223,9 @@ def ecgqa_comparison(a: RecordInfo, b: RecordInfo, kind: str, rng, modalities) -
                           attribute_type="numeric_feature", suffix="-cmp-num"))  # fmt: skip
     codes = sorted(set(a.labels) | set(b.labels))
     if codes:
-        code = pick(rng, codes)
+        # a statement new in the second ECG half of the time when there is one (else "yes" is rare)
+        newly = sorted(set(b.labels) - set(a.labels))
+        code = pick(rng, newly) if newly and rng.random() < 0.5 else pick(rng, codes)
         ans = "yes" if code in b.labels and code not in a.labels else "no"
         out.append(sample([a, b], "ecgqa", f"Does the second ECG newly show {scp_name(code)} as compared to the first ECG?",
                           ans, modalities, answer=[ans], options=YES_NO, template_id=1010,
@@ -179,5 +240,5 @@ def ecgqa_comparison(a: RecordInfo, b: RecordInfo, kind: str, rng, modalities) -
     return out
 
 
-FAMILY = TaskFamily("ecgqa", per_record(ecgqa_single), "qa", ("options", "question_type", "attribute_type"),
+FAMILY = TaskFamily("ecgqa", lambda rec, rng, ctx: ecgqa_single(rec, rng, ctx.modalities, dict(ctx.label_counts)), "qa", ("options", "question_type", "attribute_type"),
                     ("ecgqa",), pairs=lambda a, b, kind, rng, ctx: ecgqa_comparison(a, b, kind, rng, ctx.modalities))  # fmt: skip
