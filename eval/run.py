@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fewshot-adapt-steps", type=int, default=0,
                     help="adapt the fusion module on each support set (MAML's inner loop) instead of "
                     "showing it in the prompt (default 0: in context)")  # fmt: skip
-    ap.add_argument(
-        "--fewshot-adapt-lr", type=float, default=1e-3, help="the inner loop's learning rate"
-    )
+    ap.add_argument("--fewshot-adapt-lr", type=float, default=None,
+                    help="the inner loop's learning rate (plain SGD on the fusion module; default: "
+                    "FewShotSettings.adapt_lr, 3)")  # fmt: skip
     ap.add_argument("--fewshot-fusion", default=None,
                     help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -128,7 +128,8 @@ def fewshot_main(a, ap) -> dict:
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
                                 leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
-                                adapt_lr=a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
+                                adapt_lr=FewShotSettings.adapt_lr if a.fewshot_adapt_lr is None
+                                else a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
     except ValueError as e:
         ap.exit(2, f"error: --fewshot {a.fewshot} / --fewshot-leads {a.fewshot_leads}: {e}\n")
     try:
