@@ -90,6 +90,37 @@ def save_checkpoint(out: str | Path, step: int, model, processor, mode: str, tra
     return final
 
 
+def load_lora_factors(model: torch.nn.Module, path: str | Path) -> int:
+    """A previous LoRA stage's factors (its adapter's lora_A / lora_B) into `model`, a PEFT model
+    of the same LoRA shape, so that a stage started from a LoRA stage's output (more data, another
+    schedule) continues its adapter instead of starting new factors (load_trained_modules loads
+    the modules_to_save only). Returns how many tensors were loaded: 0 when `path` has no LoRA
+    factors (an align stage's output)."""
+    f = Path(path) / "adapter" / "adapter_model.safetensors"
+    if not f.exists():
+        return 0
+    lora = {k: v for k, v in load_file(str(f)).items() if "lora_" in k}
+    if not lora:
+        return 0
+    own = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in lora.items():
+            # PEFT saves `...lora_A.weight`; the live parameter is `...lora_A.default.weight`
+            name = k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
+            if name not in own:
+                raise ValueError(
+                    f"{f}: LoRA weight {k} has no place in this model (lora.targets differ from "
+                    "the stage it was trained in)"
+                )
+            if tuple(own[name].shape) != tuple(v.shape):
+                raise ValueError(
+                    f"{f}: LoRA weight {k} is {tuple(v.shape)}, this model's is "
+                    f"{tuple(own[name].shape)} (lora.r differs from the stage it was trained in)"
+                )
+            own[name].copy_(v.to(own[name].dtype))
+    return len(lora)
+
+
 def load_trained_modules(model: torch.nn.Module, path: str | Path) -> list[str]:
     """Load a previous stage's trained modules (align: trainable.safetensors; lora: the adapter's
     modules_to_save; full: the whole model) into `model` before this stage starts. Returns the

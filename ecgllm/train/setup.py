@@ -9,7 +9,7 @@ from torch import nn
 
 from ..model.factory import TINY_ECG, TINY_LLAMA, TINY_SIGLIP, build_model
 from ..model.lora import prepare_for_training, quantize_language_model
-from .checkpoint import load_trained_modules
+from .checkpoint import load_lora_factors, load_trained_modules
 from .config import ModelCfg, RecipeConfig
 
 
@@ -104,6 +104,8 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
         vision_blocks=cfg.lora.vision_blocks, train_modules=tuple(cfg.lora.train_modules),
         trainable_token_ids=new_tokens if cfg.lora.mode == "lora" else None,
     )  # fmt: skip
+    if m.init_from and cfg.lora.mode == "lora":  # from a LoRA stage: its factors too
+        load_lora_factors(model, m.init_from)
     return model, processor, random_parts or frozen_loaded_encoder
 
 

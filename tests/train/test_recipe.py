@@ -307,6 +307,19 @@ def test_align_then_sft_and_dry_run(instruct, tmp_path):
     assert "base_model.model.language_model.model.embed_tokens.weight" in adapter
     assert (sft / "base/config.json").exists()
     assert (sft / "final/recipe.yaml").exists()
+    # a stage started from that LoRA stage continues its factors (not only its modules_to_save)
+    from ecgllm.train.config import load_config
+    from ecgllm.train.setup import setup_model
+
+    over = [f"model.ecg_weights={w}", f"model.init_from={sft / 'final'}", f"data.path={instruct}"]
+    model, _, _ = setup_model(load_config(ROOT / "recipes/configs/tiny_cpu.yaml", over))
+    own = dict(model.named_parameters())
+    lora_b = [k for k in adapter if ".lora_B." in k]
+    assert lora_b and adapter[lora_b[0]].abs().sum() > 0  # trained (B starts at zero)
+    for k in lora_b:
+        assert torch.equal(own[k.replace(".lora_B.", ".lora_B.default.")].detach(), adapter[k])
+    with pytest.raises(ValueError, match="lora.r differs"):
+        setup_model(load_config(ROOT / "recipes/configs/tiny_cpu.yaml", [*over, "lora.r=8"]))
     r = _run([f"data.path={instruct}", f"output.dir={tmp_path / 'sft'}", f"model.init_from={align / 'final'}",
               f"model.ecg_weights={w}", "--dry-run", "train.gradient_accumulation_steps=2", "lora.mode=lora",
               "data.max_per_task={ecgqa: 3, mcq: 2}"])  # fmt: skip
