@@ -23,6 +23,7 @@ import torch
 from ..benchmarks import Benchmark
 from ..data.collator import EcgCollator
 from ..data.tasks import LETTERS, VERIFY
+from ..data.tasks.common import question_text
 
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
         "evidence", "features", "record_ids")  # fmt: skip
@@ -84,10 +85,6 @@ def _token_logprobs(model, batch: dict) -> list[list[float]]:
     return out
 
 
-def _question(row: dict) -> str:
-    return " ".join(c["text"] for c in row["messages"][0]["content"] if c["type"] == "text")
-
-
 def option_labels(options: Sequence[str]) -> list[str]:
     return [o for o in options if o != "none"]
 
@@ -96,7 +93,7 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
                 max_new_tokens: int | None = None) -> list[dict]:  # fmt: skip
     """Every method of the benchmark on a batch of rows -> records for samples.jsonl."""
     recs = [
-        {k: r.get(k) for k in KEEP} | {"benchmark": bench.name, "question": _question(r)}
+        {k: r.get(k) for k in KEEP} | {"benchmark": bench.name, "question": question_text(r)}
         for r in rows
     ]
     if "generate" in bench.methods:

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.tasks.common import question_text
+
 QUESTION_TYPES = ("single-verify", "single-choose", "single-query")
 
 
@@ -83,10 +85,6 @@ class FewShotSettings:
             raise ValueError(f"meta_test_share must be in (0, 1], not {self.meta_test_share}")
 
 
-def question_of(sample: dict) -> str:
-    return " ".join(c["text"] for c in sample["messages"][0]["content"] if c["type"] == "text")
-
-
 def answer_of(sample: dict) -> str:
     return sample["messages"][1]["content"][0]["text"]
 
@@ -95,7 +93,7 @@ def class_key(sample: dict) -> str:
     """type|question|answer; for choose questions type||answer: their wording names the two
     findings offered, drawn at random per question, so almost every question is unique and the
     class is the finding chosen (a query's candidates stay its own options)."""
-    q = "" if sample["question_type"].endswith("choose") else question_of(sample)
+    q = "" if sample["question_type"].endswith("choose") else question_text(sample)
     return f"{sample['question_type']}|{q}|{answer_of(sample)}"
 
 
@@ -210,10 +208,10 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
         items: list[dict] = []
         for j, s in enumerate(support):
             items += [{"type": "text", "text": f"Example {j + 1}: "}, {"type": "ecg", "text": None},
-                      {"type": "text", "text": f"{question_of(s)} Answer: {answer_of(s)}\n"}]  # fmt: skip
+                      {"type": "text", "text": f"{question_text(s)} Answer: {answer_of(s)}\n"}]  # fmt: skip
         lead = "Now this ECG: " if support else ""
         items += [{"type": "text", "text": lead}, {"type": "ecg", "text": None},
-                  {"type": "text", "text": question_of(q)}]  # fmt: skip
+                  {"type": "text", "text": question_text(q)}]  # fmt: skip
         sig = np.concatenate([np.asarray(s["signal"], np.float32) for s in [*support, q]])
         mask = np.concatenate([np.asarray(s["lead_mask"], bool) for s in [*support, q]]) & keep
         sig = sig * mask[:, :, None]

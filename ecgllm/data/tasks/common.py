@@ -80,6 +80,11 @@ def sample(
     }
 
 
+def question_text(sample: dict) -> str:
+    """A sample's question: the text of its first user turn (without the ECG/image placeholders)."""
+    return " ".join(c["text"] for c in sample["messages"][0]["content"] if c["type"] == "text")
+
+
 def pick(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 

@@ -17,7 +17,16 @@ from ...text.vocab import (
     scp_name,
     statements,
 )
-from .common import VERIFY, YES_NO, RecordInfo, TaskFamily, join_answer, pick, sample
+from .common import (
+    VERIFY,
+    YES_NO,
+    RecordInfo,
+    TaskFamily,
+    join_answer,
+    pick,
+    question_text,
+    sample,
+)
 
 
 def scp_answer(rec: RecordInfo, code: str) -> str:
@@ -68,7 +77,7 @@ def balance_verify(samples: list[dict], seed: int = 0) -> tuple[list[dict], int]
             and s["question_type"].endswith("-verify")
             and s["answer"] in (["yes"], ["no"])
         ):
-            key = (s["split"], s["messages"][0]["content"][-1]["text"])
+            key = (s["split"], question_text(s))
             groups.setdefault(key, {"yes": [], "no": []})[s["answer"][0]].append(i)
     rng = np.random.default_rng([seed, 11])
     drop: set[int] = set()
