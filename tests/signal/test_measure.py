@@ -9,7 +9,7 @@ import pytest
 import wfdb.processing
 
 from ecgllm.signal import STANDARD_12, ECGRecord, find_r_peaks, measure, read_record, standardize
-from ecgllm.signal.simulate import sample_condition, simulate
+from ecgllm.signal.simulate import rhythm_mix, sample_condition, simulate
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -96,11 +96,16 @@ def test_premature_ventricular_beats_early_do_not_hide_the_normal_ones():
     """A tachycardia whose first 2 s hold two premature ventricular beats (each several times a
     normal complex's energy): every beat is found, not only the three ventricular ones (the
     starting QRS level was the first 2 s's maximum)."""
-    rng = np.random.default_rng(2024)
-    cond = sample_condition(rng)
-    sim = simulate(cond, rng)
-    kinds = [b["type"] for b in sim.truth["beats"]]
-    assert cond.rhythm == "STACH" and kinds[:6].count("V") == 2  # the case, as simulated
+    for seed in range(2000):  # the first seed that simulates the case (not tied to one version)
+        rng = np.random.default_rng(seed)
+        cond = sample_condition(rng, rhythms=rhythm_mix("STACH=1"))
+        if cond.extras != ["PVC"]:
+            continue
+        sim = simulate(cond, rng)
+        if [b["type"] for b in sim.truth["beats"]][:6].count("V") == 2:
+            break
+    else:
+        pytest.fail("no seed below 2000 simulates a tachycardia with two early PVCs")
     ref = np.array([b["onset"] for b in sim.truth["beats"]]) + 20
     tp, fn, fp = beat_match(ref, find_r_peaks(sim.signal, sim.fs), sim.fs, sim.signal.shape[1])
-    assert fn == 0 and fp == 0 and tp >= 20
+    assert fn == 0 and fp == 0 and tp >= 16  # over 100 bpm for 10 s

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ecgllm.signal import PTBXL, STANDARD_12, ECGRecord, measure, read_record, standardize
-from ecgllm.signal.simulate import Condition, sample_condition, simulate
+from ecgllm.signal.simulate import Condition, rhythm_mix, sample_condition, simulate
 from ecgllm.signal.synthetic_db import PTBXL_COLUMNS, scp_statements_path
 from tests.conftest import ROOT
 
@@ -80,7 +80,7 @@ def test_cli_rejects_bad_arguments(tmp_path):
 def test_rhythm_mix(tmp_path):
     from collections import Counter
 
-    from ecgllm.signal.simulate import RHYTHMS, rhythm_mix, sample_condition
+    from ecgllm.signal.simulate import RHYTHMS
 
     assert rhythm_mix(None) == RHYTHMS and rhythm_mix("ptbxl") == RHYTHMS
     assert set(rhythm_mix("balanced").values()) == {1 / 6}
@@ -206,3 +206,33 @@ def test_premature_beats_in_every_sinus_rhythm():
         beats, _ = beat_times(c, np.random.default_rng(s), 10.0)
         counts.append(sum(k == "A" for t, k in beats if 0 <= t < 10))
     assert min(counts) >= 1 and max(counts) >= 3
+
+
+def test_sinus_tachycardia_premature_atrial_beats_as_real_ones():
+    """Simulator version 3: a third of sinus tachycardias carry PACs (the Challenge's Chapman
+    tachycardias mostly do), coupled at 55-85 % of the RR so their P wave can sit on the T wave,
+    sometimes in couplets, followed by a reset (not compensatory) pause; the RR is then as
+    irregular as AF's by RMSSD while every sinus beat keeps its P wave."""
+    from ecgllm.signal.simulate import beat_times, draw_variation
+
+    rng = np.random.default_rng(5)
+    stach = [sample_condition(rng, rhythms=rhythm_mix("STACH=1")) for _ in range(400)]
+    share = np.mean(["PAC" in c.extras for c in stach])
+    assert 0.25 < share < 0.45
+    couplings, pauses, couplets = [], [], 0
+    for s in range(60):
+        r = np.random.default_rng(s)
+        c = Condition(labels={}, rhythm="STACH", hr=110, extras=["PAC"])
+        c.var = draw_variation(r, c)
+        beats, _ = beat_times(c, r, 10.0)
+        rr0 = 60 / 110
+        for k in range(1, len(beats) - 1):
+            (t0, k0), (t1, k1), (t2, k2) = beats[k - 1], beats[k], beats[k + 1]
+            if k1 == "A" and k0 == "N":
+                couplings.append((t1 - t0) / rr0)
+                couplets += k2 == "A"
+            if k1 == "A" and k2 == "N":
+                pauses.append((t2 - t1) / rr0)
+    assert 0.45 < min(couplings) and max(couplings) < 0.95 and np.ptp(couplings) > 0.2
+    assert 0.85 < min(pauses) and max(pauses) < 1.3  # reset: about one RR, never two
+    assert couplets >= 1
