@@ -212,7 +212,7 @@ def test_sinus_tachycardia_premature_atrial_beats_as_real_ones():
     """Simulator version 3: a third of sinus tachycardias carry PACs (the Challenge's Chapman
     tachycardias mostly do), coupled at 55-85 % of the RR so their P wave can sit on the T wave,
     sometimes in couplets, followed by a reset (not compensatory) pause; the RR is then as
-    irregular as AF's by RMSSD while every sinus beat keeps its P wave."""
+    irregular as AF's by RMSSD while the P waves are still found."""
     from ecgllm.signal.simulate import beat_times, draw_variation
 
     rng = np.random.default_rng(5)
@@ -236,3 +236,13 @@ def test_sinus_tachycardia_premature_atrial_beats_as_real_ones():
     assert 0.45 < min(couplings) and max(couplings) < 0.95 and np.ptp(couplings) > 0.2
     assert 0.85 < min(pauses) and max(pauses) < 1.3  # reset: about one RR, never two
     assert couplets >= 1
+    # measured as a real record would be: the RR irregular beyond the AF rule's threshold, P waves found
+    from ecgllm.signal.rhythm import AF_NRMSSD, rhythm_features
+
+    nrmssd, p_found = [], []
+    for c in [c for c in stach if "PAC" in c.extras][:30]:
+        sim = simulate(c, rng)
+        m = measure(standardize(ECGRecord(sim.signal, sim.fs, list(STANDARD_12), "pac")))
+        nrmssd.append(rhythm_features(m)["rr_nrmssd"] or 0.0)
+        p_found.append(m["pr_ms"] is not None)
+    assert np.median(nrmssd) > AF_NRMSSD and np.mean(p_found) >= 0.75
