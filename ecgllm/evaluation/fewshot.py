@@ -10,7 +10,8 @@ Protocol (stated, as the paper's code is not public):
   symptoms of sinus rhythm?", "yes"): the paper's "attribute-answer pairs"; for choose questions
   the answer alone (their wording pairs two findings at random, so each question is nearly
   unique). An episode's classes take their answers in turn (balanced), so that a constant
-  answer ("no") cannot score well.
+  answer ("no") cannot score well; a verify/choose episode whose answers still come out uneven
+  (the pool lacks classes of one answer) is left out and counted (`balanced`).
 - **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
   class (share `meta_test_share` to meta-test), so meta-test classes are never the meta-train
   ones; episodes for evaluation use meta-test classes only.
@@ -68,6 +69,10 @@ class FewShotSettings:
     # the inner loop's learning rate (plain SGD on the projector, whose gradients are small: at 1e-3,
     # the earlier default, adapting changed no answer; measured sweep in the README)
     adapt_lr: float = 3.0
+    # verify/choose episodes only when their classes' answers are even (counts within 1): a pool
+    # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
+    # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
+    balanced: bool = True
     seed: int = 0  # seeds the meta split and the episodes
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
 
@@ -126,13 +131,16 @@ def _pools(
 
 
 def build_episodes(
-    train, test, settings: FewShotSettings, qtype: str, meta_train: bool = False
-) -> list[Episode]:
+    train, test, settings: FewShotSettings, qtype: str, meta_train: bool = False,
+    why: dict | None = None,
+) -> list[Episode]:  # fmt: skip
     """`settings.episodes` episodes of question type `qtype` (fewer, possibly none, when too few
-    meta-test classes have K training and `queries` test samples). `train`/`test`: sequences of
-    sample dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train
-    classes for meta-training, queries and support both from `train` (pass it twice), never the
-    same sample in both."""
+    meta-test classes have K training and `queries` test samples, or, with `settings.balanced`,
+    when a verify/choose episode's answers cannot be even). `train`/`test`: sequences of sample
+    dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train classes for
+    meta-training, queries and support both from `train` (pass it twice), never the same sample
+    in both. `why`: filled with the reason when episodes are left out (`unbalanced`: how many,
+    `answers`: classes per answer in the pool)."""
     held = not meta_train
     sup, qry = _pools(train, qtype, settings, held), _pools(test, qtype, settings, held)
     need = max(settings.k_shot, settings.min_support) + (settings.queries if meta_train else 0)
@@ -163,6 +171,13 @@ def build_episodes(
             )
         ]
         rs.shuffle(support)
+        counts = Counter(k.split("|", 2)[2] for k in classes)
+        if (settings.balanced and not qtype.endswith("query")
+                and (len(counts) < 2 or max(counts.values()) - min(counts.values()) > 1)):  # fmt: skip
+            if why is not None:  # (the draws above are made all the same: episodes stay aligned)
+                why["unbalanced"] = why.get("unbalanced", 0) + 1
+                why["answers"] = dict(sorted(Counter(k.split("|", 2)[2] for k in ks).items()))
+            continue
         answers = sorted({k.split("|", 2)[2] for k in classes})
         cands = []
         for i in queries:
@@ -333,12 +348,15 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
     model.eval()
     results: dict[str, Any] = {}
     for qtype in settings.question_types:
-        eps = build_episodes(train, test, settings, qtype)
+        why: dict = {}
+        eps = build_episodes(train, test, settings, qtype, why=why)
         if not eps:
-            results[qtype] = {
-                "episodes": 0,
-                "note": "too few meta-test classes with enough samples",
-            }
+            note = "too few meta-test classes with enough samples"
+            if why.get("unbalanced"):
+                note = (f"no {settings.n_way}-way episode with even answers: the meta-test pool's "
+                        f"classes per answer are {why['answers']} (fewer ways, a bigger build, or "
+                        f"FewShotSettings(balanced=False))")  # fmt: skip
+            results[qtype] = {"episodes": 0, "note": note}
             continue
         accs, chance, majority = [], [], []
         for ep in tqdm(eps, desc=f"{qtype} {settings.n_way}-way {settings.k_shot}-shot", unit="ep",
@@ -372,6 +390,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         lo, hi = _interval(accs)
         results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
                           "majority": float(np.mean(majority)), "episodes": len(eps),
+                          "left_out_unbalanced": why.get("unbalanced", 0),
                           "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
     model.train(was)
     report = {"settings": asdict(settings), "blank_ecg": blank_ecg, "results": results}
@@ -409,7 +428,8 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
             for t in st.question_types:
                 v = r["results"].get(t, {})
                 cells.append(f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] c{v['chance']:.2f} "
-                             f"m{v['majority']:.2f}" if "accuracy" in v else "-")  # fmt: skip
+                             f"m{v['majority']:.2f}" if "accuracy" in v
+                             else "uneven answers (note)" if "even answers" in v.get("note", "") else "-")  # fmt: skip
             label = f"{st.k_shot}-shot" + (" blank" if blank else "")
             lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
     table = "\n".join(lines)

@@ -12,6 +12,7 @@ import pytest
 
 from ecgllm.evaluation.fewshot import (
     FewShotSettings,
+    answer_of,
     build_episodes,
     class_key,
     episode_rows,
@@ -62,6 +63,36 @@ def test_episodes(splits):
     both = build_episodes(train, test, FewShotSettings(**{**S, "episodes": 6}), "single-verify")
     assert len(both) == 6 and all(
         sorted(k.split("|", 2)[2] for k in ep.classes) == ["no", "yes"] for ep in both
+    )
+
+    # a pool that cannot give even answers gives no episode (not a "no"-heavy one), and says why:
+    # every "yes" verify class made a "no" class of another question (in both splits alike)
+    def all_no(xs):
+        out = []
+        for x in xs:
+            if x.get("question_type") == "single-verify" and answer_of(x) == "yes":
+                user = {**x["messages"][0], "content": [
+                    {**it, "text": it["text"].replace("?", " at rest?")} if it["type"] == "text" else it
+                    for it in x["messages"][0]["content"]]}  # fmt: skip
+                x = {
+                    **x,
+                    "messages": [
+                        user,
+                        {**x["messages"][1], "content": [{"type": "text", "text": "no"}]},
+                    ],
+                }
+            out.append(x)
+        return out
+
+    no_tr, no_te = all_no(train), all_no(test)
+    why: dict = {}
+    assert build_episodes(no_tr, no_te, s, "single-verify", why=why) == []
+    assert why["unbalanced"] == 3 and set(why["answers"]) == {"no"}
+    loose = build_episodes(
+        no_tr, no_te, FewShotSettings(**{**S, "balanced": False}), "single-verify"
+    )
+    assert len(loose) == 3 and all(
+        [k.split("|", 2)[2] for k in ep.classes] == ["no", "no"] for ep in loose
     )
     # choose questions: the class is the finding chosen, the candidates the query's own options
     choose = build_episodes(train, test, s, "single-choose")
