@@ -178,7 +178,7 @@ def build_episodes(
                 why["unbalanced"] = why.get("unbalanced", 0) + 1
                 why["answers"] = dict(sorted(Counter(k.split("|", 2)[2] for k in ks).items()))
             continue
-        answers = sorted({k.split("|", 2)[2] for k in classes})
+        answers = sorted(counts)
         cands = []
         for i in queries:
             s = test[i]
