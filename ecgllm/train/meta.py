@@ -41,7 +41,7 @@ class MetaSettings:
     queries: int = 2  # query samples per class
     meta_steps: int = 200  # episodes trained on
     inner_steps: int = 1  # gradient steps on the support set per episode
-    inner_lr: float = 3.0  # the inner loop's learning rate (FewShotSettings.adapt_lr)
+    inner_lr: float = FewShotSettings.adapt_lr  # the inner loop's learning rate
     outer_lr: float = 1e-4  # Adam's learning rate on the meta-gradient
     leads: int = 12  # leads kept in every ECG
     meta_test_share: float = 0.5  # the same split as evaluation's (FewShotSettings)

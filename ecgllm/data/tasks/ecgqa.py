@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...signal.record import STANDARD_12
 from ...text.vocab import (
     NOISE_KINDS,
     NUMERIC_FEATURES,
@@ -100,8 +101,6 @@ def ecgqa_single(
                                                      options=opts, template_id=tid, question_type=qt,
                                                      attribute_type=at, suffix=f"-{sfx}")  # fmt: skip
     # scp_code verify
-    diag = [c for c in label_set("all") if c not in ("NORM",)]
-    present = [c for c in rec.labels if c in diag]
     code = verify_code(rec, rng, counts)
     out.append(mk(VERIFY.format(label=scp_name(code)), [scp_answer(rec, code)],
                   ["no", "not sure", "yes"], 1001, "single-verify", "scp_code", "v-scp"))  # fmt: skip
@@ -126,6 +125,8 @@ def ecgqa_single(
         )
     )
     # scp_code choose between a present and an absent statement
+    diag = [c for c in label_set("all") if c not in ("NORM",)]
+    present = [c for c in rec.labels if c in diag]
     if present:
         a, b = pick(rng, present), pick(rng, [c for c in diag if c not in rec.labels])
         pair = [scp_name(a), scp_name(b)] if rng.random() < 0.5 else [scp_name(b), scp_name(a)]
@@ -135,7 +136,7 @@ def ecgqa_single(
     # one the record has half of the time when it has any, so that yes is not rare
     noise = _noise_attrs(rec)
     if rec.meta.get("has_noise_fields"):
-        leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        leads = list(STANDARD_12)
         kind = (
             pick(rng, sorted(noise))
             if noise and rng.random() < 0.5
