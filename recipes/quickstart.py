@@ -1,6 +1,6 @@
 """The main job on the embedded default: from nothing to a trained, evaluated, exported ECG model.
 
-    python recipes/quickstart.py --out runs/default          # what `make demo` runs (~20 min, 2 cores)
+    python recipes/quickstart.py --out runs/default          # what `make demo` runs (~20 min + installs, 2 cores)
     python recipes/quickstart.py --out runs/gemma --backbone offline:gemma3-270m   # real 270M LLM, ~1 h
     python recipes/quickstart.py --out runs/tokens --route tokens   # the ECG as tokens in the vocabulary
 
@@ -12,12 +12,12 @@ Steps, each reused when re-run (and resumed when interrupted):
     set (--encoder-records, other patients than the main database's);
  4. train in two stages with recipes/sft.py: align (LLM frozen; projectors learn), then LoRA SFT;
  5. run every benchmark on the held-out split, and again with the ECG blanked (signal zeroed,
-    page white); report.html;
+    page white) and, for a model given expert features (the tiny default's SFT), with only the
+    measurements' text left; report.html;
  6. ask the same model about real records it never saw (--real, by default the shared LUDB and
-    PhysioNet/CinC Challenge records when present): rhythm and findings, with the blank-ECG
-    ablation;
+    PhysioNet/CinC Challenge records when present): rhythm and findings, with the same ablations;
  7. merge and export a Hub-ready folder, verified by a reload in a fresh process;
- 8. print the tables: per benchmark the score, the chance level and the blank-ECG score.
+ 8. print the tables: per benchmark the score, the chance level and the ablations' scores.
 Optional (--grpo STEPS): after SFT, GRPO with verifiable rewards (recipes/grpo.py, settings in
 GRPO_ARGS), evaluated like SFT and printed beside it.
 """
@@ -194,8 +194,15 @@ def real_tables(ev: Path, real: list[tuple[str, str]], sim: Path | None = None) 
         "real records (never seen in training; the model was trained on simulated ECGs only), after the same"
     )
     print("questions on the simulated test split:")
-    print(f"{'source':10s} {'rhythm bal.acc':>14s} {'95% CI':>13s} {'blank':>6s} {'AF sens':>7s} {'AF spec':>7s} "
-          f"{'blank':>11s} {'findings AUC':>12s} {'blank':>6s} {'n':>4s}")  # fmt: skip
+    # a model given expert features also has the text-only ablation (ECG blanked, its measurements'
+    # text kept): the "text" columns
+    text = any(
+        (d / "text_only" / "results.json").exists()
+        for d in [ev / s for s, _ in real] + ([sim] if sim else [])
+    )
+    print(f"{'source':10s} {'rhythm bal.acc':>14s} {'95% CI':>13s} {'blank':>6s}" + (f" {'text':>6s}" if text else "")
+          + f" {'AF sens':>7s} {'AF spec':>7s} {'blank':>11s} {'findings AUC':>12s} {'blank':>6s}"
+          + (f" {'text':>6s}" if text else "") + f" {'n':>4s}")  # fmt: skip
     details = []
     rows = [("simulated", sim)] if sim is not None and (sim / "results.json").exists() else []
     rows += [(source, ev / source) for source, _ in real]
@@ -207,11 +214,20 @@ def real_tables(ev: Path, real: list[tuple[str, str]], sim: Path | None = None) 
         r, rb = res["real_rhythm"], blank["real_rhythm"]
         f, fb = res.get("real_findings", {}), blank.get("real_findings", {})
         fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "  - "  # noqa: E731
+        t = d / "text_only" / "results.json"
+        rt = json.loads(t.read_text())["results"] if t.exists() else {}
+        t_rhythm = f" {rt['real_rhythm']['balanced_accuracy']:6.3f}" if rt else f" {'-':>6s}"
+        t_find = (
+            f" {rt.get('real_findings', {}).get('value', float('nan')):6.3f}"
+            if rt
+            else f" {'-':>6s}"
+        )
         lo, hi = r["ci95"]
-        print(f"{source:10s} {r['balanced_accuracy']:14.3f} {f'{lo:.2f}-{hi:.2f}':>13s} {rb['balanced_accuracy']:6.3f} "
-              f"{fmt(r.get('sensitivity')):>7s} {fmt(r.get('specificity')):>7s} "
+        print(f"{source:10s} {r['balanced_accuracy']:14.3f} {f'{lo:.2f}-{hi:.2f}':>13s} {rb['balanced_accuracy']:6.3f}"
+              + (t_rhythm if text else "") + f" {fmt(r.get('sensitivity')):>7s} {fmt(r.get('specificity')):>7s} "
               f"{fmt(rb.get('sensitivity')) + '/' + fmt(rb.get('specificity')):>11s} "
-              f"{f.get('value', float('nan')):12.3f} {fb.get('value', float('nan')):6.3f} {r['n']:4d}")  # fmt: skip
+              f"{f.get('value', float('nan')):12.3f} {fb.get('value', float('nan')):6.3f}"
+              + (t_find if text else "") + f" {r['n']:4d}")  # fmt: skip
         details.append(f"  {source}: recall " + ", ".join(
             f"{k} {v['recall']:.2f} (n={v['n']})" for k, v in sorted(r["recall"].items())))  # fmt: skip
     for line in details:
@@ -380,9 +396,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--real", action="append", default=None, metavar="SOURCE=DIR",
                     help="real records to check the model on (default: the shared LUDB and Challenge "
                     "records in ../shared/data/real, when present); --real none skips it")  # fmt: skip
-    ap.add_argument("--expert-features", default="none", choices=["none", "rhythm", "all"],
-                    help="each ECG's measurements as text in the prompt (model.expert_features; "
-                    "default none: the model reads the ECG alone)")  # fmt: skip
+    ap.add_argument("--expert-features", default=None, choices=["none", "rhythm", "all"],
+                    help="each ECG's measurements as text in the prompt, in both stages "
+                    "(model.expert_features; default: the preset's configs, for the tiny default "
+                    "rhythm in SFT only; none: the model reads the ECG alone)")  # fmt: skip
     ap.add_argument("--retrieve", type=int, default=0, metavar="K",
                     help="put the reports of the K most similar training ECGs in each prompt, in "
                     "training and evaluation (index: OUT/retrieval; default 0: off)")  # fmt: skip
@@ -480,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         common = [f"data.path={data}", f"model.ecg_weights={weights}"]
     if args.max_steps:
         common.append(f"train.max_steps={args.max_steps}")
-    if args.expert_features != "none":
+    if args.expert_features is not None:
         common.append(f"model.expert_features={args.expert_features}")
     retrieval: list[str] = []  # eval/run.py's options
     if args.retrieve:
@@ -508,12 +525,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.stop_after == "train":
         return
     sft, ev, export = out / "sft", out / "eval", out / "export"
-    print("[6/8] every benchmark on the held-out split, then with the ECG blanked:")
+    # ablations eval/run.py --ablation writes: blank ECG, and text only for a model given expert features
+    proc_cfg = json.loads((sft / "final" / "processor_config.json").read_text())
+    ablations = ["blank_ecg"] + (
+        ["text_only"] if proc_cfg.get("ecg_expert_features", "none") != "none" else []
+    )
+    blanked = "with the ECG blanked" + (
+        " and with its measurements' text only" if len(ablations) > 1 else ""
+    )
+    print(f"[6/8] every benchmark on the held-out split, then {blanked}:")
     cmd = [str(HERE.parent / "eval" / "run.py"), "--model", str(sft / "base"), "--adapter", str(sft / "final" / "adapter"),
            "--processor", str(sft / "final"), "--data", str(data), "--out", str(ev), "--ablation", *retrieval]  # fmt: skip
     cmd += ["--sweep", args.sweep] if args.sweep else []
     trained = (sft / "train_result.json").stat().st_mtime
-    finished = [ev / "results.json", ev / "blank_ecg" / "results.json"]
+    finished = [ev / "results.json", *(ev / a / "results.json" for a in ablations)]
     if all(f.exists() and f.stat().st_mtime > trained for f in finished) and not args.sweep:
         print(f"      reusing {ev}")
     else:
@@ -521,11 +546,11 @@ def main(argv: list[str] | None = None) -> None:
     ev_real = out / "eval_real"
     if real:
         print(
-            "[7/8] the same model on real records it never saw (rhythm and findings), then with the ECG blanked:"
+            f"[7/8] the same model on real records it never saw (rhythm and findings), then {blanked}:"
         )
     for source, root in real:
         d = ev_real / source
-        finished = [d / "results.json", d / "blank_ecg" / "results.json"]
+        finished = [d / "results.json", *(d / a / "results.json" for a in ablations)]
         if all(f.exists() and f.stat().st_mtime > trained for f in finished):
             print(f"      reusing {d}")
             continue
@@ -549,16 +574,23 @@ def main(argv: list[str] | None = None) -> None:
              "--results", str(ev)], "export")  # fmt: skip
     res = json.loads((ev / "results.json").read_text())["results"]
     blank = json.loads((ev / "blank_ecg" / "results.json").read_text())["results"]
+    t = (
+        ev / "text_only" / "results.json"
+    )  # the text-only ablation, for a model given expert features
+    text = json.loads(t.read_text())["results"] if t.exists() else None
     print()
-    print(
-        f"{'benchmark':10s} {'metric':20s} {'score':>7s} {'95% CI':>15s} {'chance':>7s} {'blank ECG':>9s} {'n':>5s}"
-    )
+    print(f"{'benchmark':10s} {'metric':20s} {'score':>7s} {'95% CI':>15s} {'chance':>7s} {'blank ECG':>9s}"
+          + (f" {'text only':>9s}" if text else "") + f" {'n':>5s}")  # fmt: skip
     for name, v in res.items():
         if name.startswith("real_"):  # the real-records questions: in the table below
             continue
         lo, hi = v["ci95"]
         print(f"{name:10s} {v['main_metric']:20s} {v['value']:7.3f} {f'{lo:.3f}-{hi:.3f}':>15s} {v['chance']:7.3f} "
-              f"{blank[name]['value']:9.3f} {v['n']:5d}")  # fmt: skip
+              f"{blank[name]['value']:9.3f}" + (f" {text[name]['value']:9.3f}" if text else "") + f" {v['n']:5d}")  # fmt: skip
+    if text:
+        print(
+            "  (text only: the ECG blanked, its measurements kept as text in the prompt: model.expert_features)"
+        )
     rep = res.get("report", {})
     if rep.get("rhythm_n"):  # the report-level rhythm check: did the generated report name it?
         print(f"  (report: the right rhythm stated in {rep['rhythm_accuracy']:.1%} of {rep['rhythm_n']} reports; "

@@ -46,6 +46,11 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert (tmp_path / "eval/report.html").exists() and (
         tmp_path / "eval/blank_ecg/results.json"
     ).exists()
+    # the default SFT puts each ECG's rhythm measurements in the prompt (tiny_cpu.yaml
+    # model.expert_features), so the text-only ablation runs and has its columns
+    assert (tmp_path / "eval/text_only/results.json").exists() and "text only" in table[0]
+    stamp = json.loads((tmp_path / "eval/text_only/samples.stamp.json").read_text())
+    assert stamp["keep_expert_text"] and stamp["blank_ecg"]
     assert (tmp_path / "sft/loss_curve.png").exists() and (
         tmp_path / "align/loss_curve.png"
     ).exists()
@@ -59,6 +64,7 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     # the real-records table: the 3 LUDB records, rhythm and findings, with the blank-ECG columns
     # after the same questions on the simulated test split
     real = out[out.index("real records (never seen in training") :].splitlines()
+    assert real[2].split()[6] == "text" and (tmp_path / "eval_real/ludb/text_only").is_dir()
     assert real[3].split()[0] == "simulated" and real[3].split()[-1] == "3"
     assert real[4].split()[0] == "ludb" and real[4].split()[-1] == "3"
     real = "\n".join(real)

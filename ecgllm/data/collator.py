@@ -28,9 +28,19 @@ class EcgCollator:
     def __init__(
         self, processor, max_length: int = 2048, blank_ecg: bool = False, blank_image: bool = False,
         packing: bool = False, augment=None, seed: int = 0, retriever=None,
-        ecg_token_loss: bool = False,
+        ecg_token_loss: bool = False, keep_expert_text: bool = False,
     ):  # fmt: skip
         self.proc = processor
+        # the text-only ablation: with blank_ecg, the expert-features text is still measured from
+        # the true signal, so the model has the measurements as text and nothing else of the ECG
+        if keep_expert_text and not blank_ecg:
+            raise ValueError("keep_expert_text is an ablation of blank_ecg: set both")
+        if keep_expert_text and getattr(processor, "ecg_expert_features", "none") == "none":
+            raise ValueError(
+                "keep_expert_text: this processor puts no measurements in the prompt "
+                "(ecg_expert_features is none)"
+            )
+        self.keep_expert_text = keep_expert_text
         # the tokenizer route: each ECG placeholder is spliced into the ECG's own tokens; with
         # ecg_token_loss they are supervised too (next-token forecasting of the ECG, the
         # pretraining stage of DiagECG / ECG-Byte), besides the assistant turns
@@ -149,6 +159,8 @@ class EcgCollator:
                 for x, m, rid in zip(ecgs, masks, row["record_ids"], strict=True)
             ]
             messages = insert_after_ecgs(messages, [t + "\n" for t in lines])
+        if self.keep_expert_text and ecgs:  # the text-only ablation: measured before blanking
+            ecgs = list(np.asarray(row["signal"], dtype=np.float32))
         return self.proc.add_expert_text(messages, ecgs, masks)  # placed first, after each ECG
 
     def length(self, row: dict) -> int:

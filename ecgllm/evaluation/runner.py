@@ -144,6 +144,9 @@ class EvalSettings:
     max_new_tokens: int | None = None  # override each benchmark's own
     blank_ecg: bool = False  # zero the ECG signals (ablation)
     blank_image: bool = False  # blank the ECG pages (ablation)
+    # with blank_ecg and a model given expert features: the measurements' text is still taken
+    # from the true signal (the text-only ablation: what the printed measurements alone answer)
+    keep_expert_text: bool = False
     seed: int = 0  # seeds the model's sampling and the perturbations
     # put the reports of the k most similar training ECGs in each prompt (0: off); use the k and
     # the index the model was trained with (data.retrieve, data.retrieval_index)
@@ -164,7 +167,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                    blank_image: bool = _D.blank_image, perturbation: tuple[str, float] | None = None,
                    seed: int = _D.seed, progress: bool = True, model_path: str | None = None,
                    retrieve: int = _D.retrieve, retrieval_index: str | None = _D.retrieval_index,
-                   calibrate: bool = _D.calibrate) -> dict:  # fmt: skip
+                   calibrate: bool = _D.calibrate,
+                   keep_expert_text: bool = _D.keep_expert_text) -> dict:  # fmt: skip
     benches = []
     unknown = []
     for b in benchmarks:
@@ -187,15 +191,16 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
     from ..retrieval import retriever_for
 
     retriever = retriever_for(retrieve, retrieval_index)
-    collator = EcgCollator(
-        processor, blank_ecg=blank_ecg, blank_image=blank_image, retriever=retriever
-    )
+    collator = EcgCollator(processor, blank_ecg=blank_ecg, blank_image=blank_image,
+                           retriever=retriever, keep_expert_text=keep_expert_text)  # fmt: skip
     path = out / "samples.jsonl"
     # finished answers are reused on a re-run only if the same model, data and settings made them
     weights = model_fingerprint(model)
     stamp = {"model": weights, "data": _fingerprint(Path(data_dir) / "samples"), "split": split,
              "max_new_tokens": max_new_tokens, "blank_ecg": blank_ecg, "blank_image": blank_image,
              "perturbation": list(perturbation) if perturbation else None, "seed": seed}  # fmt: skip
+    if keep_expert_text:  # (absent when off, as retrieval's)
+        stamp["keep_expert_text"] = True
     if retriever is not None:  # (absent when off: stamps of runs before retrieval still match)
         stamp["retrieval"] = {"k": retrieve, "index": retriever.index.fingerprint()}
     stamp_file = Stamp(out / "samples.stamp.json")
@@ -255,6 +260,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                        for b in benches},
         "config": {"split": split, "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
+                   "keep_expert_text": keep_expert_text,
                    "perturbation": list(perturbation) if perturbation else None, "seed": seed,
                    "retrieve": retrieve, "retrieval_index": retrieval_index, "calibrate": calibrate},
         "model": {"path": model_path, "fingerprint": weights},
@@ -411,7 +417,9 @@ def benchmarks_for(data: str | Path) -> list[str]:
 
 def evaluate(model, proc, data: str, out: str | Path, benchmarks: list[str], ablation: bool = False,
              sweep: str | None = None, report: bool = True, **kw) -> dict:  # fmt: skip
-    """The whole evaluation (main run, optional blank-ECG ablation and sweep, report)."""
+    """The whole evaluation (main run, optional blank-ECG ablation and sweep, report). With
+    `ablation` and a model given expert features, also the text-only ablation into OUT/text_only:
+    the ECG blanked, its measurements' text kept (what the printed measurements alone answer)."""
     from ..report import write_report
     from ..signal.perturb import parse_sweep
 
@@ -420,10 +428,17 @@ def evaluate(model, proc, data: str, out: str | Path, benchmarks: list[str], abl
     r = run_benchmarks(model, proc, data, out, benchmarks, **kw)
     blank = None
     if ablation:
-        kw_b = {**kw, "blank_ecg": True, "blank_image": True}
+        kw_b = {**kw, "blank_ecg": True, "blank_image": True, "keep_expert_text": False}
         blank = run_benchmarks(model, proc, data, out / "blank_ecg", benchmarks, **kw_b)
+        if getattr(proc, "ecg_expert_features", "none") != "none":
+            kw_t = {**kw_b, "keep_expert_text": True}
+            r["text_only"] = run_benchmarks(
+                model, proc, data, out / "text_only", benchmarks, **kw_t
+            )
     if settings:
-        kw_s = {k: v for k, v in kw.items() if k not in ("blank_ecg", "blank_image")}
+        kw_s = {
+            k: v for k, v in kw.items() if k not in ("blank_ecg", "blank_image", "keep_expert_text")
+        }
         run_sweep(
             model,
             proc,

@@ -211,6 +211,14 @@ def test_expert_features_as_text(instruct, tmp_path):
     assert f"heart rate {hr:.0f} bpm" in tok.decode(batch["input_ids"][0])
     blank = tok.decode(EcgCollator(proc, blank_ecg=True)([rows[0]])["input_ids"][0])
     assert "Measured: no beats detected." in blank and "heart rate" not in blank
+    # the text-only ablation: the ECG blanked, its measurements' text kept
+    text_only = EcgCollator(proc, blank_ecg=True, keep_expert_text=True)([rows[0]])
+    assert f"heart rate {hr:.0f} bpm" in tok.decode(text_only["input_ids"][0])
+    assert not text_only["ecg_values"].any() and batch["ecg_values"][0].any()
+    with pytest.raises(ValueError, match="ablation of blank_ecg"):
+        EcgCollator(proc, keep_expert_text=True)
+    with pytest.raises(ValueError, match="ecg_expert_features is none"):
+        EcgCollator(build_model()[1], blank_ecg=True, keep_expert_text=True)
     # generation prompts carry it too
     prompt = tok.decode(EcgCollator(proc).prompt_batch([rows[0]])["input_ids"][0])
     assert "Measured: heart rate" in prompt
