@@ -185,7 +185,9 @@ def encoder_data(out: Path, n: int, seed: int, workers: int) -> Path:
     return data
 
 
-def real_tables(ev: Path, real: list[tuple[str, str]], sim: Path | None = None) -> None:
+def real_tables(
+    ev: Path, real: list[tuple[str, str]], sim: Path | None = None, text: bool = False
+) -> None:
     """The real-records table: per source, rhythm balanced accuracy, AF sensitivity/specificity and
     findings AUC with the blank-ECG columns, then each rhythm's recall; first the same questions on
     the simulated test split (`sim`: its eval folder), the gap between the rows is sim-to-real."""
@@ -194,12 +196,8 @@ def real_tables(ev: Path, real: list[tuple[str, str]], sim: Path | None = None) 
         "real records (never seen in training; the model was trained on simulated ECGs only), after the same"
     )
     print("questions on the simulated test split:")
-    # a model given expert features also has the text-only ablation (ECG blanked, its measurements'
-    # text kept): the "text" columns
-    text = any(
-        (d / "text_only" / "results.json").exists()
-        for d in [ev / s for s, _ in real] + ([sim] if sim else [])
-    )
+    # `text`: a model given expert features also has the text-only ablation (the ECG blanked, its
+    # measurements' text kept): the "text" columns (a folder left from an earlier model is not read)
     print(f"{'source':10s} {'rhythm bal.acc':>14s} {'95% CI':>13s} {'blank':>6s}" + (f" {'text':>6s}" if text else "")
           + f" {'AF sens':>7s} {'AF spec':>7s} {'blank':>11s} {'findings AUC':>12s} {'blank':>6s}"
           + (f" {'text':>6s}" if text else "") + f" {'n':>4s}")  # fmt: skip
@@ -215,7 +213,7 @@ def real_tables(ev: Path, real: list[tuple[str, str]], sim: Path | None = None) 
         f, fb = res.get("real_findings", {}), blank.get("real_findings", {})
         fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "  - "  # noqa: E731
         t = d / "text_only" / "results.json"
-        rt = json.loads(t.read_text())["results"] if t.exists() else {}
+        rt = json.loads(t.read_text())["results"] if text and t.exists() else {}
         t_rhythm = f" {rt['real_rhythm']['balanced_accuracy']:6.3f}" if rt else f" {'-':>6s}"
         t_find = (
             f" {rt.get('real_findings', {}).get('value', float('nan')):6.3f}"
@@ -574,10 +572,9 @@ def main(argv: list[str] | None = None) -> None:
              "--results", str(ev)], "export")  # fmt: skip
     res = json.loads((ev / "results.json").read_text())["results"]
     blank = json.loads((ev / "blank_ecg" / "results.json").read_text())["results"]
-    t = (
-        ev / "text_only" / "results.json"
-    )  # the text-only ablation, for a model given expert features
-    text = json.loads(t.read_text())["results"] if t.exists() else None
+    # the text-only ablation, for a model given expert features
+    t = ev / "text_only" / "results.json"
+    text = json.loads(t.read_text())["results"] if "text_only" in ablations else None
     print()
     print(f"{'benchmark':10s} {'metric':20s} {'score':>7s} {'95% CI':>15s} {'chance':>7s} {'blank ECG':>9s}"
           + (f" {'text only':>9s}" if text else "") + f" {'n':>5s}")  # fmt: skip
@@ -596,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  (report: the right rhythm stated in {rep['rhythm_accuracy']:.1%} of {rep['rhythm_n']} reports; "
               f"blank ECG {blank['report'].get('rhythm_accuracy', float('nan')):.1%})")  # fmt: skip
     if real:
-        real_tables(ev_real, real, sim=ev)
+        real_tables(ev_real, real, sim=ev, text="text_only" in ablations)
     if ev_grpo is not None:
         grpo_table(ev, ev_grpo)
     print()
