@@ -327,6 +327,18 @@ def _interval(values: list[float]) -> tuple[float, float]:
     return (m - h, m + h)
 
 
+def paired_difference(a: list[float], b: list[float]) -> dict[str, Any] | None:
+    """Mean of a - b over episodes with its 95% t-interval (None unless both have one value per
+    episode of the same episodes). The K-shot, zero-shot and blank runs of one settings ask the
+    same queries of the same episodes, so their difference is paired: its interval is what says
+    whether K-shot is above zero-shot, which two overlapping per-run intervals cannot."""
+    if not a or len(a) != len(b):
+        return None
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    lo, hi = _interval(d.tolist())
+    return {"difference": float(d.mean()), "ci95": [lo, hi], "episodes": len(d)}
+
+
 @torch.no_grad()
 def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, settings: FewShotSettings,
                 blank_ecg: bool = False, batch_size: int = 4, progress: bool = True) -> dict:  # fmt: skip
@@ -389,7 +401,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
             majority.append(max(golds.values()) / sum(golds.values()))
         lo, hi = _interval(accs)
         results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
-                          "majority": float(np.mean(majority)), "episodes": len(eps),
+                          "majority": float(np.mean(majority)), "episodes": len(eps), "per_episode": accs,
                           "left_out_unbalanced": why.get("unbalanced", 0),
                           "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
     model.train(was)
@@ -404,13 +416,14 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
                   ablation: bool = False, batch_size: int = 4, progress: bool = True) -> dict:  # fmt: skip
     """Each settings' K-shot run, its zero-shot run on the same queries and, with `ablation`, the
     K-shot run with every ECG blanked, into OUT/<leads>leads/{kshot,zeroshot,blank}; one table
-    (accuracy [95% interval] per question type, chance) in OUT/fewshot.json."""
+    (accuracy [95% interval] per question type, chance, majority level; then K-shot minus each
+    other run, paired over the episodes, with its interval) in OUT/fewshot.json."""
     from dataclasses import replace
 
     from ..atomic import write_text
 
     out = Path(out)
-    rows, lines = [], []
+    rows, lines, diffs = [], [], []
     head = f"{'leads':>5s} {'run':9s} " + " ".join(f"{t:>28s}" for t in runs[0].question_types)
     lines.append(head)
     for s in runs:
@@ -432,6 +445,21 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
                              else "uneven answers (note)" if "even answers" in v.get("note", "") else "-")  # fmt: skip
             label = f"{st.k_shot}-shot" + (" blank" if blank else "")
             lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
+        got = {r["run"]: r["results"] for r in rows[-len(variants) :]}
+        for other in [v[0] for v in variants[1:]]:
+            res = {t: paired_difference(got["kshot"].get(t, {}).get("per_episode", []),
+                                        got[other].get(t, {}).get("per_episode", []))
+                   for t in s.question_types}  # fmt: skip
+            diffs.append({"leads": s.leads, "minus": other, "results": res})
+            cells = [
+                "-" if d is None
+                else f"{d['difference']:+.3f} [{d['ci95'][0]:+.2f} {d['ci95'][1]:+.2f}]"
+                if np.isfinite(d["ci95"][0]) else f"{d['difference']:+.3f}"
+                for d in res.values()
+            ]  # fmt: skip
+            label = "- " + ("0-shot" if other == "zeroshot" else other)
+            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
     table = "\n".join(lines)
-    write_text(out / "fewshot.json", json.dumps({"runs": rows, "table": table}, indent=1))
-    return {"runs": rows, "table": table}
+    report = {"runs": rows, "differences": diffs, "table": table}
+    write_text(out / "fewshot.json", json.dumps(report, indent=1))
+    return report

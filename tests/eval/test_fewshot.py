@@ -17,6 +17,7 @@ from ecgllm.evaluation.fewshot import (
     class_key,
     episode_rows,
     is_meta_test,
+    paired_difference,
     run_fewshot,
 )
 
@@ -118,6 +119,17 @@ def test_episodes(splits):
         FewShotSettings(leads=4)
 
 
+def test_paired_difference_by_hand():
+    d = paired_difference([0.8, 1.0, 0.6], [0.6, 0.6, 0.6])  # differences 0.2, 0.4, 0.0
+    sd = np.std([0.2, 0.4, 0.0], ddof=1)  # 0.2
+    half = 4.302652729749462 * sd / np.sqrt(3)  # t(0.975, df 2)
+    assert d["difference"] == pytest.approx(0.2) and d["episodes"] == 3
+    assert d["ci95"] == pytest.approx([0.2 - half, 0.2 + half])
+    assert paired_difference([0.5], [0.5])["difference"] == 0.0  # one episode: no interval
+    assert np.isnan(paired_difference([0.5], [0.5])["ci95"][0])
+    assert paired_difference([0.5, 0.5], [0.5]) is None and paired_difference([], []) is None
+
+
 def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
     from ecgllm.evaluation import load
 
@@ -139,6 +151,12 @@ def test_in_context_answers_and_command_line(instruct, tiny_dir, tmp_path):
     table = json.loads((tmp_path / "cli" / "fewshot.json").read_text())
     assert [(x["leads"], x["run"]) for x in table["runs"]] == [
         (12, "kshot"), (12, "zeroshot"), (12, "blank"), (1, "kshot"), (1, "zeroshot"), (1, "blank")]  # fmt: skip
+    assert [(x["leads"], x["minus"]) for x in table["differences"]] == [
+        (12, "zeroshot"), (12, "blank"), (1, "zeroshot"), (1, "blank")]  # fmt: skip
+    for x, d in zip(table["runs"][::3], table["differences"][::2], strict=True):  # K-shot - 0-shot
+        ep = x["results"]["single-verify"].get("per_episode")
+        assert ep is None or len(ep) == d["results"]["single-verify"]["episodes"]
+    assert "- 0-shot" in p.stdout and "- blank" in p.stdout
     assert "1-shot blank" in p.stdout and p.stdout.strip().splitlines()[-1].startswith(
         "done: 2-way 1-shot"
     )
