@@ -422,10 +422,12 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
 
     from ..atomic import write_text
 
+    def line(leads: str, label: str, cells: list[str]) -> str:
+        return f"{leads:>5s} {label:9s} " + " ".join(f"{c:>28s}" for c in cells)
+
     out = Path(out)
-    rows, lines, diffs = [], [], []
-    head = f"{'leads':>5s} {'run':9s} " + " ".join(f"{t:>28s}" for t in runs[0].question_types)
-    lines.append(head)
+    rows, diffs = [], []
+    lines = [line("leads", "run", list(runs[0].question_types))]
     for s in runs:
         base = out / f"{s.leads}leads"
         variants = [("kshot", s, False), ("zeroshot", replace(s, k_shot=0), False)]
@@ -443,8 +445,9 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
                 cells.append(f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] c{v['chance']:.2f} "
                              f"m{v['majority']:.2f}" if "accuracy" in v
                              else "uneven answers (note)" if "even answers" in v.get("note", "") else "-")  # fmt: skip
-            label = f"{st.k_shot}-shot" + (" blank" if blank else "")
-            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
+            lines.append(
+                line(str(s.leads), f"{st.k_shot}-shot" + (" blank" if blank else ""), cells)
+            )
         got = {r["run"]: r["results"] for r in rows[-len(variants) :]}
         for other in [v[0] for v in variants[1:]]:
             res = {t: paired_difference(got["kshot"].get(t, {}).get("per_episode", []),
@@ -457,8 +460,9 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
                 if np.isfinite(d["ci95"][0]) else f"{d['difference']:+.3f}"
                 for d in res.values()
             ]  # fmt: skip
-            label = "- " + ("0-shot" if other == "zeroshot" else other)
-            lines.append(f"{s.leads:>5d} {label:9s} " + " ".join(f"{c:>28s}" for c in cells))
+            lines.append(
+                line(str(s.leads), "- " + ("0-shot" if other == "zeroshot" else other), cells)
+            )
     table = "\n".join(lines)
     report = {"runs": rows, "differences": diffs, "table": table}
     write_text(out / "fewshot.json", json.dumps(report, indent=1))
