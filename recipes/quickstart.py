@@ -1,6 +1,6 @@
 """The main job on the embedded default: from nothing to a trained, evaluated, exported ECG model.
 
-    python recipes/quickstart.py --out runs/default          # what `make demo` runs (~20 min + installs, 2 cores)
+    python recipes/quickstart.py --out runs/default          # what `make demo` runs (~23 min + installs, 2 cores)
     python recipes/quickstart.py --out runs/gemma --backbone offline:gemma3-270m   # real 270M LLM, ~1 h
     python recipes/quickstart.py --out runs/tokens --route tokens   # the ECG as tokens in the vocabulary
 
