@@ -19,8 +19,8 @@ from __future__ import annotations
 LEAD = r"(?:i{1,3}|avr|avl|avf|v[1-6])"
 TERRITORY = (r"(?:antero-?septal|antero-?lateral|infero-?lateral|infero-?posterior|high ?lateral|hochlateral|"
              r"inferior|anterior|lateral|septal|posterior|apical)")  # fmt: skip
-_INF = r"(?:myokard-?)?infarkt|infarct(?:ion)?|(?:myocardial )?infarct(?:ion)?|myokardschaden|mi\b"
-_ISCH = r"ischaemi(?:e|a|c)|ischemi(?:e|a|c)"
+_INF = r"(?:myokard-?)?infarkt|infarct(?:ion)?|(?:myocardial )?infarct(?:ion)?|mi\b"
+_ISCH = r"ischaemi(?:e|a|c)|ischemi(?:e|a|c)?"  # "ischemi": Swedish
 
 PHRASES: dict[str, list[str]] = {
     # --- rhythm ---
@@ -113,6 +113,7 @@ PHRASES: dict[str, list[str]] = {
         r"lafb",
         r"linksanteriorer faszikelblock",
         r"vaenster fraemre fascikelblock",
+        r"vaenster (?:anteriort|fraemre|fraemrte) hemiblock",
     ],
     "LPFB": [
         r"links-?posteriorer hemiblock",
@@ -126,15 +127,19 @@ PHRASES: dict[str, list[str]] = {
         r"incomplete rbbb",
         r"partial right bundle branch block",
         r"rechtsverspaetung",
+        r"(?:inkompl|unvollst)\.? rsb",
         r"ofullstaendigt hoegerskaenkelblock",
+        r"inkomplett hoegersidigt skaenkelblock",
     ],
     "CRBBB": [
         r"(?:vollstaendiger|kompletter|kompletten) rechtsschenkelblock",
         r"rechtsschenkelblock",
         r"(?:complete )?right bundle branch block",
         r"\(complete\) right bundle branch block",
+        r"(?:kompl\.? )?rsb",
         r"rbbb",
         r"hoegerskaenkelblock",
+        r"hoegersidigt skaenkelblock",
     ],
     "ILBBB": [
         r"(?:unvollstaendiger|inkompletter) linksschenkelblock",
@@ -146,13 +151,17 @@ PHRASES: dict[str, list[str]] = {
         r"linksschenkelblock",
         r"(?:complete )?left bundle branch block",
         r"\(complete\) left bundle branch block",
+        r"(?:kompl\.? )?lsb",
         r"lbbb",
         r"vaensterskaenkelblock",
+        r"vaenstersidigt skaenkelblock",
     ],
     "IVCD": [
         r"(?:non-?specific )?intrav[ei]ntricular conduction (?:delay|defect|disturbance|abnormality|disorder)(?: \(block\))?",
         r"intraventrikulaere (?:leitungs|erregungsausbreitungs|reizleitungs)-?(?:stoerung|verzoegerung)",
         r"(?:non-?specific )?intraventricular conduction (?:delay|defect|disturbance|abnormality)(?: \(block\))?",
+        r"(?:non-?specific )?intraventricular delay",
+        r"intraventr\. leitungsstoerung",
         r"ivcd",
         r"ivcb",
     ],
@@ -180,11 +189,9 @@ PHRASES: dict[str, list[str]] = {
         r"q waves present",
     ],
     "LVOLT": [
-        r"periphere niederspannung",
-        r"(?:periphere )?niedervoltage",
+        r"niedervoltage",
         r"niederspannung",
-        r"low (?:qrs |limb lead |limb-lead |peripheral )?voltages?",
-        r"peripheral low voltage",
+        r"low (?:qrs )?voltages?",
         r"low qrs voltages in the frontal and horizontal leads",
         r"laag spaenning",
         r"laagvolterad",
@@ -197,14 +204,18 @@ PHRASES: dict[str, list[str]] = {
     "LVH": [
         r"linksherzhypertrophie",
         r"linksventrikulaere hypertrophie",
-        r"linkshypertrophie",
+        # the device's plain "linkshypertrophie (moeglich)" (voltage with repolarisation criteria;
+        # voltage alone is "amplitudenkriterien") is coded LVH in 10 and ISC_ in 7 of 12 real rows
+        r"linkshypertrophie+ISC_",
         r"lvh",
         r"left ventricular hypertrophy",
         r"vaenster kammar-?k?hypertrofi",
         r"left ventricular hypertrophy with strain",
+        r"(?:lv|left ventricular) strain",
     ],
     "VCLVH": [
         r"left ventricular high voltage",
+        r"voltages (?:are )?high in (?:the )?(?:chest|limb|precordial|v) leads",
         r"(?:maessige )?amplitudenkriterien fuer linkshypertrophie+LVH",
         r"voltages? (?:criteria )?(?:for|of) (?:left ventricular hypertrophy|lvh)+LVH",
         r"voltage criteria for left ventricular hypertrophy+LVH",
@@ -223,7 +234,6 @@ PHRASES: dict[str, list[str]] = {
     ],
     "SEHYP": [r"septale hypertrophie", r"septal hypertrophy"],
     "LAO/LAE": [
-        r"(?:verdacht auf )?p-?sinistro-?cardiale?",
         r"p-?mitrale",
         r"left atrial (?:enlargement|overload|abnormality|hypertrophy)",
         r"left atrial overload/enlargement",
@@ -271,12 +281,16 @@ PHRASES: dict[str, list[str]] = {
         r"poor r[- ]?wave progression",
         r"(?:fehlende|verzoegerte|mangelnde|gestoerte) r-?progression",
         r"r-?verlust in v[1-3]",
+        # the device's "anteriorer infarkt" (Swedish "anterior infarkt") is coded ASMI in PTB-XL
+        # (7 of 7 real rows, none AMI)
+        r"anterior(?:er)? (?:myokard-?)?infarkt",
+        r"schlechte r-?progression",
         r"myocardial infarction in anteroseptal leads",
         r"anteroseptal myocardial infarction",
     ],
     "AMI": [
         r"(?:stemi|scar formation|scar): (?:anterior wall|apical)",
-        rf"anterior(?:er|en|e)? (?:wall )?(?:{_INF})",
+        r"anterior (?:wall )?(?:myocardial )?infarct(?:ion)?",
         r"vorderwand-?(?:spitzen-?)?(?:infarkt|myokardinfarkt)",
         r"anterior mi",
         r"myocardial infarction in anterior leads",
@@ -391,9 +405,7 @@ PHRASES: dict[str, list[str]] = {
         r"st-t abnormalit(?:y|ies)",
     ],
     "NDT": [
-        r"unspezifisches? abnorm(?:es|ales)? t",
         r"unspezifische t-?(?:wellen-?)?veraenderung(?:en)?",
-        r"t abnorm(?:al)?",
         r"t-?(?:wellen-?)?veraenderung(?:en)?",
         r"t-?abnormitaet",
         r"non-?diagnostic t(?:-wave)? abnormalit(?:y|ies)",
@@ -429,14 +441,17 @@ PHRASES: dict[str, list[str]] = {
     ],
     "TAB_": [r"t[- ]wave abnormal", r"t-?wave abnormality"],
     "LNGQT": [
-        r"qt-?(?:zeit-?)?verlaengerung",
         r"verlaengerte qt(?:-zeit)?",
         r"long qt(?:-interval)?(?: interval)?",
         r"qt(?:c)? (?:interval )?(?:is )?prolonged",
         r"prolonged qt(?:c)?(?: interval)?",
         r"qt-?forlaengning",
     ],
-    "DIG": [r"digitalis(?:wirkung|effekt|veraenderung|-effect|effect)?", r"digoxin effect"],
+    "DIG": [
+        r"digitalis(?:wirkung|effekt|veraenderung|-effect|effect)?",
+        r"digitalisierung",
+        r"digoxin effect",
+    ],
     "EL": [r"elektrolytstoerung", r"electrolyte (?:disturbance|abnormality)"],
     # --- extra beats ---
     "PVC": [
@@ -450,12 +465,12 @@ PHRASES: dict[str, list[str]] = {
         r"pvcs?",
         r"ves\b",
         r"ventrikulaera extraslag",
+        r"ventrikulaer(?:\(a\)|a)? extrasystoli(?:\(er\)|er)?",
         r"ventricular premature complex",
     ],
     "PAC": [
         r"(?:atrial|supraventricular) extrasystoles?(?:, type: \w+ \w+)?",
         r"sa-nodal extrasystole",
-        r"supraventr(?:ikulaere|\.) ?extrasystolen?(?:\(n\))?",
         r"supraventricular (?:premature (?:beats?|complex(?:es)?)|extrasystoles?|ectopics?)",
         r"atrial (?:premature|ectopic) (?:beats?|contractions?|complex(?:es)?)(?:\(s\))?",
         r"premature atrial (?:contractions?|complex(?:es)?|beats?)(?:\(s\))?",
@@ -488,6 +503,35 @@ PHRASES: dict[str, list[str]] = {
         r"unbestaetigter bericht",
         r"normal axis",
         r"normokard",
+        r"ekg pathologisch",
+        # Statements of PTB-XL's devices (German Schiller statements, Swedish ones) that PTB-XL's
+        # cardiologists coded so rarely that reading them as a code loses more than it finds (a
+        # phrase is read when its code is in at least about half of the real rows it occurs in;
+        # counted on the 364 real rows of tests/fixtures/real/ptbxl/, bench/report_text.py):
+        # - the hedged "st & t abnorm, wahrscheinlich <territory> ischaemie oder linksbelastung"
+        #   (Swedish "... ischemi eller vaenster belastning"): the territory's ischaemia code in 7
+        #   of 33 territory mentions, generic ISC_ in 6 of 30 rows, else NDT, NST_, LVH or nothing
+        rf"(?:[\w-]+ )?(?:{_ISCH}) (?:oder links(?:herz)?belastung|eller vaenster belastning)",
+        # - limb-lead low voltage: LVOLT in 2 of 28 (LVOLT is low voltage in limb AND chest leads)
+        r"(?:periphere|peripheral) (?:niederspannung|niedervoltage|low voltage)",
+        r"low (?:limb lead|limb-lead|peripheral) voltages?",
+        r"low (?:qrs )?voltages? in (?:the )?(?:limb|extremity) leads",
+        # - "(verdacht auf) p-sinistrocardiale": LAO/LAE in 0 of 25
+        r"(?:verdacht auf )?p-?sinistro-?cardiale?",
+        # - "supraventrikulaere extrasystole(n)": PAC in 0 of 12
+        r"supraventr(?:ikulaere|\.) ?extrasystolen?(?:\(n\))?",
+        # - "qt-verlaengerung": LNGQT in 0 of 7
+        r"qt-?(?:zeit-?)?verlaengerung",
+        # - "t abnorm in <territory> ableitungen": NDT in 3 of 22; "unspezifisches abnormes t":
+        #   NDT in 6 of 14 (NORM in 4)
+        r"t abnorm(?:al)?",
+        r"unspezifisches? abnorm(?:es|ales)? t",
+        # - "<territory> myokardschaden (moeglich)": that territory's infarction in 6 of 22
+        r"(?:[\w-]+ )?myokardschaden",
+        # - "unspezifische intraventrikulaere leitungsstoerung" / "unspezifischer
+        #   intraventrikulaerer block": IVCD in 0 of 6 / 3 of 11
+        r"unspezifische intraventrikulaere leitungsstoerung",
+        r"unspezifischer intraventrikulaerer block",
     ],
     # --- normal ---
     # "otherwise normal" yields to a diagnostic statement (ecgllm.text.extract._resolve); a
@@ -498,6 +542,7 @@ PHRASES: dict[str, list[str]] = {
         r"within normal limits",
         r"ekg (?:im|ohne) (?:normbereich|pathologischen befund)",
         r"normal electrocardiogram",
+        r"ekg normal",
     ],
     "NORM?": [
         r"(?:sonst|ansonsten) normal(?:es|t)? ekg",
