@@ -416,9 +416,11 @@ PHRASES: dict[str, list[str]] = {
         r"t waves are flat or slightly inverted",
     ],
     "NT_": [
-        r"non-?specific t[- ]?wave (?:changes?|flattening|abnormalit(?:y|ies))",
+        r"non-?specific t[- ]?wave (?:changes?|abnormalit(?:y|ies))",
         r"non-specific t wave changes",
         r"t wave flattening",
+        # flattening is a non-diagnostic T abnormality too (PTB-XL: NDT beside NT_ in 2 of 3)
+        r"non-?specific t[- ]?wave flattening+NDT",
         r"nonspecific t wave",
     ],
     "LOWT": [
