@@ -42,7 +42,7 @@ from .vocab import ECGQA_NAMES, statements
 
 NEGATIONS = ("no evidence of", "no signs of", "no sign of", "absence of", "without", "no", "not", "kein",
              "keine", "keinen", "keiner", "ohne", "nicht", "ingen", "inga", "free of", "ruled out",
-             "previously", "was previously")  # fmt: skip
+             "previously")  # fmt: skip
 # phrases that look like negations but are uncertainty (they follow the finding in German)
 _NOT_NEGATION = re.compile(r"(?:nicht (?:sicher )?auszuschliessen|nicht ausgeschlossen|not (?:be )?excluded|cannot be excluded|can not be excluded|not ruled out"
                            # "keine p-welle erkannt": a finding (evidence of AF), not a negation of the next statement

@@ -21,6 +21,8 @@ TERRITORY = (r"(?:antero-?septal|antero-?lateral|infero-?lateral|infero-?posteri
              r"inferior|anterior|lateral|septal|posterior|apical)")  # fmt: skip
 _INF = r"(?:myokard-?)?infarkt|infarct(?:ion)?|(?:myocardial )?infarct(?:ion)?|mi\b"
 _ISCH = r"ischaemi(?:e|a|c)|ischemi(?:e|a|c)?"  # "ischemi": Swedish
+# a territory adjective before a device statement ("anterolaterale", "hochlateraler", "hoeg lateral")
+_TERR = r"(?:hoeg |hoch-?)?[a-z-]*(?:septal|lateral|anterior|inferior|posterior|apikal|apical)(?:e|er|en|es)?"
 
 PHRASES: dict[str, list[str]] = {
     # --- rhythm ---
@@ -513,7 +515,7 @@ PHRASES: dict[str, list[str]] = {
         # - the hedged "st & t abnorm, wahrscheinlich <territory> ischaemie oder linksbelastung"
         #   (Swedish "... ischemi eller vaenster belastning"): the territory's ischaemia code in 7
         #   of 33 territory mentions, generic ISC_ in 6 of 30 rows, else NDT, NST_, LVH or nothing
-        rf"(?:[\w-]+ )?(?:{_ISCH}) (?:oder links(?:herz)?belastung|eller vaenster belastning)",
+        rf"(?:{_TERR} )?(?:{_ISCH}) (?:oder links(?:herz)?belastung|eller vaenster belastning)",
         # - limb-lead low voltage: LVOLT in 2 of 28 (LVOLT is low voltage in limb AND chest leads)
         r"(?:periphere|peripheral) (?:niederspannung|niedervoltage|low voltage)",
         r"low (?:limb lead|limb-lead|peripheral) voltages?",
@@ -529,7 +531,7 @@ PHRASES: dict[str, list[str]] = {
         r"t abnorm(?:al)?",
         r"unspezifisches? abnorm(?:es|ales)? t",
         # - "<territory> myokardschaden (moeglich)": that territory's infarction in 6 of 22
-        r"(?:[\w-]+ )?myokardschaden",
+        rf"(?:{_TERR} )?myokardschaden",
         # - "unspezifische intraventrikulaere leitungsstoerung" / "unspezifischer
         #   intraventrikulaerer block": IVCD in 0 of 6 / 3 of 11
         r"unspezifische intraventrikulaere leitungsstoerung",

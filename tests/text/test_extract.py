@@ -172,6 +172,12 @@ def test_ptbxl_uncoded_device_statements(text):
     }
 
 
+def test_uncoded_statements_take_only_their_territory_word():
+    # the territory adjective goes with the uncoded statement, the statement before it stays
+    assert extract_scp_codes("sinusrhythmus linksschenkelblock myokardschaden") == {"SR", "CLBBB"}
+    assert extract_scp_codes("linkshypertrophie ischämie oder linksbelastung") == {"LVH", "ISC_"}
+
+
 def test_negation_and_uncertainty():
     assert extract_scp_codes("kein vorhofflimmern. sinusbradykardie") == {"SBRAD"}
     assert extract_scp_codes(
