@@ -54,7 +54,7 @@ POSSIBLE_BEFORE = (r"possible|possibly|may be|may represent|may|might|suspected|
 POSSIBLE_AFTER = (r"cannot be excluded|can not be excluded|not excluded|nicht (?:sicher )?auszuschliessen|"
                   r"nicht ausgeschlossen|moeglich(?:erweise)?|kan ej uteslutas|\?|"
                   # "incomplete rbbb, this is probably a normal variant. otherwise normal ecg": PTB-XL
-                  # codes NORM beside it (4 of 4 real rows), so it must not outrank "otherwise normal"
+                  # codes NORM beside it (5 of 5 real rows), so it must not outrank "otherwise normal"
                   r"(?:this is )?(?:probably |possibly )?a normal variant")  # fmt: skip
 PROBABLE_BEFORE = (r"probable|probably|likely|consistent with|suggesting|suggests|suggestive of|compatible with|"
                    r"vereinbar mit|am ehesten|vermutlich|sannolik")  # fmt: skip
@@ -220,7 +220,7 @@ def _resolve(found: list[Statement]) -> list[Statement]:
     normales ekg" IRBBB, not NORM); rhythm and form statements (sinus bradycardia, extra beats,
     low voltage) leave it. A generic ischaemia statement stays ISC_ whatever leads its ST/T findings name: PTB-XL codes
     "st segments are depressed in i, avl, v4,5,6 ... this may be due to lv strain or ischaemia"
-    ISC_ (4 of 6 real rows; the territory read from the leads matched 1)."""
+    ISC_ (5 of 9 real rows; the territory read from the leads matched 1 of 6)."""
     table = statements().table
     diagnostic = {s.code for s in found if s.code != "NORM" and s.code in table.index
                   and table.loc[s.code, "diagnostic"] == 1 and s.certainty != "possible"}  # fmt: skip
