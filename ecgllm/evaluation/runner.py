@@ -358,6 +358,7 @@ def load(model_dir: str, adapter: str | None, processor_dir: str | None):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from .. import model as _model  # noqa: F401 - registers the Auto classes
+    from ..model.chat_templates import stop_at_turn_end
 
     if not Path(model_dir).exists():
         raise FileNotFoundError(f"--model {model_dir} does not exist")
@@ -373,7 +374,10 @@ def load(model_dir: str, adapter: str | None, processor_dir: str | None):
         adapter and str(Path(adapter).parent),
     ]:
         if cand and (Path(cand) / "processor_config.json").exists():
-            return model, AutoProcessor.from_pretrained(cand)
+            processor = AutoProcessor.from_pretrained(cand)
+            # models saved before generation stopped at the end of a turn (GGUF Gemma)
+            stop_at_turn_end(model, processor.tokenizer)
+            return model, processor
     raise FileNotFoundError(f"no processor_config.json next to {model_dir} (give --processor)")
 
 

@@ -59,6 +59,8 @@ CHAT_TEMPLATES = {
     "chatml": _template("<|im_start|>{{ r }}\n", {"system": "system", "user": "user", "assistant": "assistant"},
                         "<|im_end|>\n", "<|im_start|>assistant\n"),
 }  # fmt: skip
+# the token that ends a turn in each family's template (generation stops there too)
+END_OF_TURN = ("<|end|>", "<|eot_id|>", "<end_of_turn>", "<|im_end|>")
 FAMILY_OF_MODEL_TYPE = {"llama": "llama3", "gemma": "gemma", "gemma2": "gemma", "gemma3_text": "gemma",
                         "gemma3": "gemma", "qwen2": "chatml", "qwen3": "chatml", "qwen2_5_vl": "chatml",
                         "mllama": "llama3"}  # fmt: skip
@@ -72,3 +74,23 @@ def template_for(model_type: str | None, family: str | None = None) -> str:
             f"chat template family must be one of {sorted(CHAT_TEMPLATES)}, not {name!r}"
         )
     return CHAT_TEMPLATES[name]
+
+
+def stop_at_turn_end(model, tokenizer) -> None:
+    """Make generation stop at the chat template's end-of-turn token as well as at EOS (Gemma's
+    <end_of_turn>, Llama 3's <|eot_id|>, ChatML's <|im_end|>), as the backbones' own generation
+    configs do. A backbone loaded without one (the GGUF Gemma 3: EOS <eos> only) otherwise writes
+    past its answer ("B. sinus rhythm<end_of_turn>\n... B. sinus rhythm ...") to max_new_tokens.
+    `model` may be a PeftModel; a model saved after this keeps it in generation_config.json."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    gc = getattr(model, "generation_config", None)
+    if gc is None:
+        return
+    eos = gc.eos_token_id
+    ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    for end in END_OF_TURN:
+        tid = tokenizer.convert_tokens_to_ids(end) if end in template else None
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
+            ids.append(tid)
+    if ids:
+        gc.eos_token_id = ids[0] if len(ids) == 1 else ids

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .chat_templates import template_for
+from .chat_templates import stop_at_turn_end, template_for
 from .configuration_ecgllm import EcgLlmConfig
 from .modeling_ecgllm import EcgLlmForConditionalGeneration
 from .processing_ecgllm import EcgLlmProcessor
@@ -218,6 +218,7 @@ def build_model(
         ),
         ecg_tokens=ecg_tokenizer.to_document() if ecg_tokenizer is not None else None,
     )  # fmt: skip
+    stop_at_turn_end(model, tokenizer)
     return model, processor
 
 

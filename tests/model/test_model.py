@@ -639,3 +639,27 @@ def test_qformer_fusion_projector(tmp_path):
         assert torch.allclose(model.eval()(**b).logits, m2(**b).logits, atol=1e-5)
     with pytest.raises(ValueError, match="'linear', 'mlp2x_gelu' or 'qformer'"):
         build_model(vision=None, ecg_projector="perceiver")
+
+
+def test_generation_stops_at_the_end_of_a_turn(tmp_path):
+    """A backbone whose EOS is not its turn end (the GGUF Gemma: <eos>, turns end at
+    <end_of_turn>) stops generating at the turn end too, after build_model and after a reload."""
+    from ecgllm.model.tokenizer import load_tiny_tokenizer
+
+    tok = load_tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>", "<start_of_turn>"]})
+    model, proc = build_model(backbone=TINY_GEMMA3, tokenizer=tok, chat_family="gemma")
+    end, eos = tok.convert_tokens_to_ids("<end_of_turn>"), TINY_GEMMA3.get("eos_token_id", 1)
+    assert model.generation_config.eos_token_id == [eos, end]
+    model.generation_config.eos_token_id = eos  # as saved before generation stopped at turn ends
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    from ecgllm.evaluation.runner import load
+
+    reloaded, _ = load(str(tmp_path), None, None)
+    assert reloaded.generation_config.eos_token_id == [eos, end]
+    # the tiny default's turn end (<|end|>) is its EOS: one id, as before
+    tiny, tiny_proc = build_model()
+    assert tiny.generation_config.eos_token_id == tiny_proc.tokenizer.convert_tokens_to_ids(
+        "<|end|>"
+    )
