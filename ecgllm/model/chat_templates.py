@@ -88,9 +88,10 @@ def stop_at_turn_end(model, tokenizer) -> None:
         return
     eos = gc.eos_token_id
     ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    add = []
     for end in END_OF_TURN:
         tid = tokenizer.convert_tokens_to_ids(end) if end in template else None
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
-            ids.append(tid)
-    if ids:
-        gc.eos_token_id = ids[0] if len(ids) == 1 else ids
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids + add:
+            add.append(tid)
+    if add:  # otherwise left exactly as it was
+        gc.eos_token_id = ids + add
