@@ -24,6 +24,12 @@ def test_gemma3_270m_with_both_encoders():
     model, proc = build_model(backbone=str(gemma3_270m()), vision=TINY_SIGLIP, ecg=TINY_ECG)
     assert model.config.text_config.model_type == "gemma3_text"
     assert proc.tokenizer.chat_template == CHAT_TEMPLATES["gemma"]  # the GGUF ships none
+    # its generation config stops at <eos> only; ours at the end of a turn too
+    eos = model.generation_config.eos_token_id
+    assert (
+        proc.tokenizer.convert_tokens_to_ids("<end_of_turn>") in eos
+        and proc.tokenizer.eos_token_id in eos
+    )
     msgs = [{"role": "user", "content": [{"type": "ecg"}, {"type": "image"}, {"type": "text", "text": "Rate?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "72 bpm"}]}]  # fmt: skip
     text = proc.apply_chat_template(msgs)
@@ -69,8 +75,9 @@ def test_option_scoring_and_expert_text_on_the_real_tokenizer(instruct):
         backbone=str(gemma3_270m()), vision=None, ecg=TINY_ECG, expert_features="all"
     )
     tok = proc.tokenizer
+    # a lettered question: the 60-record fixture may hold no six-rhythm one; mcq asks the same way
     ds = EcgInstructionDataset(instruct, "test")
-    row = next(ds[i] for i in range(len(ds)) if ds.samples[i]["task"] == "rhythm")
+    row = next(ds[i] for i in range(len(ds)) if ds.samples[i]["task"] in ("rhythm", "mcq"))
     row = {**row, "modalities": ["signal"]}
     col = EcgCollator(proc)
     items = [
