@@ -48,19 +48,24 @@ def _template(
     )
 
 
+# the token that ends a turn in each family's template (generation stops there too: stop_at_turn_end)
+END_OF_TURN = {
+    "ecgllm": "<|end|>",
+    "llama3": "<|eot_id|>",
+    "gemma": "<end_of_turn>",
+    "chatml": "<|im_end|>",
+}
 CHAT_TEMPLATES = {
     "ecgllm": _template("<|{{ r }}|>\n", {"system": "system", "user": "user", "assistant": "assistant"},
-                        "<|end|>\n", "<|assistant|>\n"),
+                        END_OF_TURN["ecgllm"] + "\n", "<|assistant|>\n"),
     "llama3": _template("<|start_header_id|>{{ r }}<|end_header_id|>\n\n",
-                        {"system": "system", "user": "user", "assistant": "assistant"}, "<|eot_id|>",
+                        {"system": "system", "user": "user", "assistant": "assistant"}, END_OF_TURN["llama3"],
                         "<|start_header_id|>assistant<|end_header_id|>\n\n", bos="{{ bos_token }}"),
     "gemma": _template("<start_of_turn>{{ r }}\n", {"system": "user", "user": "user", "assistant": "model"},
-                       "<end_of_turn>\n", "<start_of_turn>model\n", bos="{{ bos_token }}"),
+                       END_OF_TURN["gemma"] + "\n", "<start_of_turn>model\n", bos="{{ bos_token }}"),
     "chatml": _template("<|im_start|>{{ r }}\n", {"system": "system", "user": "user", "assistant": "assistant"},
-                        "<|im_end|>\n", "<|im_start|>assistant\n"),
+                        END_OF_TURN["chatml"] + "\n", "<|im_start|>assistant\n"),
 }  # fmt: skip
-# the token that ends a turn in each family's template (generation stops there too)
-END_OF_TURN = ("<|end|>", "<|eot_id|>", "<end_of_turn>", "<|im_end|>")
 FAMILY_OF_MODEL_TYPE = {"llama": "llama3", "gemma": "gemma", "gemma2": "gemma", "gemma3_text": "gemma",
                         "gemma3": "gemma", "qwen2": "chatml", "qwen3": "chatml", "qwen2_5_vl": "chatml",
                         "mllama": "llama3"}  # fmt: skip
@@ -89,7 +94,7 @@ def stop_at_turn_end(model, tokenizer) -> None:
     eos = gc.eos_token_id
     ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     add = []
-    for end in END_OF_TURN:
+    for end in END_OF_TURN.values():
         tid = tokenizer.convert_tokens_to_ids(end) if end in template else None
         if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids + add:
             add.append(tid)
