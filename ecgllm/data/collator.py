@@ -141,15 +141,19 @@ class EcgCollator:
         return ecgs, masks, list(images)
 
     def messages(self, row: dict, inputs: tuple | None = None) -> list[dict]:
-        """The row's messages as the model sees them: each ECG followed by its measurements as text
+        """The row's messages as the model sees them: a lettered question asked and answered in the
+        processor's choice_answer form; each ECG followed by its measurements as text
         when the processor has expert features, then by the reports of the most similar training
         ECGs when the collator has a retriever (both from the signals as given to the model, so
         the blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if made."""
+        messages = row["messages"]
+        if row.get("options") and hasattr(self.proc, "choice_messages"):
+            # a lettered question in the model's answer form (processor.choice_answer)
+            messages = self.proc.choice_messages(messages, row["options"])
         expert = getattr(self.proc, "ecg_expert_features", "none") != "none"
         if not (expert or self.retriever) or not row.get("record_ids"):
-            return row["messages"]
+            return messages
         ecgs, masks, _ = inputs if inputs is not None else self.row_inputs(row)
-        messages = row["messages"]
         if self.retriever is not None and ecgs:
             from ..model.processing_ecgllm import insert_after_ecgs
 

@@ -3,7 +3,8 @@ padding), option log-likelihood and, for detection, P(yes) per label from the li
 and "no" to the verify question.
 
 Option log-likelihood is kept three ways per candidate answer "B. atrial fibrillation" (one
-forward pass gives all three):
+forward pass gives all three; a model answering in the name_letter form, "atrial fibrillation (B)",
+has its candidates written so and gets no `loglik_letter`):
 - `loglik`: the sum of the log-probabilities of the whole answer span, exactly the tokens the
   training loss supervises (letter, text and end of turn). The headline: it is the probability
   the model gives to the exact answer it was trained to write, so it ranks what training taught.
@@ -22,7 +23,7 @@ import torch
 
 from ..benchmarks import Benchmark
 from ..data.collator import EcgCollator
-from ..data.tasks import LETTERS, VERIFY
+from ..data.tasks import CHOICE_FORMATS, LETTERS, VERIFY
 from ..data.tasks.common import question_text
 
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
@@ -103,18 +104,28 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
         for rec, p in zip(recs, preds, strict=True):
             rec["prediction"] = p
     if "loglik" in bench.methods:
+        # each option written as the model answers (processor.choice_answer); the letter alone is
+        # a score only when it comes first ("B. ..."): after the option's words it just follows them
+        form = getattr(collator.proc, "choice_answer", "letter")
         items, owner = [], []
         for i, r in enumerate(rows):
             for j, o in enumerate(r["options"]):
-                items.append(_with_turns(r, None, f"{LETTERS[j]}. {o}"))
-                owner.append((i, len(f"{LETTERS[j]}. {o}")))
+                text = CHOICE_FORMATS[form][1].format(letter=LETTERS[j], option=o)
+                items.append(_with_turns(r, None, text))
+                owner.append((i, len(text)))
         ll = token_logprobs(model, collator, items, 4 * batch_size)
+        keys = (
+            ("loglik", "loglik_letter", "loglik_norm")
+            if form == "letter"
+            else ("loglik", "loglik_norm")
+        )
         for rec in recs:
-            rec["loglik"], rec["loglik_letter"], rec["loglik_norm"] = [], [], []
+            rec.update({k: [] for k in keys})
         for (i, chars), v in zip(owner, ll, strict=True):
             recs[i]["loglik"].append(sum(v))
-            recs[i]["loglik_letter"].append(v[0])
             recs[i]["loglik_norm"].append(sum(v) / chars)
+            if form == "letter":
+                recs[i]["loglik_letter"].append(v[0])
     if "yes_prob" in bench.methods:
         items, owner = [], []
         for i, r in enumerate(rows):

@@ -120,6 +120,7 @@ def build_model(
     ecg_normalization: str = "clip",
     expert_features: str = "none",
     ecg_tokenizer: Any = None,
+    choice_answer: str = "letter",
 ) -> tuple[EcgLlmForConditionalGeneration, EcgLlmProcessor]:
     """A model and its processor. `backbone`/`vision`: a config dict (random init) or a hub name /
     local path (pretrained weights). `ecg`: EcgEncoderConfig kwargs (None: no ECG encoder).
@@ -131,7 +132,11 @@ def build_model(
 
     `ecg_tokenizer` (an EcgTokenizer or its folder; the tokenizer route, with `ecg=None`): the
     LLM's vocabulary gains the ECG tokens (new embedding rows, initialised deterministically so a
-    base rebuilt from its hub name matches the trained one) and each ECG is read as its tokens."""
+    base rebuilt from its hub name matches the trained one) and each ECG is read as its tokens.
+
+    `choice_answer`: how the model answers lettered multiple-choice questions ("letter": "B. sinus
+    rhythm"; "name_letter": "sinus rhythm (B)"), kept in the processor (ecgllm.data.tasks.common
+    CHOICE_FORMATS)."""
     if ecg_tokenizer is not None:
         from .ecg_tokenizer import EcgTokenizer
 
@@ -217,6 +222,7 @@ def build_model(
             if config.ecg_config is not None and config.ecg_config.uses_measurements else 0
         ),
         ecg_tokens=ecg_tokenizer.to_document() if ecg_tokenizer is not None else None,
+        choice_answer=choice_answer,
     )  # fmt: skip
     stop_at_turn_end(model, tokenizer)
     return model, processor

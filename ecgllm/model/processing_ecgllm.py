@@ -25,6 +25,14 @@ from transformers.processing_utils import ProcessorMixin
 
 STANDARD_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
+# the answer formats of ecgllm.data.tasks.common, copied because this file also ships alone with
+# exported checkpoints (remote code); tests/model/test_choice_format.py asserts they are equal
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+CHOICE_FORMATS = {
+    "letter": ("Answer with the letter.", "{letter}. {option}"),
+    "name_letter": ("Name the answer, then its letter.", "{option} ({letter})"),
+}
+
 
 def pad_to_square(image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
     image = image.convert("RGB")
@@ -86,16 +94,24 @@ def insert_after_ecgs(messages: list[dict], texts: Sequence[str]) -> list[dict]:
         raise ValueError(
             f"the messages hold {count_ecg_items(messages)} ECG items but {len(texts)} texts were given"
         )
-    lines, out = iter(texts), []
+    lines = iter(texts)
+    return map_items(
+        messages,
+        lambda role, it: (
+            [it, {"type": "text", "text": next(lines)}] if it.get("type") == "ecg" else [it]
+        ),
+    )
+
+
+def map_items(messages: list[dict], fn) -> list[dict]:
+    """A copy of `messages` with each content item of a message replaced by the items of
+    fn(role, item), in order (a message whose content is a plain string is kept as it is)."""
+    out = []
     for msg in messages:
         if isinstance(msg.get("content"), str):
             out.append(msg)
             continue
-        items = []
-        for it in msg.get("content") or []:
-            items.append(it)
-            if it.get("type") == "ecg":
-                items.append({"type": "text", "text": next(lines)})
+        items = [new for it in msg.get("content") or [] for new in fn(msg.get("role"), it)]
         out.append({**msg, "content": items})
     return out
 
@@ -120,6 +136,7 @@ class EcgLlmProcessor(ProcessorMixin):
         ecg_measurement_dim: int = 0,
         ecg_expert_features: str = "none",
         ecg_tokens: dict | None = None,
+        choice_answer: str = "letter",
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -141,6 +158,11 @@ class EcgLlmProcessor(ProcessorMixin):
                 f"ecg_expert_features must be none, rhythm or all, not {ecg_expert_features!r}"
             )
         self.ecg_expert_features = ecg_expert_features
+        if choice_answer not in CHOICE_FORMATS:
+            raise ValueError(
+                f"choice_answer must be one of {', '.join(CHOICE_FORMATS)}, not {choice_answer!r}"
+            )
+        self.choice_answer = choice_answer
         self._measure_cache = None
         # the tokenizer route (ecgllm.model.ecg_tokenizer, saved here as its JSON document): each
         # ECG placeholder becomes the ECG's own tokens in the LLM's vocabulary (quantised
@@ -346,6 +368,38 @@ class EcgLlmProcessor(ProcessorMixin):
             for v in self._vectors(features, signals, masks)
         ]
         return insert_after_ecgs(messages, lines)
+
+    def choice_text(self, options: Sequence[str], j: int) -> str:
+        """The answer naming option j of a lettered question, in this processor's form."""
+        return CHOICE_FORMATS[self.choice_answer][1].format(letter=LETTERS[j], option=options[j])
+
+    def choice_messages(self, messages: list[dict], options: Sequence[str] | None) -> list[dict]:
+        """`messages` of a lettered multiple-choice row, built in the "letter" form (the question
+        ends "Answer with the letter.", an answer is "B. option"), in this processor's
+        choice_answer form: the instruction and every answer naming an option rewritten; any
+        other row, or a processor of the letter form, unchanged. Call it before
+        apply_chat_template when generating by hand, as the collator does."""
+        if self.choice_answer == "letter" or not options:
+            return messages
+        old_q, old_a = CHOICE_FORMATS["letter"]
+        new_q = CHOICE_FORMATS[self.choice_answer][0]
+        answers = {old_a.format(letter=LETTERS[j], option=o): j for j, o in enumerate(options)}
+        lettered = False  # answers are rewritten after a lettered question only
+
+        def rewrite(role, it):
+            nonlocal lettered
+            text = it.get("text") if it.get("type") == "text" else None
+            if text is not None and role == "user" and text.rstrip().endswith(old_q):
+                lettered, cut = True, text.rstrip()
+                return [{**it, "text": cut[: -len(old_q)] + new_q + text[len(cut) :]}]
+            j = (
+                answers.get(text.strip())
+                if text is not None and role == "assistant" and lettered
+                else None
+            )
+            return [it if j is None else {**it, "text": self.choice_text(options, j)}]
+
+        return map_items(messages, rewrite)
 
     def process_ecgs(self, ecgs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """ECGRecords (standardized here) or arrays [12, n] in mV -> (ecg_values [N, 12, n] float32,

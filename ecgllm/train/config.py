@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..data.tasks.common import CHOICE_FORMATS
 from ..yamlfile import read_mapping
 
 
@@ -40,6 +41,10 @@ class ModelCfg:
     # rhythm (rate, RR variation, P waves) or all (also intervals, axis, voltage); saved with the
     # processor, so evaluation and generation add the same text
     expert_features: str = "none"
+    # how lettered multiple-choice questions are answered: letter ("B. sinus rhythm", as built) or
+    # name_letter ("sinus rhythm (B)": the option's words first, so a pretrained LLM can use what
+    # it knows of them); saved with the processor, so evaluation asks and scores the same way
+    choice_answer: str = "letter"
     # the tokenizer route: an ECG tokenizer folder (data_builders/ecg_tokenizer.py); the LLM's
     # vocabulary gains its tokens and reads each ECG as them, with no ECG encoder (model.ecg: none).
     # With lora.mode lora the new token rows train (PEFT trainable tokens) unless
@@ -284,6 +289,10 @@ def validate(cfg: RecipeConfig) -> None:
     if cfg.model.expert_features not in ("none", "rhythm", "all"):
         raise ConfigError(
             f"model.expert_features must be none, rhythm or all, not {cfg.model.expert_features!r}"
+        )
+    if cfg.model.choice_answer not in CHOICE_FORMATS:
+        raise ConfigError(
+            f"model.choice_answer must be one of {', '.join(CHOICE_FORMATS)}, not {cfg.model.choice_answer!r}"
         )
     if cfg.model.ecg_tokenizer and cfg.model.ecg not in ("none", None):
         raise ConfigError(

@@ -56,6 +56,7 @@ def setup_model(cfg: RecipeConfig, base_dir=None):
         chat_family=m.chat_family, ecg_projector=m.ecg_projector, image_projector=m.image_projector,
         ecg_query_tokens=m.ecg_query_tokens,
         image_pool=m.image_pool, expert_features=m.expert_features, ecg_tokenizer=m.ecg_tokenizer,
+        choice_answer=m.choice_answer,
     )  # fmt: skip
     if m.ecg_weights:
         if model.ecg_encoder is None:

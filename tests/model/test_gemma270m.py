@@ -95,3 +95,13 @@ def test_option_scoring_and_expert_text_on_the_real_tokenizer(instruct):
     lps = token_logprobs(model, col, items, batch_size=2)
     assert [len(v) for v in lps] == [int((batch["labels"][r] != -100).sum()) for r in range(2)]
     assert all(np.isfinite(v).all() and max(v) <= 0 for v in lps)
+    # the name_letter form: the same row asked "Name the answer, then its letter." and every
+    # candidate's span is the option's words, its letter in brackets, then <end_of_turn>
+    proc.choice_answer = "name_letter"
+    items = [_with_turns(row, None, proc.choice_text(row["options"], j)) for j in range(2)]
+    batch = col.candidate_batch(items)
+    for r in range(len(items)):
+        lab = batch["labels"][r]
+        said = tok.decode(lab[lab != -100].tolist())
+        assert said == f"{row['options'][r]} ({'AB'[r]})<end_of_turn>\n"
+        assert "Name the answer, then its letter." in tok.decode(batch["input_ids"][r])

@@ -20,6 +20,7 @@ from __future__ import annotations
 from . import choice, detect, ecgqa, ground, measure, multiturn, report
 from .choice import mcq_task, rhythm_task
 from .common import (
+    CHOICE_FORMATS,
     LETTERS,
     VERIFY,
     YES_NO,
@@ -67,7 +68,7 @@ for _family in (report.FAMILY, detect.FAMILY, choice.FAMILY, ecgqa.FAMILY, measu
 TASKS = tuple(n for n, f in FAMILIES.items() if not f.check)
 CHECK_TASKS = tuple(n for n, f in FAMILIES.items() if f.check)
 
-__all__ = ["CHECK_TASKS", "DETECT_PROMPTS", "DETECT_SETS", "FAMILIES", "LETTERS", "MEASURES",
+__all__ = ["CHECK_TASKS", "CHOICE_FORMATS", "DETECT_PROMPTS", "DETECT_SETS", "FAMILIES", "LETTERS", "MEASURES",
            "REPORT_PROMPTS", "REPORT_TEXTS", "TASKS", "VERIFY", "YES_NO", "RecordInfo", "TaskContext",
            "TaskFamily", "balance_verify", "detect_task", "ecgqa_comparison", "ecgqa_single", "evidence_for", "evidence_rules",
            "findings_task", "ground_task", "join_answer", "lettered", "mcq_task", "measure_task",

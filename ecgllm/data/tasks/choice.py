@@ -4,7 +4,19 @@ all six rhythm classes asked of records a model never saw (rhythm)."""
 from __future__ import annotations
 
 from ...text.vocab import RHYTHM_CLASSES, codes_in_set, label_set, scp_name
-from .common import LETTERS, RecordInfo, TaskFamily, lettered, per_record, pick, sample
+from .common import (
+    CHOICE_FORMATS,
+    LETTERS,
+    RecordInfo,
+    TaskFamily,
+    lettered,
+    per_record,
+    pick,
+    sample,
+)
+
+# rows are built in the letter form; a processor of another form rewrites them as it reads them
+_ASK, _ANSWER = CHOICE_FORMATS["letter"]
 
 
 def mcq_task(rec: RecordInfo, rng, modalities, n_options: tuple[int, int] = (4, 6)) -> list[dict]:
@@ -27,8 +39,8 @@ def mcq_task(rec: RecordInfo, rng, modalities, n_options: tuple[int, int] = (4, 
         letter = LETTERS[opts.index(scp_name(correct))]
         lines = lettered(opts)
         q = ("Which rhythm does this ECG show?" if kind == "rhythm" else
-             "Which of the following findings does this ECG show?") + f"\n{lines}\nAnswer with the letter."  # fmt: skip
-        out.append(sample([rec], "mcq", q, f"{letter}. {scp_name(correct)}", modalities, answer=[scp_name(correct)],
+             "Which of the following findings does this ECG show?") + f"\n{lines}\n{_ASK}"  # fmt: skip
+        out.append(sample([rec], "mcq", q, _ANSWER.format(letter=letter, option=scp_name(correct)), modalities, answer=[scp_name(correct)],
                           options=opts, attribute_type=kind, suffix=f"-{kind}"))  # fmt: skip
     return out
 
@@ -45,8 +57,9 @@ def rhythm_task(rec: RecordInfo, rng, modalities) -> list[dict]:
     opts = names[k:] + names[:k]
     correct = scp_name(have[0])
     lines = lettered(opts)
-    q = f"Which rhythm does this ECG show?\n{lines}\nAnswer with the letter."
-    return [sample([rec], "rhythm", q, f"{LETTERS[opts.index(correct)]}. {correct}", modalities,
+    q = f"Which rhythm does this ECG show?\n{lines}\n{_ASK}"
+    answer = _ANSWER.format(letter=LETTERS[opts.index(correct)], option=correct)
+    return [sample([rec], "rhythm", q, answer, modalities,
                    answer=[correct], options=opts, attribute_type="rhythm", template_id=k)]  # fmt: skip
 
 

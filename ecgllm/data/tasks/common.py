@@ -98,6 +98,17 @@ def join_answer(answer: list[str]) -> str:
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # option letters: "B. sinus rhythm"
 VERIFY = "Does this ECG show symptoms of {label}?"  # the ECG-QA verify wording
 YES_NO = ["no", "yes"]
+# How a model answers a lettered multiple-choice question: the instruction that ends the question
+# and the form of the answer. Datasets are built in the "letter" form; a processor of another form
+# (model.choice_answer) rewrites those rows as they are read (EcgLlmProcessor.choice_messages), so
+# one built dataset trains either form and a model keeps its form in its processor config.
+# "name_letter" puts the option's words first: a pretrained LLM (Gemma 3 270M) made to write "B."
+# first learned only the class prior, while naming the option lets it use what it knows of the
+# words (issue 17: rhythm 0.40 after 800 steps -> 0.83 after 200).
+CHOICE_FORMATS = {
+    "letter": ("Answer with the letter.", "{letter}. {option}"),
+    "name_letter": ("Name the answer, then its letter.", "{option} ({letter})"),
+}
 
 
 def lettered(options: list[str]) -> str:

@@ -1,0 +1,104 @@
+"""The answer form of lettered multiple-choice questions (model.choice_answer): "B. sinus rhythm"
+as built, or "sinus rhythm (B)" read from the same rows by a processor of the name_letter form;
+training, option scoring and generation all see the model's own form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecgllm.data.collator import EcgCollator
+from ecgllm.data.dataset import EcgInstructionDataset
+from ecgllm.data.tasks import common
+from ecgllm.evaluation.answer import answer_rows
+from ecgllm.model import EcgLlmProcessor, build_model
+from ecgllm.model import processing_ecgllm as pe
+
+
+def _lettered_rows(instruct, split="test", n=3):
+    ds = EcgInstructionDataset(instruct, split)
+    rows = [ds[i] for i in range(len(ds)) if ds.samples[i]["task"] in ("rhythm", "mcq")][:n]
+    assert rows, "the fixture holds lettered questions"
+    return rows
+
+
+def _text(msg) -> str:
+    return "".join(c["text"] for c in msg["content"] if c["type"] == "text")
+
+
+def test_the_shipped_processor_file_keeps_the_library_formats():
+    # processing_ecgllm.py ships alone with exported checkpoints, so it holds its own copy
+    assert pe.CHOICE_FORMATS == common.CHOICE_FORMATS and pe.LETTERS == common.LETTERS
+
+
+def test_name_letter_rewrites_lettered_rows_only(instruct):
+    _, letter = build_model()
+    _, name = build_model(choice_answer="name_letter")
+    row = _lettered_rows(instruct, n=1)[0]
+    ask, ans = common.CHOICE_FORMATS["letter"]
+    assert _text(row["messages"][0]).endswith(ask)
+    gold = row["answer"][0]
+    j = row["options"].index(gold)
+    assert _text(row["messages"][1]) == f"{common.LETTERS[j]}. {gold}"
+    assert letter.choice_messages(row["messages"], row["options"]) is row["messages"]
+    got = name.choice_messages(row["messages"], row["options"])
+    q = _text(got[0])
+    assert q.endswith("Name the answer, then its letter.") and ask not in q
+    assert q[: -len("Name the answer, then its letter.")] == _text(row["messages"][0])[: -len(ask)]
+    assert _text(got[1]) == f"{gold} ({common.LETTERS[j]})" == name.choice_text(row["options"], j)
+    assert row["messages"][1]["content"][0]["text"].startswith(common.LETTERS[j])  # not mutated
+    # a question with options but not lettered (ECG-QA's choose) is left as it is
+    ds = EcgInstructionDataset(instruct, "train")
+    other = next(
+        ds[i]
+        for i in range(len(ds))
+        if ds.samples[i]["task"] == "ecgqa" and ds.samples[i].get("options")
+    )
+    assert name.choice_messages(other["messages"], other["options"]) == other["messages"]
+
+
+def test_the_form_is_saved_with_the_processor_and_checked(tmp_path):
+    _, proc = build_model(choice_answer="name_letter")
+    proc.save_pretrained(tmp_path)
+    assert EcgLlmProcessor.from_pretrained(tmp_path).choice_answer == "name_letter"
+    with pytest.raises(
+        ValueError, match="choice_answer must be one of letter, name_letter, not 'name'"
+    ):
+        build_model(choice_answer="name")
+    from ecgllm.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="model.choice_answer must be one of letter, name_letter"):
+        load_config(None, ["model.choice_answer=first"])
+
+
+def test_training_supervises_the_models_form(instruct):
+    _, proc = build_model(choice_answer="name_letter")
+    rows = _lettered_rows(instruct, "train")
+    batch = EcgCollator(proc, max_length=1024)(rows)
+    tok = proc.tokenizer
+    for r, row in enumerate(rows):
+        lab = batch["labels"][r]
+        said = tok.decode(lab[lab != -100].tolist(), skip_special_tokens=True).strip()
+        j = row["options"].index(row["answer"][0])
+        assert said == f"{row['answer'][0]} ({common.LETTERS[j]})"
+        assert "Name the answer, then its letter." in tok.decode(batch["input_ids"][r])
+
+
+def test_option_scores_are_of_the_models_form(instruct):
+    torch.manual_seed(0)
+    model, proc = build_model(choice_answer="name_letter")
+    model.eval()
+    from ecgllm.benchmarks import load_benchmark
+
+    rows = _lettered_rows(instruct)
+    recs = answer_rows(
+        model, proc, EcgCollator(proc, max_length=1024), load_benchmark("mcq"), rows, batch_size=2
+    )
+    for rec, row in zip(recs, rows, strict=True):
+        assert "loglik_letter" not in rec  # the letter follows the words: no score of its own
+        assert len(rec["loglik"]) == len(rec["loglik_norm"]) == len(row["options"])
+        for j, o in enumerate(row["options"]):
+            chars = len(f"{o} ({common.LETTERS[j]})")
+            assert abs(rec["loglik_norm"][j] * chars - rec["loglik"][j]) < 1e-4
+        assert np.isfinite(rec["loglik"]).all()
