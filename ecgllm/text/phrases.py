@@ -554,3 +554,20 @@ PHRASES: dict[str, list[str]] = {
         r"(?:otherwise )?no definite pathology",
     ],
 }
+
+# A German device report (PTB-XL's Schiller statements) of a sinus rhythm that says nothing but
+# these statements is a normal ECG: PTB-XL's cardiologists coded it NORM in 10 of 14 real rows
+# ("sinusrhythmus verdacht auf p-sinistrocardiale lagetyp normal", "sinusrhythmus periphere
+# niederspannung"; the 4 others: IMI twice, NDT twice, from the tracing). ecgllm.text.extract reads
+# NORM from a report made only of DEVICE_NORMAL statements with a DEVICE_SINUS one among them.
+DEVICE_SINUS = r"sinusrhythmus|sinusbradykardie|sinustachykardie|sinus ?arrhythmie"
+DEVICE_NORMAL = [
+    DEVICE_SINUS,
+    r"lagetyp (?:in anbetracht des alters )?normal",
+    r"(?:verdacht auf )?p-?sinistro-?cardiale?",
+    r"periphere niederspannung",
+    r"p-verbreiterung",
+    r"(?:supra)?ventrikulaere extrasystolen?(?:\(n\))?",
+    r"4\.46",
+    r"unbestaetigter bericht",
+]

@@ -139,9 +139,16 @@ def test_every_code_in_real_phrasing(code, text):
         # an abnormality called a normal variant leaves "otherwise normal" standing (PTB-XL 10974: NORM, IRBBB)
         ("sinus rhythm. incomplete right bundle branch block, this is probably  a normal variant. otherwise normal ecg.",
          {"SR", "IRBBB", "NORM"}),
+        # a German device report of a sinus rhythm with only benign statements is a normal ECG, as
+        # PTB-XL codes it (2553, 2579: NORM, SR; 10 of 14 real rows); atrial fibrillation is not
+        ("sinusrhythmus verdacht auf p-sinistrocardiale lagetyp normal", {"SR", "NORM"}),
+        ("ventrikuläre extrasystole(n) sinusrhythmus periphere niederspannung 4.46 unbestätigter bericht",
+         {"PVC", "SR", "NORM"}),
+        ("vorhofflimmern/-flattern lagetyp normal periphere niederspannung", {"AFIB"}),
+        ("sinusrhythmus verdacht auf p-sinistrocardiale ueberdrehter linkstyp", {"SR"}),  # an axis deviation
         # things that are no statement
         ("abnormal ecg", set()),
-        ("sinusrhythmus lagetyp normal", {"SR"}),
+        ("lagetyp normal", set()),
         ("sinus rhythm. pr interval is normal. no paced beats recorded.", {"SR"}),
         # a curator's edit names the codes
         ("sinus rhythm. premature ventricular contractions, bigeminy. otherwise no definite pathology. Edit: BIGU",
@@ -167,9 +174,9 @@ PTBXL_UNCODED = [
 
 @pytest.mark.parametrize("text", PTBXL_UNCODED)
 def test_ptbxl_uncoded_device_statements(text):
-    assert extract_scp_codes(f"sinusrhythmus lagetyp normal {text} 4.46 unbestätigter bericht") == {
-        "SR"
-    }
+    # (beside a coded statement: with a sinus rhythm alone, a device report is a normal ECG)
+    report = f"sinusrhythmus linksanteriorer hemiblock {text} 4.46 unbestätigter bericht"
+    assert extract_scp_codes(report) == {"SR", "LAFB"}
 
 
 def test_uncoded_statements_take_only_their_territory_word():
