@@ -227,13 +227,19 @@ def _resolve(found: list[Statement]) -> list[Statement]:
     ekg", "otherwise normal ecg", "no definite pathology") yields to any diagnostic statement
     stated as certain or probable (PTB-XL codes "... unvollstaendiger rechtsschenkelblock sonst
     normales ekg" IRBBB, not NORM); rhythm and form statements (sinus bradycardia, extra beats,
-    low voltage) leave it. A generic ischaemia statement stays ISC_ whatever leads its ST/T findings name: PTB-XL codes
+    low voltage) leave it. The device's "linkshypertrophie" beside a complete left bundle branch
+    block states nothing (LVH voltage criteria do not hold in LBBB; PTB-XL codes it 0 of 6 times).
+    A generic ischaemia statement stays ISC_ whatever leads its ST/T findings name: PTB-XL codes
     "st segments are depressed in i, avl, v4,5,6 ... this may be due to lv strain or ischaemia"
     ISC_ (5 of 9 real rows; the territory read from the leads matched 1 of 6)."""
     table = statements().table
     diagnostic = {s.code for s in found if s.code != "NORM" and s.code in table.index
                   and table.loc[s.code, "diagnostic"] == 1 and s.certainty != "possible"}  # fmt: skip
     out = [s for s in found if not (s.code == "NORM?" and diagnostic)]
+    if any(s.code == "CLBBB" for s in out):
+        # the device's "linkshypertrophie (moeglich)" beside a complete LBBB: voltage criteria do
+        # not hold in LBBB, and PTB-XL codes neither LVH nor ISC_ for it (0 of 6 real rows)
+        out = [s for s in out if not (s.code in ("LVH", "ISC_") and s.text == "linkshypertrophie")]
     for s in out:
         if s.code == "NORM?":
             s.code = "NORM"

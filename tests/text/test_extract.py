@@ -35,7 +35,7 @@ PER_CODE = {
     "LPFB": ["sinusrhythmus ueberdrehter rechtstyp linksposteriorer hemiblock", "left posterior fascicular block"],
     "IRBBB": ["sinusrhythmus lagetyp normal unvollständiger rechtsschenkelblock sonst normales ekg",
               "incomplete right bundle branch block.", "Incomplete right bundle branch block"],
-    "CRBBB": ["sinusrhythmus ueberdrehter linkstyp rechtsschenkelblock qrs(t) abnormal", "right bundle branch block.",
+    "CRBBB": ["sinusrhythmus ueberdrehter linkstyp vollständiger rechtsschenkelblock qrs(t) abnormal", "right bundle branch block.",
               "kompletter rechtsschenkelblock", "linksanteriorer hemiblock kompl. rsb"],
     "CLBBB": ["sinusrhythmus llt vollstaendiger linksschenkelblock st-hebung in v1-v3",
               "regelbunden rytm, inga p-våg funna extrem vänster el-axel vänstersidigt skänkelblock",
@@ -72,7 +72,7 @@ PER_CODE = {
              "infarkt     alter unbest.", "sinusrytm gammal anterior infarkt", "schlechte r-progression"],
     "AMI": ["anterior myocardial infarction", "Stemi: anterior wall", "old anterior infarct"],
     "ALMI": ["consistent with recent anterior and lateral myocardial infarction", "anterolateraler infarkt"],
-    "LMI": ["qrs(t) abnormal hochlateraler infarkt möglich", "lateral myocardial infarction", "Stemi: lateral wall"],
+    "LMI": ["lateral myocardial infarction", "Stemi: lateral wall"],
     "PMI": ["Scar formation: posterior wall", "true posterior infarction"],
     "ISCAL": ["anterolaterale ischämie", "ischemic in anterolateral leads"],
     "ISCIL": ["inferolaterale ischÄmie", "ischemic in inferolateral leads"],
@@ -86,7 +86,7 @@ PER_CODE = {
     "STE_": ["st-hebung in v1-v4", "st segments are elevated in ii, iii, avf."],
     "NST_": ["sinusrytm ospecifik st-t förändring (höjning)", "non-specific st changes",
              "Non-specific repolarization abnormalities: inferior wall", "nonspecific st t abnormality"],
-    "NDT": ["t waves are flat or slightly inverted in i, avl, v3-6.", "t-veraenderungen pathologisches ekg",
+    "NDT": ["t waves are flat or slightly inverted in i, avl, v3-6.", "unspezifische t-veraenderungen pathologisches ekg",
             "sinus rhythm. non-specific t wave flattening in i, avl, v5,6."],
     "NT_": ["sinus rhythm. possible old inferior infarct. non-specific t wave flattening in v2,3,4."],
     "LOWT": ["t waves are low or flat in limb leads and v4,5,6.", "t waves are rather low."],
@@ -168,7 +168,8 @@ PTBXL_UNCODED = [
     "st & t abnorm, wahrscheinlich    anterolaterale ischÄmie oder linksbelastung",
     "st-t sänkning, såsom vid    anterolateral ischemi eller vänster belastning",
     "inferiorer myokardschaden mÖglich", "unspezifische intraventrikulÄre leitungsstÖrung",
-    "unspezifischer intraventrikulÄrer block",
+    "unspezifischer intraventrikulÄrer block", "rechtsschenkelblock", "t-veränderungen in iii,v1,v3",
+    "hochlateraler infarkt mÖglich", "hÖg lateral infarkt bÖr ÖvervÄgas",
 ]  # fmt: skip
 
 
@@ -242,13 +243,13 @@ def test_ptbxl_dev_reports_floor():
     )
     assert len(full) == 26 and s["micro_f1"] >= 0.8 and s["micro_recall"] >= 0.8, s
     for r in rows:  # the other rows list only some of their codes: each must be found
-        if not r["complete"] and r["ecg_id"] in (  # (8198's "qt-verlaengerung" is left uncoded)
+        # (8198's "qt-verlaengerung" and 2017's plain "rechtsschenkelblock" are left uncoded)
+        if not r["complete"] and r["ecg_id"] in (
             12899,
             2993,
             14219,
             1451,
             15985,
-            2017,
             41,
             16389,
             4647,
@@ -258,7 +259,7 @@ def test_ptbxl_dev_reports_floor():
 
 
 def test_ptbxl_report_pages_floor():
-    """388 consecutive, unselected real PTB-XL rows (eight runs of ptbxl_database.csv): micro F1
+    """487 consecutive, unselected real PTB-XL rows (ten runs of ptbxl_database.csv): micro F1
     and precision floors overall and on the test folds 9-10 (bench/report_text.py prints them)."""
     from ecgllm.metrics.scores import code_counts, f1_from_counts
 
@@ -266,7 +267,7 @@ def test_ptbxl_report_pages_floor():
         json.loads(line)
         for line in (REAL / "ptbxl" / "reports_pages.jsonl").read_text().splitlines()
     ]
-    assert len(rows) == 388 and len({r["ecg_id"] for r in rows}) == 388
+    assert len(rows) == 487 and len({r["ecg_id"] for r in rows}) == 487
 
     def score(rs):
         return f1_from_counts(code_counts([extract_scp_codes(r["report"]) for r in rs],
