@@ -140,16 +140,20 @@ class EcgCollator:
                 images = [Image.new("RGB", im.size, "white") for im in images]
         return ecgs, masks, list(images)
 
+    def asked(self, row: dict) -> list[dict]:
+        """The row's messages with a lettered question asked and answered in the model's answer
+        form (processor.choice_answer); any other row's as they are."""
+        if row.get("options") and hasattr(self.proc, "choice_messages"):
+            return self.proc.choice_messages(row["messages"], row["options"])
+        return row["messages"]
+
     def messages(self, row: dict, inputs: tuple | None = None) -> list[dict]:
         """The row's messages as the model sees them: a lettered question asked and answered in the
         processor's choice_answer form; each ECG followed by its measurements as text
         when the processor has expert features, then by the reports of the most similar training
         ECGs when the collator has a retriever (both from the signals as given to the model, so
         the blank-ECG ablation blanks them too). `inputs`: the row's row_inputs(), if made."""
-        messages = row["messages"]
-        if row.get("options") and hasattr(self.proc, "choice_messages"):
-            # a lettered question in the model's answer form (processor.choice_answer)
-            messages = self.proc.choice_messages(messages, row["options"])
+        messages = self.asked(row)
         expert = getattr(self.proc, "ecg_expert_features", "none") != "none"
         if not (expert or self.retriever) or not row.get("record_ids"):
             return messages

@@ -93,8 +93,9 @@ def option_labels(options: Sequence[str]) -> list[str]:
 def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], batch_size: int,
                 max_new_tokens: int | None = None) -> list[dict]:  # fmt: skip
     """Every method of the benchmark on a batch of rows -> records for samples.jsonl."""
-    recs = [
-        {k: r.get(k) for k in KEEP} | {"benchmark": bench.name, "question": question_text(r)}
+    recs = [  # the question as the model was asked it (collator.asked: in its answer form)
+        {k: r.get(k) for k in KEEP}
+        | {"benchmark": bench.name, "question": question_text({"messages": collator.asked(r)})}
         for r in rows
     ]
     if "generate" in bench.methods:

@@ -97,6 +97,7 @@ def test_option_scores_are_of_the_models_form(instruct):
     )
     for rec, row in zip(recs, rows, strict=True):
         assert "loglik_letter" not in rec  # the letter follows the words: no score of its own
+        assert rec["question"].endswith("Name the answer, then its letter.")  # as it was asked
         assert len(rec["loglik"]) == len(rec["loglik_norm"]) == len(row["options"])
         for j, o in enumerate(row["options"]):
             chars = len(f"{o} ({common.LETTERS[j]})")
