@@ -140,7 +140,7 @@ def test_every_code_in_real_phrasing(code, text):
         ("sinus rhythm. incomplete right bundle branch block, this is probably  a normal variant. otherwise normal ecg.",
          {"SR", "IRBBB", "NORM"}),
         # a German device report of a sinus rhythm with only benign statements is a normal ECG, as
-        # PTB-XL codes it (2553, 2579: NORM, SR; 10 of 14 real rows); atrial fibrillation is not
+        # PTB-XL codes it (2553, 2579: NORM, SR; 16 of 22 real rows); atrial fibrillation is not
         ("sinusrhythmus verdacht auf p-sinistrocardiale lagetyp normal", {"SR", "NORM"}),
         ("ventrikuläre extrasystole(n) sinusrhythmus periphere niederspannung 4.46 unbestätigter bericht",
          {"PVC", "SR", "NORM"}),
@@ -259,7 +259,7 @@ def test_ptbxl_dev_reports_floor():
 
 
 def test_ptbxl_report_pages_floor():
-    """487 consecutive, unselected real PTB-XL rows (ten runs of ptbxl_database.csv): micro F1
+    """534 consecutive, unselected real PTB-XL rows (eleven runs of ptbxl_database.csv): micro F1
     and precision floors overall and on the test folds 9-10 (bench/report_text.py prints them)."""
     from ecgllm.metrics.scores import code_counts, f1_from_counts
 
@@ -267,7 +267,7 @@ def test_ptbxl_report_pages_floor():
         json.loads(line)
         for line in (REAL / "ptbxl" / "reports_pages.jsonl").read_text().splitlines()
     ]
-    assert len(rows) == 487 and len({r["ecg_id"] for r in rows}) == 487
+    assert len(rows) == 534 and len({r["ecg_id"] for r in rows}) == 534
 
     def score(rs):
         return f1_from_counts(code_counts([extract_scp_codes(r["report"]) for r in rs],
