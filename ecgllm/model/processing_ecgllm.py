@@ -383,7 +383,11 @@ class EcgLlmProcessor(ProcessorMixin):
             return messages
         old_q, old_a = CHOICE_FORMATS["letter"]
         new_q = CHOICE_FORMATS[self.choice_answer][0]
-        answers = {old_a.format(letter=LETTERS[j], option=o): j for j, o in enumerate(options)}
+        # (rows with more options than letters, e.g. detection's label lists, are never lettered)
+        answers = {
+            old_a.format(letter=L, option=o): j
+            for j, (L, o) in enumerate(zip(LETTERS, options, strict=False))
+        }
         lettered = False  # answers are rewritten after a lettered question only
 
         def rewrite(role, it):

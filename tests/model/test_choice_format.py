@@ -56,6 +56,10 @@ def test_name_letter_rewrites_lettered_rows_only(instruct):
         if ds.samples[i]["task"] == "ecgqa" and ds.samples[i].get("options")
     )
     assert name.choice_messages(other["messages"], other["options"]) == other["messages"]
+    # nor is a row with more options than letters (detection's label lists)
+    many = [f"label {k}" for k in range(40)]
+    assert name.choice_messages(other["messages"], many) == other["messages"]
+    assert name.choice_messages(row["messages"], row["options"] + many)[1] == got[1]
 
 
 def test_the_form_is_saved_with_the_processor_and_checked(tmp_path):
