@@ -107,3 +107,32 @@ def test_option_scores_are_of_the_models_form(instruct):
             chars = len(f"{o} ({common.LETTERS[j]})")
             assert abs(rec["loglik_norm"][j] * chars - rec["loglik"][j]) < 1e-4
         assert np.isfinite(rec["loglik"]).all()
+
+
+def test_every_benchmark_runs_on_a_name_letter_model(instruct, tmp_path):
+    """eval/run.py on a model of the name_letter form: every benchmark (lettered and not) runs, and
+    the lettered ones are scored by option text with no letter-only score."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ecgllm.benchmarks import available
+
+    torch.manual_seed(0)
+    model, proc = build_model(choice_answer="name_letter")
+    model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, str(root / "eval/run.py"), "--model", str(tmp_path / "m"), "--data", str(instruct),
+           "--out", str(tmp_path / "e"), "--benchmarks", ",".join(available()), "--limit", "3",
+           "--batch-size", "4", "--max-new-tokens", "6", "--no-report"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "e/results.json").read_text())["results"]
+    assert set(res) == set(available())
+    assert "accuracy_letter" not in res["mcq"] and "accuracy_norm" in res["mcq"]
+    for line in (tmp_path / "e/samples.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["benchmark"] in ("mcq", "rhythm"):
+            assert rec["question"].endswith("Name the answer, then its letter.")
