@@ -6,7 +6,7 @@ Per source, the extractor's codes against the codes the source itself assigns, p
 precision, recall, F1) and per code:
 - PTB-XL reports (German device statements, English and Swedish cardiologists' reports) against
   their scp_codes, split by PTB-XL's strat_fold (1-8 / 9-10, the recommended test folds): the
-  shipped rows (tests/fixtures/real/ptbxl/reports_pages.jsonl: 534 consecutive, unselected rows of
+  shipped rows (tests/fixtures/real/ptbxl/reports_pages.jsonl: 586 consecutive, unselected rows of
   ptbxl_database.csv; reports.jsonl: 26 hand-picked rows, 20 of them flagged by ECG models as
   likely mislabelled, so a floor) or, with --ptbxl, every report of your PTB-XL copy;
 - LUDB's statements (ludb.csv) against ecgllm.text.ludb's reading of them;

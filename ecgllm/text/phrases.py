@@ -526,7 +526,7 @@ PHRASES: dict[str, list[str]] = {
         # - "qt-verlaengerung": LNGQT in 0 of 7
         r"qt-?(?:zeit-?)?verlaengerung",
         # - "t abnorm in <territory> ableitungen": NDT in 3 of 23; "unspezifisches abnormes t":
-        #   NDT in 11 of 21 (NORM 4; 6 of 15 on the first rows read: PTB-XL's coding of it drifts
+        #   NDT in 13 of 26 (NORM 7; 6 of 15 on the first rows read: PTB-XL's coding of it drifts
         #   with ecg_id), a coin toss left unread (reading it: micro F1 +0.001, NDT precision 0.50)
         r"t abnorm(?:al)?",
         r"unspezifisches? abnorm(?:es|ales)? t",
@@ -537,7 +537,7 @@ PHRASES: dict[str, list[str]] = {
         r"unspezifische intraventrikulaere leitungsstoerung",
         r"unspezifischer intraventrikulaerer block",
         # - a plain "rechtsschenkelblock" (neither "vollstaendiger" nor "unvollstaendiger"):
-        #   CRBBB in 5 of 16 real rows (IRBBB 3, none 7, CLBBB 1)
+        #   CRBBB in 7 of 18 real rows (IRBBB 3, none 7, CLBBB 1)
         r"rechtsschenkelblock",
         # - the cardiologists' "t-veraenderungen (in ...)": NDT in 0 of 9 (NORM 4, ISC_ 2)
         r"t-?(?:wellen-?)?veraenderung(?:en)?",

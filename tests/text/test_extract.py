@@ -259,7 +259,7 @@ def test_ptbxl_dev_reports_floor():
 
 
 def test_ptbxl_report_pages_floor():
-    """534 consecutive, unselected real PTB-XL rows (eleven runs of ptbxl_database.csv): micro F1
+    """586 consecutive, unselected real PTB-XL rows (twelve runs of ptbxl_database.csv): micro F1
     and precision floors overall and on the test folds 9-10 (bench/report_text.py prints them)."""
     from ecgllm.metrics.scores import code_counts, f1_from_counts
 
@@ -267,7 +267,7 @@ def test_ptbxl_report_pages_floor():
         json.loads(line)
         for line in (REAL / "ptbxl" / "reports_pages.jsonl").read_text().splitlines()
     ]
-    assert len(rows) == 534 and len({r["ecg_id"] for r in rows}) == 534
+    assert len(rows) == 586 and len({r["ecg_id"] for r in rows}) == 586
 
     def score(rs):
         return f1_from_counts(code_counts([extract_scp_codes(r["report"]) for r in rs],
