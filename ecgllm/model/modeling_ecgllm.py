@@ -118,6 +118,15 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
                 nn.init.ones_(module.feature_std)
 
 
+def _cache_kwargs(past_key_values, kwargs: dict) -> dict:
+    """`kwargs` for the language model with the KV cache passed once: generate() in transformers
+    >= 5.2x hands it over as `cache` (in kwargs) and `past_key_values` is its deprecated name;
+    passing both (one of them None) makes every decoding step warn."""
+    if past_key_values is not None and "cache" not in kwargs:
+        return {**kwargs, "past_key_values": past_key_values}
+    return kwargs
+
+
 class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
     def __init__(self, config: EcgLlmConfig):
         super().__init__(config)
@@ -341,11 +350,10 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             labels=labels,
             logits_to_keep=logits_to_keep,
-            **kwargs,
+            **_cache_kwargs(past_key_values, kwargs),
         )
 
     def _supervised_forward(self, input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
@@ -413,8 +421,8 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
         with self._inject_ecg(feats, zero):
             return self.language_model(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=past_key_values, use_cache=use_cache, labels=labels, logits_to_keep=logits_to_keep,
-                **kwargs,
+                use_cache=use_cache, labels=labels, logits_to_keep=logits_to_keep,
+                **_cache_kwargs(past_key_values, kwargs),
             )  # fmt: skip
 
     def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,
