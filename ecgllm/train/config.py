@@ -331,6 +331,15 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(
             f"data.max_per_task must be a positive integer or {{task: positive integer}}, not {cap!r}"
         )
+    if isinstance(cap, dict):
+        from ..data.tasks import FAMILIES
+
+        unknown = sorted(set(cap) - set(FAMILIES))
+        if unknown:  # a misspelt family would silently stay uncapped
+            raise ConfigError(
+                f"data.max_per_task: unknown task famil{'y' if len(unknown) == 1 else 'ies'} {unknown} "
+                f"(known: {', '.join(FAMILIES)})"
+            )
     bad = set(cfg.output.report_to) - {"csv", "tensorboard"}
     if bad:
         raise ConfigError(f"output.report_to: unknown {sorted(bad)} (csv, tensorboard)")

@@ -134,6 +134,12 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     for bad in ("0", "{ecgqa: many}", "[3]"):
         with pytest.raises(ConfigError, match="data.max_per_task must be"):
             load_config(None, [f"data.max_per_task={bad}"])
+    with pytest.raises(ConfigError, match=r"data.max_per_task: unknown task family \['ecqga'\]"):
+        load_config(None, ["data.max_per_task={ecqga: 10}"])
+    assert load_config(None, ["data.max_per_task={ecgqa: 10, rhythm: 5}"]).data.max_per_task == {
+        "ecgqa": 10,
+        "rhythm": 5,
+    }
     tok = ["model.ecg_tokenizer=runs/x/ecg_tokenizer"]
     with pytest.raises(ConfigError, match="ECG tokens replace the ECG encoder; set model.ecg=none"):
         load_config(None, tok)
