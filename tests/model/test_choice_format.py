@@ -18,7 +18,8 @@ from ecgllm.model import processing_ecgllm as pe
 
 def _lettered_rows(instruct, split="test", n=3):
     ds = EcgInstructionDataset(instruct, split)
-    rows = [ds[i] for i in range(len(ds)) if ds.samples[i]["task"] in ("rhythm", "mcq")][:n]
+    idx = [i for i in range(len(ds)) if ds.samples[i]["task"] in ("rhythm", "mcq")][:n]
+    rows = [ds[i] for i in idx]  # (only the rows used are loaded with their signals and pages)
     assert rows, "the fixture holds lettered questions"
     return rows
 
