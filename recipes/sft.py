@@ -18,6 +18,8 @@ Features (config key: what it does):
 - train.save_steps / save_total_limit: atomic checkpoints (adapter + projectors + processor +
   optimizer/scheduler/RNG state); train.resume_from_checkpoint: "latest" or a folder, continuing
   exactly; SIGTERM saves a checkpoint and exits.
+- data.curriculum: stages of task families, each for a share of the run's steps (describe ->
+  choose -> verify -> everything), resumable like any run.
 - model.gradient_checkpointing, train.mixed_precision (bf16 on GPU), output.report_to csv |
   tensorboard; a loss curve PNG at the end.
 """
@@ -40,12 +42,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from ecgllm.atomic import replace, write_text
 from ecgllm.cli import describe
-from ecgllm.data.collator import EcgCollator, approx_lengths, length_grouped_order
+from ecgllm.data.collator import (
+    EcgCollator,
+    approx_lengths,
+    curriculum_order,
+    length_grouped_order,
+    stage_steps,
+)
 from ecgllm.data.dataset import EcgInstructionDataset
 from ecgllm.model.lora import trainable_summary
 from ecgllm.retrieval import retriever_for
 from ecgllm.train.checkpoint import latest_checkpoint, save_checkpoint, save_model_files
-from ecgllm.train.config import ConfigError, RecipeConfig, load_config
+from ecgllm.train.config import ConfigError, RecipeConfig, check_curriculum, load_config
 from ecgllm.train.logs import MetricLog
 from ecgllm.train.setup import (
     make_accelerator,
@@ -135,10 +143,11 @@ class SFTRecipe:
                 :limit
             ]
 
+        all_tasks = list(self.train_ds.samples["task"])
         self.train_idx = cap_per_task(
-            pick(self.train_ds, c.limit_train), list(self.train_ds.samples["task"]), c.max_per_task,
-            self.cfg.train.seed,
-        )  # fmt: skip
+            pick(self.train_ds, c.limit_train), all_tasks, c.max_per_task, self.cfg.train.seed
+        )
+        self.train_tasks = [all_tasks[i] for i in self.train_idx]
         self.eval_idx = pick(self.eval_ds, c.limit_eval)
         if not self.train_idx:
             raise ConfigError(f"no training samples in {c.path} for tasks {c.tasks}")
@@ -178,6 +187,9 @@ class SFTRecipe:
         self.steps_per_epoch, self.total = total_steps(
             self.cfg, len(self.train_idx), self.acc.num_processes
         )
+        self.stages = self.curriculum_plan()
+        if self.stages:  # the staged run is one long "epoch": resume skips into it as into any
+            self.steps_per_epoch = self.total
         plugin = getattr(self.acc.state, "deepspeed_plugin", None)
         if plugin is not None:  # fill the DeepSpeed config's "auto" values from ours
             ds = plugin.deepspeed_config
@@ -209,9 +221,33 @@ class SFTRecipe:
         )
         self.acc.register_for_checkpointing(self.scheduler)
 
+    def curriculum_plan(self) -> list[tuple[tuple[str, ...], int]]:
+        """data.curriculum as (task families, optimizer steps) per stage; [] without one."""
+        stages = check_curriculum(self.cfg.data.curriculum)
+        if not stages:
+            return []
+        present = list(dict.fromkeys(self.train_tasks))
+        steps = stage_steps([share for _, share in stages], self.total)
+        plan = []
+        for k, ((fam, _), n) in enumerate(zip(stages, steps, strict=True), 1):
+            fam = tuple(present) if fam is None else fam
+            if not any(t in fam for t in present):
+                raise ConfigError(f"data.curriculum stage {k}: no training samples of {list(fam)} in "
+                                  f"{self.cfg.data.path} (families present: {', '.join(present)})")  # fmt: skip
+            plan.append((fam, n))
+            log.info("curriculum stage %d: steps %d, tasks %s", k, n, ", ".join(fam))
+        return plan
+
     def order(self, epoch: int) -> list[int]:
-        """Positions in train_idx for one epoch, identical on every process."""
+        """Positions in train_idx for one epoch (with a curriculum: for the whole run), identical
+        on every process."""
         g = self.cfg.train.per_device_train_batch_size * self.acc.num_processes
+        if self.stages:
+            per_step = g * self.cfg.train.gradient_accumulation_steps
+            lengths = self.lengths if self.cfg.data.group_by_length else None
+            return curriculum_order(
+                self.train_tasks, self.stages, per_step, self.cfg.train.seed, lengths, g
+            )
         seed = self.cfg.train.seed * 1000 + epoch
         if self.cfg.data.group_by_length:
             return length_grouped_order(self.lengths, g, seed)
@@ -409,6 +445,7 @@ class SFTRecipe:
                 "mixed_precision": self.mixed_precision, "train_samples": len(self.train_idx),
                 "train_samples_by_task": dict(Counter(self.train_ds.samples.select(self.train_idx)["task"])),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total,
+                "curriculum": [{"tasks": list(f), "steps": n} for f, n in self.stages] or None,
                 "trainable_params": self.summary["trainable"], "total_params": self.summary["total"],
                 "augment": dataclasses.asdict(self.collator.augment) if self.collator.augment else None,
                 "memory_per_device_gib": {k: round(v, 3) for k, v in mem.items() if k.endswith("gib")}}  # fmt: skip

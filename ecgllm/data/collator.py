@@ -498,6 +498,52 @@ def length_grouped_order(
     return [i for b in order for i in batches[b]]
 
 
+def curriculum_order(
+    tasks: list[str],
+    stages: list[tuple[tuple[str, ...], int]],
+    per_step: int,
+    seed: int,
+    lengths: list[int] | None = None,
+    group: int = 1,
+) -> list[int]:
+    """The sample positions (into `tasks`) of a whole run taught in stages: stage k, given as
+    (task families, optimizer steps), fills its steps x `per_step` samples from its families only,
+    through seeded permutations of that pool (a pool smaller than the stage repeats, a new
+    permutation each pass; a larger one is cut where the stage ends). With `lengths` each
+    permutation is length-grouped in runs of `group` (length_grouped_order). Deterministic given
+    the seed, so a resumed run skips into the same sequence."""
+    out: list[int] = []
+    for k, (families, steps) in enumerate(stages):
+        pool = [i for i, t in enumerate(tasks) if t in families]
+        if steps and not pool:
+            raise ValueError(f"curriculum stage {k + 1}: no training samples of {list(families)}")
+        need = steps * per_step
+        passes = 0
+        while need > 0:
+            s = seed * 1000 + 7919 * (k + 1) + passes
+            perm = (
+                length_grouped_order([lengths[i] for i in pool], group, s)
+                if lengths is not None
+                else np.random.default_rng(s).permutation(len(pool)).tolist()
+            )
+            take = [pool[j] for j in perm[:need]]
+            out += take
+            need -= len(take)
+            passes += 1
+    return out
+
+
+def stage_steps(shares: list[float], total: int) -> list[int]:
+    """Optimizer steps of each curriculum stage: the run's `total` steps cut at the cumulative
+    shares, rounded, so that they add up to `total` exactly."""
+    ends, acc = [], 0.0
+    for s in shares:
+        acc += s
+        ends.append(round(acc * total))
+    ends[-1] = total
+    return [e - b for b, e in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def padding_fraction(
     lengths: list[int], order: list[int], batch_size: int, pack_to: int | None = None
 ) -> float:

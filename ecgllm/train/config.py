@@ -70,6 +70,12 @@ class DataCfg:
     # cap the training samples of each task family (an int for all, or {task: n}); a seeded random
     # subset keeps a large family (ECG-QA is ~55% of a default build) from dominating a short run
     max_per_task: int | dict | None = None
+    # teach in stages: a list of {tasks: [families] | all, share: fraction of the run's steps}, in
+    # order; each stage's batches come only from its families (after max_per_task), e.g.
+    # describe -> choose -> verify -> everything: [{tasks: [report, ground], share: 0.25},
+    # {tasks: [rhythm, mcq], share: 0.25}, {tasks: [ecgqa, detect], share: 0.25}, {tasks: all,
+    # share: 0.25}]; shares add up to 1. null: every family mixed throughout
+    curriculum: list | None = None
     # signal augmentation of the training batches (ecgllm.data.augment.SignalAugment): true for
     # its defaults (gain, offset, wander, noise, time shift, lead dropout), or a dict of its fields
     augment: bool | dict = False
@@ -340,6 +346,7 @@ def validate(cfg: RecipeConfig) -> None:
                 f"data.max_per_task: unknown task famil{'y' if len(unknown) == 1 else 'ies'} {unknown} "
                 f"(known: {', '.join(FAMILIES)})"
             )
+    check_curriculum(cfg.data.curriculum)
     bad = set(cfg.output.report_to) - {"csv", "tensorboard"}
     if bad:
         raise ConfigError(f"output.report_to: unknown {sorted(bad)} (csv, tensorboard)")
@@ -347,3 +354,44 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(
             f"hub.push is true: hub.repo_id must be ORG/NAME, not {cfg.hub.repo_id!r}"
         )
+
+
+def check_curriculum(stages) -> list[tuple[tuple[str, ...] | None, float]]:
+    """data.curriculum as [(families or None for all, share)], or a ConfigError naming the stage
+    and what is wrong with it."""
+    if stages is None:
+        return []
+    from ..data.tasks import FAMILIES
+
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"data.curriculum must be a non-empty list of stages, not {stages!r}")
+    out = []
+    for k, st in enumerate(stages, 1):
+        where = f"data.curriculum stage {k}"
+        if not isinstance(st, dict) or set(st) - {"tasks", "share"} or "tasks" not in st:
+            raise ConfigError(
+                f"{where}: expected {{tasks: [families] | all, share: fraction}}, got {st!r}"
+            )
+        tasks, share = st["tasks"], st.get("share")
+        if tasks == "all":
+            fam = None
+        elif isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks):
+            unknown = sorted(set(tasks) - set(FAMILIES))
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown task families {unknown} (known: {', '.join(FAMILIES)})"
+                )
+            fam = tuple(tasks)
+        else:
+            raise ConfigError(
+                f"{where}: tasks must be a list of task families or 'all', not {tasks!r}"
+            )
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ConfigError(
+                f"{where}: share must be a fraction of the run's steps in (0, 1], not {share!r}"
+            )
+        out.append((fam, float(share)))
+    total = sum(s for _, s in out)
+    if abs(total - 1) > 1e-6:
+        raise ConfigError(f"data.curriculum: the stages' shares add up to {total:g}, not 1")
+    return out
