@@ -364,9 +364,9 @@ def comparison_pairs(infos: list[T.RecordInfo], rng: np.random.Generator, per_re
 def generate_samples(
     infos: list[T.RecordInfo], cfg: BuildConfig
 ) -> tuple[list[dict], Counter, int]:
-    """Every family's samples of the records (families in registry order, pairs after), the
-    invalid ones counted by reason, and how many ECG-QA verify questions were dropped to even
-    out their answers (tasks.ecgqa.balance_verify)."""
+    """Every family's samples of the records (families in registry order, conversations and then
+    the `last` families after them, pairs after all), the invalid ones counted by reason, and how
+    many verify questions were dropped to even out their answers (tasks.ecgqa.balance_verify)."""
     counts = Counter(c for r in infos for c in r.labels)
     ctx = T.TaskContext(
         tuple(m for m in ("signal", "image") if m in cfg.modalities),
@@ -395,10 +395,12 @@ def generate_samples(
 
     for i, rec in enumerate(infos):
         rng = np.random.default_rng([cfg.seed, i])
-        per = keep([s for f in families if not f.conversation for s in f.generate(rec, rng, ctx)])
+        per = keep([s for f in families if not (f.conversation or f.last)
+                    for s in f.generate(rec, rng, ctx)])  # fmt: skip
         for f in families:
             if f.conversation:
                 per += keep(f.generate(rec, rng, with_fields(ctx, pool=tuple(per))))
+        per += keep([s for f in families if f.last for s in f.generate(rec, rng, ctx)])
         out += per
     for f in families:
         if f.pairs is not None:

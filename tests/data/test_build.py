@@ -45,12 +45,53 @@ def test_report_counts_and_every_task(built):
         "measure",
         "ground",
         "multiturn",
+        "verify",
     }
     assert sum(r["samples_by_split"].values()) == r["samples"]
     assert {"single-verify", "single-query", "single-choose"} <= set(r["samples_by_question_type"])
     assert any(k.startswith("comparison_consecutive") for k in r["samples_by_question_type"])
     assert any(k.startswith("comparison_irrelevant") for k in r["samples_by_question_type"])
     assert json.loads((out / "build_report.json").read_text())["samples"] == r["samples"]
+
+
+def test_verify_rows_ask_the_detection_question_evenly(built, sim_db, tmp_path):
+    """The verify family asks what the detect benchmark asks ("Does this ECG show symptoms of
+    <label>?" about a label of its sets), each question as often "yes" as "no" per split; added
+    last, it leaves every other family's samples as they were."""
+    from collections import Counter
+
+    from ecgllm.data.tasks import DETECT_SETS, TASKS, VERIFY
+    from ecgllm.text.vocab import label_set, scp_name
+
+    out, _ = built
+    rows = [s for s in _all_samples(out) if s["task"] == "verify"]
+    names = {scp_name(c) for n in DETECT_SETS for c in label_set(n)}
+    asked = Counter()
+    for s in rows:
+        q = s["messages"][0]["content"][-1]["text"]
+        label = q.removeprefix("Does this ECG show symptoms of ").removesuffix("?")
+        assert VERIFY.format(label=label) == q and label in names, q
+        assert s["answer"] in (["yes"], ["no"]) and s["attribute_type"] in DETECT_SETS
+        truth = scp_name_in_record(s, label)
+        assert s["answer"] == (["yes"] if truth else ["no"]), (s["id"], label)
+        asked[(s["split"], q, s["answer"][0])] += 1
+    assert len(rows) > 60 and {a for *_, a in asked} == {"yes", "no"}
+    for (split, q, _), n in asked.items():
+        assert asked[(split, q, "yes")] == asked[(split, q, "no")] == n
+    without = tmp_path / "without"
+    build_dataset(BuildConfig(source="synthetic", root=str(sim_db), out=str(without), chunk_size=16,
+                              tasks=tuple(t for t in TASKS if t != "verify")), progress=False)  # fmt: skip
+    key = lambda s: (s["id"], json.dumps(s["messages"], sort_keys=True))  # noqa: E731
+    assert sorted(map(key, _all_samples(without))) == sorted(
+        key(s) for s in _all_samples(out) if s["task"] != "verify"
+    )
+
+
+def scp_name_in_record(s: dict, label: str) -> bool:
+    from ecgllm.text.vocab import codes_in_set, scp_name
+
+    labels = {c: 100.0 for c in s["labels"]}
+    return label in {scp_name(c) for c in codes_in_set(labels, s["attribute_type"])}
 
 
 def test_splits_follow_strat_fold_and_never_share_a_patient(built, sim_db):

@@ -11,7 +11,8 @@ generator in turn, so the order is part of the output); `register` adds one of y
 Samples follow the row schema of ecgllm.data.schema: chat `messages` whose first user turn holds
 one {"type": "ecg"} and/or {"type": "image"} item per attached ECG, structured `options` and
 `answer`, and task metadata. Families: report, detect, mcq, ecgqa (single and comparison),
-measure, ground, multiturn (a conversation of the others); and the check families rhythm and
+measure, ground, multiturn (a conversation of the others), verify (the detection benchmark's
+yes/no question about one label); and the check families rhythm and
 findings (the questions asked of real records, built only when asked for).
 """
 
@@ -34,7 +35,7 @@ from .common import (
     text_turn,
     user_turn,
 )
-from .detect import DETECT_PROMPTS, DETECT_SETS, detect_task, findings_task
+from .detect import DETECT_PROMPTS, DETECT_SETS, detect_task, findings_task, verify_task
 from .ecgqa import (
     balance_verify,
     ecgqa_comparison,
@@ -60,7 +61,7 @@ def register(family: TaskFamily) -> TaskFamily:
 
 
 for _family in (report.FAMILY, detect.FAMILY, choice.FAMILY, ecgqa.FAMILY, measure.FAMILY,
-                ground.FAMILY, choice.RHYTHM, detect.FINDINGS, multiturn.FAMILY):  # fmt: skip
+                ground.FAMILY, choice.RHYTHM, detect.FINDINGS, multiturn.FAMILY, detect.VERIFY_FAMILY):  # fmt: skip
     register(_family)
 
 # the families built by default, and those for checking a model on records it was not trained on
@@ -73,4 +74,4 @@ __all__ = ["CHECK_TASKS", "CHOICE_FORMATS", "DETECT_PROMPTS", "DETECT_SETS", "FA
            "TaskFamily", "balance_verify", "detect_task", "ecgqa_comparison", "ecgqa_single", "evidence_for", "evidence_rules",
            "findings_task", "ground_task", "join_answer", "lettered", "mcq_task", "measure_task",
            "multiturn_task", "numeric_ranges", "pick", "register", "report_target", "report_task",
-           "rhythm_task", "sample", "scp_answer", "text_turn", "user_turn", "verify_code"]  # fmt: skip
+           "rhythm_task", "sample", "scp_answer", "text_turn", "user_turn", "verify_code", "verify_task"]  # fmt: skip

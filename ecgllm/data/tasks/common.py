@@ -146,6 +146,9 @@ class TaskFamily:
     benchmarks: tuple[str, ...] = ()
     check: bool = False  # built only when asked for: questions for records a model never saw
     conversation: bool = False  # made after the record's other samples, from them (ctx.pool)
+    # made after the conversation families (from the same generator, after them): a family added
+    # later leaves every sample of the families before it as it was
+    last: bool = False
     # questions about two records (rec_a, rec_b, kind, rng, ctx), drawn after all records
     pairs: Callable[..., list[dict]] | None = None
 

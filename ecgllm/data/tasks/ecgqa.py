@@ -65,29 +65,30 @@ def verify_code(rec: RecordInfo, rng, counts: dict[str, int] | None = None) -> s
 
 
 def balance_verify(samples: list[dict], seed: int = 0) -> tuple[list[dict], int]:
-    """ECG-QA verify questions evened out per split and question: of each (split, question text),
-    as many "yes" as "no" answers are kept (the excess of the commoner one dropped at random,
-    seeded; "not sure" kept), so that no verify question can be answered without the ECG (the real
-    ECG-QA templates are about balanced; without this, the simulated verify questions were answered
-    from the question alone nine times in ten). Returns the kept samples, in order, and the
-    number dropped."""
-    groups: dict[tuple[str, str], dict[str, list[int]]] = {}
+    """Verify questions (ECG-QA's, and the verify family's) evened out per split and question: of
+    each (task, split, question text), as many "yes" as "no" answers are kept (the excess of the
+    commoner one dropped at random, seeded per task; "not sure" kept), so that no verify question
+    can be answered without the ECG (the real ECG-QA templates are about balanced; without this,
+    the simulated verify questions were answered from the question alone nine times in ten).
+    Returns the kept samples, in order, and the number dropped."""
+    groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
     for i, s in enumerate(samples):
         if (
-            s["task"] == "ecgqa"
+            s["task"] in ("ecgqa", "verify")
             and s["question_type"].endswith("-verify")
             and s["answer"] in (["yes"], ["no"])
         ):
-            key = (s["split"], question_text(s))
+            key = (s["task"], s["split"], question_text(s))
             groups.setdefault(key, {"yes": [], "no": []})[s["answer"][0]].append(i)
-    rng = np.random.default_rng([seed, 11])
+    # one generator per task: the verify family's groups leave ECG-QA's draws as they were
+    rngs = {"ecgqa": np.random.default_rng([seed, 11]), "verify": np.random.default_rng([seed, 12])}
     drop: set[int] = set()
     for key in sorted(groups):
         yes, no = groups[key]["yes"], groups[key]["no"]
         k = min(len(yes), len(no))
         for idx in (yes, no):
             if len(idx) > k:
-                drop.update(int(j) for j in rng.permutation(idx)[k:])
+                drop.update(int(j) for j in rngs[key[0]].permutation(idx)[k:])
     return [s for i, s in enumerate(samples) if i not in drop], len(drop)
 
 
