@@ -25,14 +25,14 @@ import argparse
 
 from ecgllm.cli import add_fields, field_values
 from ecgllm.data import TASKS, BuildConfig, build_dataset
-from ecgllm.data.tasks import CHECK_TASKS
+from ecgllm.data.tasks import CHECK_TASKS, OPTIONAL_TASKS
 from ecgllm.render.augment import PRESETS
 from ecgllm.render.layout import LAYOUTS, PAPERS_MM
 from ecgllm.render.raster import STYLES
 from ecgllm.signal.databases import SOURCES
 
 # choices of the fields that have a closed set of values (the rest are checked by BuildConfig)
-CHOICES = {"source": SOURCES, "tasks": (*TASKS, *CHECK_TASKS), "modalities": ("signal", "image"),
+CHOICES = {"source": SOURCES, "tasks": (*TASKS, *CHECK_TASKS, *OPTIONAL_TASKS), "modalities": ("signal", "image"),
            "layout": LAYOUTS, "paper": PAPERS_MM, "style": STYLES, "augment": PRESETS,
            "features": ("auto", "measured", "truth", "machine"), "sampling_rate": (100, 500),
            "report_text": ("normalised", "source"), "single_split": ("train", "validation", "test")}  # fmt: skip

@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grpo", type=int, default=0, metavar="STEPS",
                     help="after SFT, STEPS of GRPO with verifiable rewards (recipes/grpo.py, GRPO_ARGS), "
                     "evaluated and printed beside SFT (default 0: off)")  # fmt: skip
+    ap.add_argument("--verify-questions", action="store_true",
+                    help="also build and train the optional verify family (the detection benchmark's "
+                    "own yes/no question per label; README: Instruction data)")  # fmt: skip
     ap.add_argument(
         "--eval-limit", type=int, default=None, help="first N samples per benchmark (quick checks)"
     )
@@ -461,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
             out=str(data),
             workers=args.workers,
             seed=args.seed,
-            tasks=(*TASKS, *CHECK_TASKS),
+            tasks=(*TASKS, *CHECK_TASKS, *(["verify"] if args.verify_questions else [])),
         )  # fmt: skip
     )
     state = (

@@ -45,7 +45,6 @@ def test_report_counts_and_every_task(built):
         "measure",
         "ground",
         "multiturn",
-        "verify",
     }
     assert sum(r["samples_by_split"].values()) == r["samples"]
     assert {"single-verify", "single-query", "single-choose"} <= set(r["samples_by_question_type"])
@@ -63,8 +62,12 @@ def test_verify_rows_ask_the_detection_question_evenly(built, sim_db, tmp_path):
     from ecgllm.data.tasks import DETECT_SETS, TASKS, VERIFY
     from ecgllm.text.vocab import label_set, scp_name
 
-    out, _ = built
-    rows = [s for s in _all_samples(out) if s["task"] == "verify"]
+    out, _ = built  # the default build: no verify rows
+    assert not [s for s in _all_samples(out) if s["task"] == "verify"]
+    with_verify = tmp_path / "with"
+    build_dataset(BuildConfig(source="synthetic", root=str(sim_db), out=str(with_verify), chunk_size=16,
+                              tasks=(*TASKS, "verify")), progress=False)  # fmt: skip
+    rows = [s for s in _all_samples(with_verify) if s["task"] == "verify"]
     names = {scp_name(c) for n in DETECT_SETS for c in label_set(n)}
     asked = Counter()
     for s in rows:
@@ -78,12 +81,9 @@ def test_verify_rows_ask_the_detection_question_evenly(built, sim_db, tmp_path):
     assert len(rows) > 60 and {a for *_, a in asked} == {"yes", "no"}
     for (split, q, _), n in asked.items():
         assert asked[(split, q, "yes")] == asked[(split, q, "no")] == n
-    without = tmp_path / "without"
-    build_dataset(BuildConfig(source="synthetic", root=str(sim_db), out=str(without), chunk_size=16,
-                              tasks=tuple(t for t in TASKS if t != "verify")), progress=False)  # fmt: skip
     key = lambda s: (s["id"], json.dumps(s["messages"], sort_keys=True))  # noqa: E731
-    assert sorted(map(key, _all_samples(without))) == sorted(
-        key(s) for s in _all_samples(out) if s["task"] != "verify"
+    assert sorted(map(key, _all_samples(out))) == sorted(
+        key(s) for s in _all_samples(with_verify) if s["task"] != "verify"
     )
 
 

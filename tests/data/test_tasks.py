@@ -19,8 +19,8 @@ def test_registry_order_and_defaults():
     # the generation order is part of the output (one random generator per record, drawn in turn)
     assert list(T.FAMILIES) == ["report", "detect", "mcq", "ecgqa", "measure", "ground", "rhythm",
                                 "findings", "multiturn", "verify"]  # fmt: skip
-    assert T.TASKS == ("report", "detect", "mcq", "ecgqa", "measure", "ground", "multiturn",
-                       "verify")  # fmt: skip
+    assert T.TASKS == ("report", "detect", "mcq", "ecgqa", "measure", "ground", "multiturn")
+    assert T.OPTIONAL_TASKS == ("verify",)
     assert T.CHECK_TASKS == ("rhythm", "findings")
     with pytest.raises(ValueError, match="registered already"):
         T.register(T.FAMILIES["mcq"])

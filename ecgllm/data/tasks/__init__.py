@@ -11,8 +11,8 @@ generator in turn, so the order is part of the output); `register` adds one of y
 Samples follow the row schema of ecgllm.data.schema: chat `messages` whose first user turn holds
 one {"type": "ecg"} and/or {"type": "image"} item per attached ECG, structured `options` and
 `answer`, and task metadata. Families: report, detect, mcq, ecgqa (single and comparison),
-measure, ground, multiturn (a conversation of the others), verify (the detection benchmark's
-yes/no question about one label); and the check families rhythm and
+measure, ground, multiturn (a conversation of the others); the optional family verify (the
+detection benchmark's yes/no question about one label); and the check families rhythm and
 findings (the questions asked of real records, built only when asked for).
 """
 
@@ -64,12 +64,14 @@ for _family in (report.FAMILY, detect.FAMILY, choice.FAMILY, ecgqa.FAMILY, measu
                 ground.FAMILY, choice.RHYTHM, detect.FINDINGS, multiturn.FAMILY, detect.VERIFY_FAMILY):  # fmt: skip
     register(_family)
 
-# the families built by default, and those for checking a model on records it was not trained on
-# (not built unless asked for: BuildConfig(tasks=("rhythm", "findings")))
-TASKS = tuple(n for n, f in FAMILIES.items() if not f.check)
+# the families built by default, those for checking a model on records it was not trained on
+# (not built unless asked for: BuildConfig(tasks=("rhythm", "findings"))), and the optional ones
+# (built when named: BuildConfig(tasks=(*TASKS, "verify")), data_builders/build.py --tasks)
+TASKS = tuple(n for n, f in FAMILIES.items() if not (f.check or f.optional))
 CHECK_TASKS = tuple(n for n, f in FAMILIES.items() if f.check)
+OPTIONAL_TASKS = tuple(n for n, f in FAMILIES.items() if f.optional)
 
-__all__ = ["CHECK_TASKS", "CHOICE_FORMATS", "DETECT_PROMPTS", "DETECT_SETS", "FAMILIES", "LETTERS", "MEASURES",
+__all__ = ["CHECK_TASKS", "CHOICE_FORMATS", "OPTIONAL_TASKS", "DETECT_PROMPTS", "DETECT_SETS", "FAMILIES", "LETTERS", "MEASURES",
            "REPORT_PROMPTS", "REPORT_TEXTS", "TASKS", "VERIFY", "YES_NO", "RecordInfo", "TaskContext",
            "TaskFamily", "balance_verify", "detect_task", "ecgqa_comparison", "ecgqa_single", "evidence_for", "evidence_rules",
            "findings_task", "ground_task", "join_answer", "lettered", "mcq_task", "measure_task",

@@ -145,6 +145,7 @@ class TaskFamily:
     fields: tuple[str, ...] = ()
     benchmarks: tuple[str, ...] = ()
     check: bool = False  # built only when asked for: questions for records a model never saw
+    optional: bool = False  # built only when asked for (BuildConfig(tasks=(..., name)), --tasks)
     conversation: bool = False  # made after the record's other samples, from them (ctx.pool)
     # made after the conversation families (from the same generator, after them): a family added
     # later leaves every sample of the families before it as it was
