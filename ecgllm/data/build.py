@@ -51,7 +51,7 @@ class BuildConfig:
     source: str  # the reader (ecgllm.signal.databases.SOURCES)
     root: str  # the database folder
     out: str  # the output folder
-    tasks: tuple[str, ...] = T.TASKS  # task families to build (or the check tasks rhythm, findings)
+    tasks: tuple[str, ...] = T.TASKS  # families (+ check: rhythm, findings; optional: verify)
     modalities: tuple[str, ...] = ("signal", "image")  # what each record carries: signal, image
     workers: int = 1  # processes reading, measuring and rendering records
     limit: int | None = None  # first N records only
