@@ -443,7 +443,7 @@ class SFTRecipe:
         )
         return {"world_size": self.acc.num_processes, "effective_batch": eff, "zero_stage": zero,
                 "mixed_precision": self.mixed_precision, "train_samples": len(self.train_idx),
-                "train_samples_by_task": dict(Counter(self.train_ds.samples.select(self.train_idx)["task"])),
+                "train_samples_by_task": dict(Counter(self.train_tasks)),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total,
                 "curriculum": [{"tasks": list(f), "steps": n} for f, n in self.stages] or None,
                 "trainable_params": self.summary["trainable"], "total_params": self.summary["total"],
