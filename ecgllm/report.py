@@ -298,9 +298,10 @@ def _gallery(recs: list[dict], data: str | Path | None, n: int, seed: int = 0) -
         pred = r.get("prediction")
         if r.get("loglik"):
             pred = f"{r['options'][int(np.argmax(r['loglik']))]} (by likelihood); generated: {pred}"
-        if r.get("label_scores"):
-            top = sorted(r["label_scores"].items(), key=lambda kv: -kv[1])[:3]
-            pred = f"{pred}; top P(yes): " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+        for key, name in (("label_scores_list", "next in list"), ("label_scores", "P(yes)")):
+            if r.get(key):
+                top = sorted(r[key].items(), key=lambda kv: -kv[1])[:3]
+                pred = f"{pred}; top {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
         cards.append(
             f"<div class=card>{img}<p class=muted>{html.escape(r['benchmark'])} · {html.escape(r['id'])} {mark}</p>"
             f"<p><b>Q:</b> {html.escape(r.get('question') or '')}</p><p><b>gold:</b> {html.escape(', '.join(map(str, r['answer'])))}</p>"

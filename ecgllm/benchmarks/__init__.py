@@ -6,9 +6,10 @@
 
 A file says which samples a benchmark takes (`task`, optional `filter` on sample fields), how the
 model answers (`methods`: generate = greedy text; loglik = the most likely option; yes_prob =
-P(yes) per label), how answers are scored (`scorer`, a name in ecgllm.evaluation.SCORERS), the
-headline metric and whether higher is better, how results are grouped, and how the chance level
-is computed (`chance`: uniform_option, auc, train_majority). Unknown keys are errors.
+P(yes) per label; list_prob = p(label next | the greedy list before it) per label), how answers
+are scored (`scorer`, a name in ecgllm.evaluation.SCORERS), the headline metric and whether
+higher is better, how results are grouped, and how the chance level is computed (`chance`:
+uniform_option, auc, train_majority). Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from ..yamlfile import read_mapping
 
 HERE = Path(__file__).parent
-METHODS = ("generate", "loglik", "yes_prob")
+METHODS = ("generate", "loglik", "yes_prob", "list_prob")
 CHANCE = ("uniform_option", "auc", "train_majority")
 
 

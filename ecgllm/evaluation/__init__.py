@@ -6,7 +6,8 @@
 
 Benchmarks are the YAML files of ecgllm/benchmarks (which held-out samples, how the model
 answers, which scorer, the headline metric, the chance level). Three parts:
-- `answer`: how the model answers (generation, option log-likelihood, P(yes) per label);
+- `answer`: how the model answers (generation, option log-likelihood, per detection label the
+  next-item probability in its own list and P(yes));
 - `scoring`: the scorer of each benchmark kind, chance levels, bootstrap intervals;
 - `runner`: streamed, resumable runs into results.json, ablation, sweeps, the report, loading.
 eval/run.py is the command line over `runner`.

@@ -12,7 +12,16 @@ has its candidates written so and gets no `loglik_letter`):
   MMLU: the model must have mapped the options to their letters in the prompt.
 - `loglik_norm`: the span's sum divided by the answer's length in characters (lm-evaluation-
   harness's acc_norm), so that a long option is not penalised for its length; the fair choice
-  for a pretrained backbone scored on options it never saw written out."""
+  for a pretrained backbone scored on options it never saw written out.
+
+Detection is scored per label two ways (the benchmark's YAML names the headline):
+- `yes_prob`: P(yes) / (P(yes) + P(no)) to the verify question "Does this ECG show symptoms of
+  <label>?": one answer token per label, asked in a form the detection rows never train.
+- `list_prob`: the probability that the label is the next item of the model's own list answer to
+  the detection question: the greedy list (in option order) up to the label's place, then
+  p(label | that prefix), i.e. the separator and the label's tokens, not the end of turn. It reads
+  the answer the detection rows train ("st/t change; hypertrophy"), as option-text loglik does
+  for multiple choice, and needs one candidate per label instead of two."""
 
 from __future__ import annotations
 
@@ -24,8 +33,12 @@ import torch
 from ..benchmarks import Benchmark
 from ..data.collator import EcgCollator
 from ..data.tasks import CHOICE_FORMATS, LETTERS, VERIFY
-from ..data.tasks.common import question_text
+from ..data.tasks.common import join_answer, question_text
+from ..metrics.parsing import match_options
 
+# what each benchmark method writes into a sample's record
+METHOD_FIELDS = {"generate": "prediction", "loglik": "loglik", "yes_prob": "label_scores",
+                 "list_prob": "label_scores_list"}  # fmt: skip
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
         "evidence", "features", "record_ids")  # fmt: skip
 
@@ -59,20 +72,22 @@ def loglik_batch(model, collator: EcgCollator, items: list[dict], batch_size: in
 
 @torch.no_grad()
 def token_logprobs(
-    model, collator: EcgCollator, items: list[dict], batch_size: int
-) -> list[list[float]]:
-    """Per row, log p of each supervised token in order (what loglik_batch sums)."""
+    model, collator: EcgCollator, items: list[dict], batch_size: int, with_ids: bool = False
+) -> list[list[float]] | list[tuple[list[int], list[float]]]:
+    """Per row, log p of each supervised token in order (what loglik_batch sums); with_ids:
+    (token ids, log p) per row."""
     cache: dict[str, dict] = {}  # per sample id: its ECG/page inputs (collator.candidate_batch)
-    out: list[list[float]] = []
+    out: list = []
     for s in range(0, len(items), batch_size):
-        out += _token_logprobs(model, collator.candidate_batch(items[s : s + batch_size], cache))
+        batch = collator.candidate_batch(items[s : s + batch_size], cache)
+        out += _token_logprobs(model, batch, with_ids)
     return out
 
 
-def _token_logprobs(model, batch: dict) -> list[list[float]]:
-    """Per row, log p of each token that has a label. The LM head and log-softmax run only at
-    positions that predict a labelled token (the union over the batch): a real vocabulary (262k
-    for Gemma) makes the full logits large."""
+def _token_logprobs(model, batch: dict, with_ids: bool = False) -> list:
+    """Per row, log p of each token that has a label (with_ids: and the tokens). The LM head and
+    log-softmax run only at positions that predict a labelled token (the union over the batch): a
+    real vocabulary (262k for Gemma) makes the full logits large."""
     labels = batch.pop("labels")
     pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
     logits = model(**batch, logits_to_keep=pos).logits
@@ -83,7 +98,12 @@ def _token_logprobs(model, batch: dict) -> list[list[float]]:
     out: list[list[float]] = [[] for _ in range(labels.shape[0])]
     for r, v in zip(keep.nonzero()[:, 0].tolist(), tok_lp, strict=True):  # row-major: in order
         out[r].append(v)
-    return out
+    if not with_ids:
+        return out
+    ids: list[list[int]] = [[] for _ in range(labels.shape[0])]
+    for r, t in zip(keep.nonzero()[:, 0].tolist(), target[keep].tolist(), strict=True):
+        ids[r].append(t)
+    return list(zip(ids, out, strict=True))
 
 
 def option_labels(options: Sequence[str]) -> list[str]:
@@ -142,4 +162,50 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
             rec["label_scores"] = {}
         for (i, label), d in pairs.items():
             recs[i]["label_scores"][label] = float(1 / (1 + np.exp(d["no"] - d["yes"])))
+    if "list_prob" in bench.methods:
+        preds = [rec.get("prediction") for rec in recs]
+        if any(p is None for p in preds):  # the greedy list is kept as the prediction
+            preds = generate_batch(
+                model, processor, collator, rows, max_new_tokens or bench.max_new_tokens
+            )
+            for rec, p in zip(recs, preds, strict=True):
+                rec["prediction"] = p
+        for rec, sc in zip(
+            recs, list_scores(model, collator, rows, preds, 4 * batch_size), strict=True
+        ):
+            rec["label_scores_list"] = sc
     return recs
+
+
+def list_scores(model, collator: EcgCollator, rows: list[dict], preds: list[str], batch_size: int) -> list[dict[str, float]]:  # fmt: skip
+    """Per row, p(label is the next item | the greedy list's items before it) for every label:
+    the candidate answer "<items before>; <label>" is scored against "<items before>" alone, and
+    the tokens after their common prefix (the separator and the label), less the end of turn,
+    are summed. The end of turn's length comes from an empty answer (only the template's tokens
+    are supervised there)."""
+    items, owner, bases = [], [], {}
+    for i, (r, pred) in enumerate(zip(rows, preds, strict=True)):
+        labels = option_labels(r["options"])
+        got = set(match_options(pred, labels) or [])
+        for j, label in enumerate(labels):
+            before = join_answer([x for x in labels[:j] if x in got])
+            if (i, before) not in bases:
+                bases[(i, before)] = len(items)
+                items.append(_with_turns(r, None, before))
+                owner.append(None)
+            items.append(_with_turns(r, None, join_answer([before, label]) if before else label))
+            owner.append((i, label, bases[(i, before)]))
+    items.append(_with_turns(rows[0], None, ""))
+    scored = token_logprobs(model, collator, items, batch_size, with_ids=True)
+    tail = len(scored[-1][0])  # the end of turn: what an empty answer supervises
+    out: list[dict[str, float]] = [{} for _ in rows]
+    for own, (ids, lp) in zip(owner, scored, strict=False):
+        if own is None:
+            continue
+        i, label, b = own
+        base = scored[b][0][: len(scored[b][0]) - tail]
+        k = 0
+        while k < min(len(base), len(ids)) and ids[k] == base[k]:
+            k += 1
+        out[i][label] = float(np.exp(sum(lp[k : len(ids) - tail])))
+    return out

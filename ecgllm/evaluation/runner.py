@@ -33,7 +33,7 @@ from ..atomic import Stamp, crash_point, write_text
 from ..benchmarks import available, load_benchmark
 from ..data.collator import EcgCollator
 from ..data.dataset import EcgInstructionDataset
-from .answer import answer_rows
+from .answer import METHOD_FIELDS, answer_rows
 from .scoring import score
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,10 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         for bench in benches:
             idx = bench.select(ds.samples)[:limit]
             ids = ds.samples.select(idx)["id"] if idx else []
-            todo = [i for i, sid in zip(idx, ids, strict=True) if f"{bench.name}:{sid}" not in done]
+            # an answer is reused when it holds every method's field (a method added since: redone)
+            want = [METHOD_FIELDS[m] for m in bench.methods]
+            todo = [i for i, sid in zip(idx, ids, strict=True)
+                    if not all(k in done.get(f"{bench.name}:{sid}", {}) for k in want)]  # fmt: skip
             bar = tqdm(total=len(idx), initial=len(idx) - len(todo), desc=bench.name, unit="q",
                        disable=not progress)  # fmt: skip
             for s in range(0, len(todo), batch_size):

@@ -118,40 +118,68 @@ def score_rhythm(bench: Benchmark, recs: list[dict]) -> dict:
     return res
 
 
+LIST_BASIS = "p(label next | the model's greedy list before it) per label"
+YES_BASIS = "P(yes) to the verify question per label"
+
+
+def _by_label_set(recs: list[dict], key: str) -> tuple[dict, dict]:
+    """Per label set (the rows' attribute_type): multilabel metrics of the rows' `key` scores, and
+    the per-label entries named "<set>: <label>"."""
+    sets: dict[str, list[dict]] = {}
+    for r in recs:
+        sets.setdefault(r.get("attribute_type") or "-", []).append(r)
+    by, per_label = {}, {}
+    for name, rs in sorted(sets.items()):
+        labels = option_labels(rs[0]["options"])
+        y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
+        s = np.array([[r[key][lab] for lab in labels] for r in rs])
+        m = multilabel(y, s, labels)
+        by[name] = {k: m[k] for k in ("macro_auc", "micro_auc", "macro_f1", "micro_f1", "hamming_loss")} | {"n": len(rs)}  # fmt: skip
+        per_label.update({f"{name}: {k}": v for k, v in m["per_label"].items()})
+    return by, per_label
+
+
+def _macro(per_label: dict, key: str) -> float:
+    v = [e[key] for e in per_label.values() if key in e]
+    return float(np.mean(v)) if v else float("nan")
+
+
 def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
+    """Detection AUC from per-label scores: `label_scores_list` (macro_auc_list: p(label next in
+    the model's own list)) and `label_scores` (macro_auc: P(yes) to the verify question), each with
+    its groups and labels under list_scored / yes_scored; the headline's (the YAML's metric) are
+    also the top-level by_group, per_label, macro_f1, hamming_loss and auc_basis."""
     res: dict[str, Any] = {"n": len(recs)}
-    if all("label_scores" in r for r in recs):
-        sets: dict[str, list[dict]] = {}
-        for r in recs:
-            sets.setdefault(r.get("attribute_type") or "-", []).append(r)
-        per_label, by = {}, {}
-        # --calibrate: scores rescaled per label on the validation split (evaluation.runner)
-        calibrated = all("label_scores_calibrated" in r for r in recs)
-        cal_f1, cal_by, raw_b, cal_b = [], {}, [], []
-        for name, rs in sorted(sets.items()):
+    for key, metric, block, basis in (("label_scores_list", "macro_auc_list", "list_scored", LIST_BASIS),
+                                      ("label_scores", "macro_auc", "yes_scored", YES_BASIS)):  # fmt: skip
+        if not (recs and all(key in r for r in recs)):
+            continue
+        by, per_label = _by_label_set(recs, key)
+        res[metric] = _macro(per_label, "auc")
+        res[block] = {"macro_auc": res[metric], "macro_f1": _macro(per_label, "f1"),
+                      "hamming_loss": float(np.mean([v["hamming_loss"] for v in by.values()])),
+                      "by_group": by, "per_label": per_label, "auc_basis": basis}  # fmt: skip
+    head = res.get("list_scored" if bench.metric == "macro_auc_list" else "yes_scored")
+    if head:
+        res.update(
+            {k: head[k] for k in ("macro_f1", "hamming_loss", "by_group", "per_label", "auc_basis")}
+        )
+    # --calibrate: P(yes) rescaled per label on the validation split (evaluation.runner)
+    if recs and all("label_scores_calibrated" in r for r in recs):
+        cal_by, cal_pl = _by_label_set(recs, "label_scores_calibrated")
+        raw_b, cal_b = [], []
+        for name in cal_by:
+            rs = [r for r in recs if (r.get("attribute_type") or "-") == name]
             labels = option_labels(rs[0]["options"])
             y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
-            s = np.array([[r["label_scores"][lab] for lab in labels] for r in rs])
-            m = multilabel(y, s, labels)
-            by[name] = {k: m[k] for k in ("macro_auc", "micro_auc", "macro_f1", "micro_f1", "hamming_loss")} | {"n": len(rs)}  # fmt: skip
-            per_label.update({f"{name}: {k}": v for k, v in m["per_label"].items()})
-            if calibrated:
-                c = np.array([[r["label_scores_calibrated"][lab] for lab in labels] for r in rs])
-                mc = multilabel(y, c, labels)
-                cal_by[name] = {"macro_f1": mc["macro_f1"], "micro_auc": mc["micro_auc"]}
-                cal_f1 += [v["f1"] for v in mc["per_label"].values()]
-                raw_b.append((brier(s, y), y.size))
-                cal_b.append((brier(c, y), y.size))
-        if calibrated:
-            wmean = lambda v: float(sum(a * n for a, n in v) / max(1, sum(n for _, n in v)))  # noqa: E731
-            res["calibrated"] = {"macro_f1": float(np.mean(cal_f1)) if cal_f1 else float("nan"), "by_group": cal_by,
-                                 "brier_raw": wmean(raw_b), "brier": wmean(cal_b),
-                                 "note": "per-label Platt scaling fitted on the validation split; macro AUC is the raw scores'"}  # fmt: skip
-        aucs = [v["auc"] for v in per_label.values() if "auc" in v]
-        res.update(macro_auc=float(np.mean(aucs)) if aucs else float("nan"),
-                   macro_f1=float(np.mean([v["f1"] for v in per_label.values()])) if per_label else float("nan"),
-                   hamming_loss=float(np.mean([by[k]["hamming_loss"] for k in by])) if by else float("nan"),
-                   by_group=by, per_label=per_label, auc_basis="P(yes) to the verify question per label")  # fmt: skip
+            for key, out in (("label_scores", raw_b), ("label_scores_calibrated", cal_b)):
+                sc = np.array([[r[key][lab] for lab in labels] for r in rs])
+                out.append((brier(sc, y), y.size))
+        wmean = lambda v: float(sum(a * n for a, n in v) / max(1, sum(n for _, n in v)))  # noqa: E731
+        res["calibrated"] = {"macro_f1": _macro(cal_pl, "f1"),
+                             "by_group": {k: {"macro_f1": v["macro_f1"], "micro_auc": v["micro_auc"]} for k, v in cal_by.items()},
+                             "brier_raw": wmean(raw_b), "brier": wmean(cal_b),
+                             "note": "P(yes) with per-label Platt scaling fitted on the validation split; macro AUC is the raw scores'"}  # fmt: skip
     if all("prediction" in r for r in recs):
         em = qa_exact_match([r["prediction"] for r in recs], [r["answer"] for r in recs],
                             [r["options"] for r in recs])  # fmt: skip
@@ -213,14 +241,15 @@ SCORERS: dict[str, Callable[[Benchmark, list[dict]], dict]] = {
 
 
 def _bootstrap(
-    bench: Benchmark, recs: list[dict], n: int = 200, seed: int = 0
+    bench: Benchmark, recs: list[dict], n: int = 200, seed: int = 0, metric: str | None = None
 ) -> tuple[float, float]:
-    """95% interval of the headline metric, resampling the answered samples (bootstrap_ci)."""
+    """95% interval of the headline metric (or `metric`), resampling the answered samples
+    (bootstrap_ci)."""
     if len(recs) < 2:
         return float("nan"), float("nan")
     return bootstrap_ci(
         recs,
-        lambda sub: SCORERS[bench.scorer](bench, sub).get(bench.metric, float("nan")),
+        lambda sub: SCORERS[bench.scorer](bench, sub).get(metric or bench.metric, float("nan")),
         n=n,
         seed=seed,
     )
@@ -253,5 +282,9 @@ def score(bench: Benchmark, recs: list[dict], train: list[dict] | None = None) -
     res.pop("per_sample", None)
     res.update(main_metric=bench.metric, higher_is_better=bench.higher_is_better,
                value=res.get(bench.metric, float("nan")), ci95=_bootstrap(bench, recs))  # fmt: skip
+    # detection's other per-label score: its interval too
+    for alt in ("macro_auc", "macro_auc_list"):
+        if bench.scorer == "detect" and alt in res and alt != bench.metric:
+            res[f"{alt}_ci95"] = _bootstrap(bench, recs, metric=alt)
     res["chance"], res["chance_basis"] = chance_level(bench, recs, train)
     return res

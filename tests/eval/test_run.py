@@ -58,6 +58,14 @@ def test_results_resume_and_ablation(tiny_dir, instruct, tmp_path):
     )
     assert len((tmp_path / "b/samples.jsonl").read_text().splitlines()) == 24
     assert json.loads((tmp_path / "b/results.json").read_text())["results"] == res["results"]
+    # answers that lack a method's field (a method added to the benchmark since) are redone
+    recs = [json.loads(x) for x in (tmp_path / "b/samples.jsonl").read_text().splitlines()]
+    n_mcq = sum(r.pop("loglik", None) is not None for r in recs)
+    (tmp_path / "b/samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = _run(tiny_dir, instruct, tmp_path / "b", "--no-report")
+    assert r.returncode == 0 and "answering afresh" not in r.stderr and n_mcq > 0
+    assert len((tmp_path / "b/samples.jsonl").read_text().splitlines()) == 24 + n_mcq
+    assert json.loads((tmp_path / "b/results.json").read_text())["results"] == res["results"]
     r = _run(tiny_dir, instruct, tmp_path / "c", "--blank-ecg", "--no-report")
     assert (
         r.returncode == 0
@@ -80,17 +88,24 @@ def test_all_benchmarks_ablation_sweep_report(tiny_dir, instruct, tmp_path):
     assert set(res) == set(available())
     d = res["detect"]
     assert (
-        d["auc_basis"].startswith("P(yes)") and "exact_match_generate" in d and d["chance"] == 0.5
+        d["auc_basis"].startswith("p(label next")
+        and "exact_match_generate" in d
+        and d["chance"] == 0.5
     )
     assert all(0 <= v["f1"] <= 1 for v in d["per_label"].values())
+    assert (
+        d["list_scored"]["auc_basis"].startswith("p(label next") and len(d["macro_auc_ci95"]) == 2
+    )
+    assert d["main_metric"] == "macro_auc_list" and d["value"] == d["list_scored"]["macro_auc"]
     g = res["ground"]
     assert {"finding_f1", "measurement_precision", "lead_f1"} <= set(g)
     for line in (out / "samples.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if rec["benchmark"] == "detect":
             labels = [o for o in rec["options"] if o != "none"]
-            assert set(rec["label_scores"]) == set(labels)
+            assert set(rec["label_scores"]) == set(labels) == set(rec["label_scores_list"])
             assert all(0 < p < 1 for p in rec["label_scores"].values())
+            assert 0 < sum(rec["label_scores_list"].values()) < len(labels)
         if rec["benchmark"] in ("mcq", "rhythm"):
             assert len(rec["loglik"]) == len(rec["options"]) == len(rec["loglik_letter"])
             for j, o in enumerate(rec["options"]):  # normalised = span sum / answer characters
@@ -148,6 +163,54 @@ def test_loglik_is_the_training_loss(tiny_dir, instruct):
         assert v == pytest.approx(-loss.item() * n, rel=1e-4)
 
 
+def test_list_scores_are_next_item_probabilities(tiny_dir, instruct):
+    """Detection's list score: p(label | the greedy items before it), the separator and the
+    label's tokens and not the end of turn, read off a full-vocabulary forward pass; the labels
+    that can come first are disjoint continuations, so their probabilities add to at most 1."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import ecgllm.model  # noqa: F401
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation.answer import _with_turns, list_scores
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
+    proc = AutoProcessor.from_pretrained(tiny_dir)
+    ds = EcgInstructionDataset(instruct, "test")
+    row = next(ds[i] for i in range(len(ds)) if ds[i]["task"] == "detect" and ds[i]["attribute_type"] == "superdiagnostic")  # fmt: skip
+    labels = [o for o in row["options"] if o != "none"]
+    col = EcgCollator(proc)
+    first, second = labels[0], labels[2]
+    got = list_scores(model, col, [row, row], ["none", f"{first} and {second}"], batch_size=3)
+    assert set(got[0]) == set(got[1]) == set(labels)
+    assert 0 < sum(got[0].values()) <= 1 + 1e-5
+    assert got[1][first] == pytest.approx(got[0][first], rel=1e-4)  # nothing before the first
+    assert got[1][labels[1]] != pytest.approx(got[0][labels[1]], rel=1e-3)  # after "<first>"
+
+    def by_hand(answer: str, start: str) -> float:
+        """log p of the answer's tokens after `start`'s, from all the logits of one forward."""
+        b = col.candidate_batch([_with_turns(row, None, answer)])
+        with torch.no_grad():
+            lp = torch.log_softmax(model(**b).logits[0, :-1].float(), -1)
+        sup = (b["labels"][0, 1:] != -100).nonzero().squeeze(-1).tolist()
+        ids = b["labels"][0, 1:][sup].tolist()
+        tail = len(
+            col.candidate_batch([_with_turns(row, None, "")])["labels"][0].ne(-100).nonzero()
+        )
+        base = col.candidate_batch([_with_turns(row, None, start)])["labels"][0]
+        base = base[base != -100].tolist()[: -tail or None]
+        k = next(
+            (i for i, (a, c) in enumerate(zip(ids, base, strict=False)) if a != c),
+            min(len(ids), len(base)),
+        )
+        return sum(lp[q, ids[j]].item() for j, q in enumerate(sup[: len(sup) - tail]) if j >= k)
+
+    assert got[1][labels[1]] == pytest.approx(
+        np.exp(by_hand(f"{first}; {labels[1]}", first)), rel=1e-3
+    )
+    assert got[0][second] == pytest.approx(np.exp(by_hand(second, "")), rel=1e-3)
+
+
 def test_registry_and_chance():
     from ecgllm.benchmarks import available, load_benchmark
     from ecgllm.evaluation import chance_level, score_detect
@@ -176,6 +239,14 @@ def test_registry_and_chance():
     want = np.mean([roc_auc_score([lab in r["answer"] for r in recs], [r["label_scores"][lab] for r in recs])
                     for lab in ("x", "y")])  # fmt: skip
     assert res["macro_auc"] == pytest.approx(want) and res["exact_match_generate"] == 1.0
+    assert "list_scored" not in res
+    for r in recs:  # the list score: the same AUC, on its own scores
+        r["label_scores_list"] = {"x": float(rng.random()), "y": float(rng.random())}
+    res = score_detect(load_benchmark("detect"), recs)
+    want = np.mean([roc_auc_score([lab in r["answer"] for r in recs], [r["label_scores_list"][lab] for r in recs])
+                    for lab in ("x", "y")])  # fmt: skip
+    assert res["macro_auc_list"] == pytest.approx(want) == res["list_scored"]["macro_auc"]
+    assert res["macro_auc"] != pytest.approx(want)
 
 
 def test_registry_rejects_bad_files(tmp_path):
@@ -232,7 +303,9 @@ def test_real_records_benchmark(tiny_dir, real, tmp_path):
     assert rr["n_positive"] == 1 and rr["n_negative"] == 2 and 0 <= rr["balanced_accuracy"] <= 1
     assert rr["chance"] == pytest.approx(1 / 6) and rr["main_metric"] == "balanced_accuracy"
     f = res["real_findings"]
-    assert f["n"] == 3 and f["auc_basis"].startswith("P(yes)")
+    assert (
+        f["n"] == 3 and f["auc_basis"].startswith("p(label next") and "macro_auc" in f["yes_scored"]
+    )
     blank = json.loads((tmp_path / "r/blank_ecg/results.json").read_text())["results"]
     assert blank["real_rhythm"]["n"] == 3
     # rerun: the built real data and the answers are reused
