@@ -199,7 +199,9 @@ def list_scores(model, collator: EcgCollator, rows: list[dict], preds: list[str]
     scored = token_logprobs(model, collator, items, batch_size, with_ids=True)
     tail = len(scored[-1][0])  # the end of turn: what an empty answer supervises
     out: list[dict[str, float]] = [{} for _ in rows]
-    for own, (ids, lp) in zip(owner, scored, strict=False):  # (the last, the empty answer: no owner)
+    for own, (ids, lp) in zip(
+        owner, scored, strict=False
+    ):  # (the last, the empty answer: no owner)
         if own is not None:
             i, label, b = own
             out[i][label] = float(np.exp(sum(lp[next_item_span(ids, scored[b][0], tail)])))
