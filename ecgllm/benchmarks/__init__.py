@@ -21,7 +21,11 @@ from typing import Any
 from ..yamlfile import read_mapping
 
 HERE = Path(__file__).parent
-METHODS = ("generate", "loglik", "yes_prob", "list_prob")
+# each method and the field it writes into a sample's record (evaluation.answer); a stored answer
+# without one of its benchmark's fields is answered again
+METHOD_FIELDS = {"generate": "prediction", "loglik": "loglik", "yes_prob": "label_scores",
+                 "list_prob": "label_scores_list"}  # fmt: skip
+METHODS = tuple(METHOD_FIELDS)
 CHANCE = ("uniform_option", "auc", "train_majority")
 
 

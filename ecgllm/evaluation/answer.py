@@ -36,9 +36,6 @@ from ..data.tasks import CHOICE_FORMATS, LETTERS, VERIFY
 from ..data.tasks.common import join_answer, question_text
 from ..metrics.parsing import match_options
 
-# what each benchmark method writes into a sample's record
-METHOD_FIELDS = {"generate": "prediction", "loglik": "loglik", "yes_prob": "label_scores",
-                 "list_prob": "label_scores_list"}  # fmt: skip
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
         "evidence", "features", "record_ids")  # fmt: skip
 

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from ..atomic import Stamp, crash_point, write_text
-from ..benchmarks import available, load_benchmark
+from ..benchmarks import METHOD_FIELDS, available, load_benchmark
 from ..data.collator import EcgCollator
 from ..data.dataset import EcgInstructionDataset
-from .answer import METHOD_FIELDS, answer_rows
+from .answer import answer_rows
 from .scoring import score
 
 log = logging.getLogger(__name__)

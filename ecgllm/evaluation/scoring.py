@@ -122,18 +122,32 @@ LIST_BASIS = "p(label next | the model's greedy list before it) per label"
 YES_BASIS = "P(yes) to the verify question per label"
 
 
-def _by_label_set(recs: list[dict], key: str) -> tuple[dict, dict]:
-    """Per label set (the rows' attribute_type): multilabel metrics of the rows' `key` scores, and
-    the per-label entries named "<set>: <label>"."""
+def _label_sets(recs: list[dict]) -> dict[str, tuple[list[str], list[dict], np.ndarray]]:
+    """Per label set (the rows' attribute_type): its labels, its rows and their 0/1 answers."""
     sets: dict[str, list[dict]] = {}
     for r in recs:
         sets.setdefault(r.get("attribute_type") or "-", []).append(r)
-    by, per_label = {}, {}
+    out = {}
     for name, rs in sorted(sets.items()):
         labels = option_labels(rs[0]["options"])
-        y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
-        s = np.array([[r[key][lab] for lab in labels] for r in rs])
-        m = multilabel(y, s, labels)
+        out[name] = (
+            labels,
+            rs,
+            np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int),
+        )
+    return out
+
+
+def _scores(rs: list[dict], key: str, labels: list[str]) -> np.ndarray:
+    return np.array([[r[key][lab] for lab in labels] for r in rs])
+
+
+def _by_label_set(recs: list[dict], key: str) -> tuple[dict, dict]:
+    """Per label set: multilabel metrics of the rows' `key` scores, and the per-label entries
+    named "<set>: <label>"."""
+    by, per_label = {}, {}
+    for name, (labels, rs, y) in _label_sets(recs).items():
+        m = multilabel(y, _scores(rs, key, labels), labels)
         by[name] = {k: m[k] for k in ("macro_auc", "micro_auc", "macro_f1", "micro_f1", "hamming_loss")} | {"n": len(rs)}  # fmt: skip
         per_label.update({f"{name}: {k}": v for k, v in m["per_label"].items()})
     return by, per_label
@@ -168,13 +182,9 @@ def score_detect(bench: Benchmark, recs: list[dict]) -> dict:
     if recs and all("label_scores_calibrated" in r for r in recs):
         cal_by, cal_pl = _by_label_set(recs, "label_scores_calibrated")
         raw_b, cal_b = [], []
-        for name in cal_by:
-            rs = [r for r in recs if (r.get("attribute_type") or "-") == name]
-            labels = option_labels(rs[0]["options"])
-            y = np.array([[lab in r["answer"] for lab in labels] for r in rs], dtype=int)
-            for key, out in (("label_scores", raw_b), ("label_scores_calibrated", cal_b)):
-                sc = np.array([[r[key][lab] for lab in labels] for r in rs])
-                out.append((brier(sc, y), y.size))
+        for labels, rs, y in _label_sets(recs).values():
+            raw_b.append((brier(_scores(rs, "label_scores", labels), y), y.size))
+            cal_b.append((brier(_scores(rs, "label_scores_calibrated", labels), y), y.size))
         wmean = lambda v: float(sum(a * n for a, n in v) / max(1, sum(n for _, n in v)))  # noqa: E731
         res["calibrated"] = {"macro_f1": _macro(cal_pl, "f1"),
                              "by_group": {k: {"macro_f1": v["macro_f1"], "micro_auc": v["micro_auc"]} for k, v in cal_by.items()},
