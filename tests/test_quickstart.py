@@ -127,9 +127,13 @@ def test_a_training_stage_is_trained_again_when_its_inputs_change(tmp_path, monk
 def test_each_backbone_preset_is_a_pair_of_shipped_configs():
     """Every training setting of the quickstart lives in recipes/configs (it only sets paths)."""
     sys.path.insert(0, str(ROOT / "recipes"))
-    from quickstart import PRESETS, TOKEN_PRESETS
+    from quickstart import PRESETS, TOKEN_PRESETS, WHOLE_SPLIT
 
+    from ecgllm.benchmarks import available
     from ecgllm.train.config import load_config
+
+    # whole-split benchmarks: of a preset that limits the others, and shipped benchmarks
+    assert all(PRESETS[b][2] and set(w) <= set(available()) for b, w in WHOLE_SPLIT.items())
 
     for backbone, (align, sft, _) in PRESETS.items():
         a, s = (load_config(ROOT / "recipes/configs" / f) for f in (align, sft))

@@ -9,7 +9,9 @@ model answers (`methods`: generate = greedy text; loglik = the most likely optio
 P(yes) per label; list_prob = p(label next | the greedy list before it) per label), how answers
 are scored (`scorer`, a name in ecgllm.evaluation.SCORERS), the headline metric and whether
 higher is better, how results are grouped, and how the chance level is computed (`chance`:
-uniform_option, auc, train_majority). Unknown keys are errors.
+uniform_option, auc, train_majority), and whether to score the question-only prior too (`prior`:
+the training split's most frequent answer to each question, scoring.question_prior). Unknown keys
+are errors.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Benchmark:
     groups: tuple[str, ...] = ()
     chance: str = "uniform_option"
     confusion: bool = False
+    prior: bool = False
     max_new_tokens: int = 48
     source: str = ""
 
@@ -86,7 +89,7 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
     if missing:
         raise ValueError(f"{p}: missing key(s) {missing}")
     kinds = {"name": str, "task": str, "scorer": str, "metric": str, "description": str, "chance": str,
-             "higher_is_better": bool, "confusion": bool, "max_new_tokens": int, "methods": list,
+             "higher_is_better": bool, "confusion": bool, "prior": bool, "max_new_tokens": int, "methods": list,
              "groups": list, "filter": (dict, type(None))}  # fmt: skip
     for key, kind in kinds.items():
         v = raw.get(key)
@@ -102,6 +105,10 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
     methods = tuple(raw.pop("methods", ["generate"]))
     if not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"{p}: methods must be a non-empty subset of {METHODS}, not {methods}")
+    if raw.get("prior") and raw["scorer"] != "exact_match":
+        raise ValueError(
+            f"{p}: prior is scored for the exact_match scorer only, not {raw['scorer']!r}"
+        )
     if raw.get("chance", "uniform_option") not in CHANCE:
         raise ValueError(f"{p}: chance must be one of {CHANCE}, not {raw['chance']!r}")
     return Benchmark(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..benchmarks import Benchmark
+from ..data.tasks.common import question_text
 from ..metrics.calibration import brier
 from ..metrics.grounding import ground_scores
 from ..metrics.parsing import match_options, parse_choice
@@ -287,6 +288,30 @@ def chance_level(bench: Benchmark, recs: list[dict], train: list[dict] | None) -
     return float(SCORERS[bench.scorer](bench, const)[bench.metric]), how
 
 
+def question_prior(bench: Benchmark, recs: list[dict], train: list[dict]) -> float:
+    """The headline metric of answering each question with the training split's most frequent
+    answer to the same question text, or, for a text never asked in training (a choose question
+    names its own options), the most frequent training answer of its question and attribute type
+    among those its options allow: what the question alone answers. The blank ECG is not that
+    bound: a model may read a flat line as a finding (Gemma's blank ECG named a deviated heart axis
+    where "normal" is the answer 8 times in 10), so ECG-QA reports both."""
+    by_text: dict[str, Counter] = {}
+    by_kind: dict[tuple, Counter] = {}
+    for r in train:
+        a = tuple(r["answer"])
+        by_text.setdefault(question_text(r), Counter())[a] += 1
+        by_kind.setdefault((r.get("question_type"), r.get("attribute_type")), Counter())[a] += 1
+    const = []
+    for r in recs:
+        seen = by_text.get(r.get("question", ""))
+        if not seen:
+            opts = set(r["options"])
+            kind = by_kind.get((r.get("question_type"), r.get("attribute_type")), Counter())
+            seen = Counter({a: n for a, n in kind.items() if set(a) <= opts})
+        const.append({**r, "prediction": "; ".join(seen.most_common(1)[0][0]) if seen else ""})
+    return float(SCORERS[bench.scorer](bench, const)[bench.metric])
+
+
 def score(bench: Benchmark, recs: list[dict], train: list[dict] | None = None) -> dict[str, Any]:
     res = SCORERS[bench.scorer](bench, recs)
     res.pop("per_sample", None)
@@ -297,4 +322,6 @@ def score(bench: Benchmark, recs: list[dict], train: list[dict] | None = None) -
         if bench.scorer == "detect" and alt in res and alt != bench.metric:
             res[f"{alt}_ci95"] = _bootstrap(bench, recs, metric=alt)
     res["chance"], res["chance_basis"] = chance_level(bench, recs, train)
+    if bench.prior and train:
+        res["prior"] = question_prior(bench, recs, train)
     return res

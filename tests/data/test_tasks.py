@@ -178,6 +178,32 @@ def test_verify_code_asks_present_and_common_absent_statements():
     assert len({T.verify_code(rec, rng) for _ in range(300)}) > 10
 
 
+def test_choose_asks_a_present_and_a_common_absent_statement():
+    """The choose question's absent statement is drawn in proportion to the counts, as verify's:
+    drawn uniformly it was mostly a rare one, and the commoner of the two answered 90% (on the
+    demo build; 55% now)."""
+    from collections import Counter
+
+    from ecgllm.data.tasks.ecgqa import ecgqa_single
+    from ecgllm.text.vocab import scp_name
+
+    rng = np.random.default_rng(0)
+    rec = _rec(labels={"SR": 0.0, "LVH": 100.0})
+    counts = {"SR": 60, "LVH": 10, "CLBBB": 30, "IMI": 10}
+    absent: Counter = Counter()
+    for _ in range(400):
+        for s in ecgqa_single(rec, rng, ("signal",), counts):
+            if s["question_type"] == "single-choose":
+                assert s["answer"][0] in (scp_name("SR"), scp_name("LVH"))
+                absent.update(o for o in s["options"] if o not in s["answer"] and o != "none")
+    assert set(absent) == {scp_name("CLBBB"), scp_name("IMI")}
+    assert abs(absent[scp_name("CLBBB")] / absent[scp_name("IMI")] - 3.0) < 0.6
+    # without counts: uniform over the statements the record lacks
+    drawn = {o for _ in range(200) for s in ecgqa_single(rec, rng, ("signal",)) if s["question_type"] == "single-choose"
+             for o in s["options"]}  # fmt: skip
+    assert len(drawn) > 10
+
+
 def test_built_verify_questions_cannot_be_answered_from_the_question(instruct):
     from collections import Counter, defaultdict
 

@@ -30,6 +30,7 @@ def test_results_resume_and_ablation(tiny_dir, instruct, tmp_path):
     e = res["results"]["ecgqa"]
     assert e["n"] == 6 and len(e["ci95"]) == 2 and e["ci95"][0] <= e["value"] <= e["ci95"][1]
     assert 0 < e["chance"] < 1 and e["chance_basis"] == "a uniformly random option"
+    assert 0 <= e["prior"] <= 1  # the question-only prior (the fixture has a train split)
     assert "by_question_type" in e and "by_attribute_type" in e
     assert 0 <= res["results"]["mcq"]["unparsed_rate"] <= 1 and "bleu4" in res["results"]["report"]
     assert "accuracy_loglik" in res["results"]["mcq"] and "confusion" in res["results"]["mcq"]
@@ -249,6 +250,34 @@ def test_registry_and_chance():
     assert res["macro_auc"] != pytest.approx(want)
 
 
+def test_question_prior():
+    """ECG-QA's prior: the training split's most frequent answer to the same question text; for a
+    text never seen (a choose question naming its own options), the most frequent answer of its
+    question and attribute type that its options allow."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.evaluation.scoring import question_prior
+
+    def row(q, a, qt="single-query", at="axis"):
+        return {"messages": [{"role": "user", "content": [{"type": "ecg", "text": None}, {"type": "text", "text": q}]}],
+                "answer": a, "question_type": qt, "attribute_type": at}  # fmt: skip
+
+    train = [row("What axis?", ["normal"]), row("What axis?", ["normal"]), row("What axis?", ["left"]),
+             row("X or Y?", ["x"], "single-choose", "scp"), row("Y or Z?", ["z"], "single-choose", "scp"),
+             row("Z or X?", ["z"], "single-choose", "scp")]  # fmt: skip
+    b = load_benchmark("ecgqa")
+    assert b.prior
+    recs = [
+        {"question": "What axis?", "options": ["normal", "left"], "answer": ["normal"]},
+        {"question": "What axis?", "options": ["normal", "left"], "answer": ["left"]},
+        # unseen text: z (2 of the kind's answers) beats x (1); y is never a training answer
+        {"question": "X or Z?", "options": ["x", "z", "none"], "answer": ["z"],
+         "question_type": "single-choose", "attribute_type": "scp"},
+        {"question": "X or Y?", "options": ["x", "y", "none"], "answer": ["y"],
+         "question_type": "single-choose", "attribute_type": "scp"},
+    ]  # fmt: skip
+    assert question_prior(b, recs, train) == pytest.approx(2 / 4)
+
+
 def test_registry_rejects_bad_files(tmp_path):
     from ecgllm.benchmarks import load_benchmark
 
@@ -261,6 +290,9 @@ def test_registry_rejects_bad_files(tmp_path):
         load_benchmark(p)
     with pytest.raises(ValueError, match="unknown benchmark 'arena'"):
         load_benchmark("arena")
+    p.write_text("name: b\ntask: mcq\nscorer: mcq\nmetric: accuracy\nprior: true\n")
+    with pytest.raises(ValueError, match="prior is scored for the exact_match scorer only"):
+        load_benchmark(p)
 
 
 def test_official_ecgqa_json_is_read_as_is(tiny_dir, instruct, sim_db, real, tmp_path):
@@ -401,6 +433,25 @@ def test_detection_calibrated_on_the_validation_split(tiny_dir, instruct, tmp_pa
         d["calibrated"]
     )  # reused
     assert len((tmp_path / "b" / "samples.jsonl").read_text().splitlines()) == len(lines)
+
+
+def test_unlimited_benchmarks_score_the_whole_split(tiny_dir, instruct, tmp_path):
+    """unlimited: the named benchmarks take every test question whatever limit says."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.runner import run_benchmarks
+
+    model, proc = load(str(tiny_dir), None, None)
+    kw = {"limit": 2, "max_new_tokens": 2, "progress": False}
+    r = run_benchmarks(
+        model, proc, instruct, tmp_path / "a", ["ecgqa", "measure"], unlimited=("ecgqa",), **kw
+    )
+    whole = len(load_benchmark("ecgqa").select(EcgInstructionDataset(instruct, "test").samples))
+    assert whole > 2 and r["results"]["ecgqa"]["n"] == whole and r["results"]["measure"]["n"] == 2
+    assert r["config"]["unlimited"] == ["ecgqa"] and r["config"]["limit"] == 2
+    with pytest.raises(ValueError, match=r"unlimited: unknown benchmark\(s\) \['ecqga'\]"):
+        run_benchmarks(model, proc, instruct, tmp_path / "b", ["ecgqa"], unlimited=("ecqga",), **kw)
 
 
 def test_misread_records_listed():

@@ -58,10 +58,13 @@ def verify_code(rec: RecordInfo, rng, counts: dict[str, int] | None = None) -> s
     absent = [c for c in diag if c not in rec.labels and counts.get(c, 0) > 0]
     if present and (not absent or rng.random() < 0.5):
         return pick(rng, present)
-    if not absent:
-        return pick(rng, diag)
-    w = np.array([counts[c] for c in absent], dtype=float)
-    return absent[int(rng.choice(len(absent), p=w / w.sum()))]
+    return _by_count(absent, counts, rng) if absent else pick(rng, diag)
+
+
+def _by_count(codes: list[str], counts: dict[str, int], rng) -> str:
+    """One of `codes`, drawn in proportion to how many of the build's records have it."""
+    w = np.array([counts[c] for c in codes], dtype=float)
+    return codes[int(rng.choice(len(codes), p=w / w.sum()))]
 
 
 def balance_verify(samples: list[dict], seed: int = 0) -> tuple[list[dict], int]:
@@ -125,11 +128,17 @@ def ecgqa_single(
             "q-scp",
         )
     )
-    # scp_code choose between a present and an absent statement
+    # scp_code choose between a present and an absent statement; with `counts` the absent one is
+    # drawn in proportion to how many records have it (as verify_code's): drawn uniformly, it was
+    # mostly a rare statement, and "the commoner of the two" answered 90% of the questions
+    # without the ECG (scoring.question_prior)
     diag = [c for c in label_set("all") if c not in ("NORM",)]
     present = [c for c in rec.labels if c in diag]
+    lacking = [c for c in diag if c not in rec.labels]
+    seen = [c for c in lacking if counts and counts.get(c, 0) > 0]
     if present:
-        a, b = pick(rng, present), pick(rng, [c for c in diag if c not in rec.labels])
+        a = pick(rng, present)
+        b = _by_count(seen, counts, rng) if seen and counts else pick(rng, lacking)
         pair = [scp_name(a), scp_name(b)] if rng.random() < 0.5 else [scp_name(b), scp_name(a)]
         out.append(mk(f"Which symptom does this ECG show, {pair[0]} or {pair[1]}?", [scp_name(a)],
                       [*pair, "none"], 1003, "single-choose", "scp_code", "c-scp"))  # fmt: skip
