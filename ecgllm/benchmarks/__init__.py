@@ -48,6 +48,11 @@ class Benchmark:
     max_new_tokens: int = 48
     source: str = ""
 
+    @property
+    def uses_train(self) -> bool:
+        """Whether scoring reads the training split (a majority chance level or the prior)."""
+        return self.chance == "train_majority" or self.prior
+
     def matches(self, sample: dict) -> bool:
         if sample.get("task") != self.task:
             return False

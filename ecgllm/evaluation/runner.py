@@ -190,7 +190,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
     out.mkdir(parents=True, exist_ok=True)
     ds = EcgInstructionDataset(data_dir, split)
     train = None
-    if any(b.chance == "train_majority" or b.prior for b in benches):
+    if any(b.uses_train for b in benches):
         try:
             train = EcgInstructionDataset(data_dir, "train").samples
         except KeyError:
@@ -255,7 +255,7 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                                           done, f, progress)  # fmt: skip
                 recs = _calibrated(recs, val)
             tr = None
-            if (bench.chance == "train_majority" or bench.prior) and train is not None:
+            if bench.uses_train and train is not None:
                 tidx = bench.select(train)
                 tr = train.select(tidx).to_list() if tidx else None
             results[bench.name] = (

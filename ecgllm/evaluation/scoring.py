@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..benchmarks import Benchmark
-from ..data.tasks.common import question_text
+from ..data.tasks.common import join_answer, question_text
 from ..metrics.calibration import brier
 from ..metrics.grounding import ground_scores
 from ..metrics.parsing import match_options, parse_choice
@@ -308,7 +308,9 @@ def question_prior(bench: Benchmark, recs: list[dict], train: list[dict]) -> flo
             opts = set(r["options"])
             kind = by_kind.get((r.get("question_type"), r.get("attribute_type")), Counter())
             seen = Counter({a: n for a, n in kind.items() if set(a) <= opts})
-        const.append({**r, "prediction": "; ".join(seen.most_common(1)[0][0]) if seen else ""})
+        const.append(
+            {**r, "prediction": join_answer(list(seen.most_common(1)[0][0])) if seen else ""}
+        )
     return float(SCORERS[bench.scorer](bench, const)[bench.metric])
 
 
