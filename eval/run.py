@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecgllm.benchmarks import available
+from ecgllm.benchmarks import METHODS, available
 from ecgllm.cli import add_fields, field_values
 from ecgllm.evaluation import EvalSettings, benchmarks_for, build_real, evaluate, load
 from ecgllm.signal.databases import SOURCES
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help=f"comma list of {available()} or YAML files (default: those whose task the data has)",
     )
-    add_fields(ap, EvalSettings)
+    add_fields(ap, EvalSettings, choices={"skip_methods": METHODS})
     ap.add_argument(
         "--ablation",
         action="store_true",

@@ -16,7 +16,8 @@ are errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ HERE = Path(__file__).parent
 METHOD_FIELDS = {"generate": "prediction", "loglik": "loglik", "yes_prob": "label_scores",
                  "list_prob": "label_scores_list"}  # fmt: skip
 METHODS = tuple(METHOD_FIELDS)
+# headline metrics that only one method's answers give (Benchmark.without keeps that method)
+METRIC_METHOD = {
+    "macro_auc_list": "list_prob",
+    "macro_auc": "yes_prob",
+    "accuracy_loglik": "loglik",
+}
 CHANCE = ("uniform_option", "auc", "train_majority")
 
 
@@ -52,6 +59,21 @@ class Benchmark:
     def uses_train(self) -> bool:
         """Whether scoring reads the training split (a majority chance level or the prior)."""
         return self.chance == "train_majority" or self.prior
+
+    def without(self, methods: Sequence[str]) -> Benchmark:
+        """The benchmark answered without `methods` (a quicker run: e.g. P(yes) beside the list's
+        AUC on a real backbone); an error if its headline metric needs one, or none would be left."""
+        keep = tuple(m for m in self.methods if m not in methods)
+        if keep == self.methods:
+            return self
+        need = METRIC_METHOD.get(self.metric)
+        if not keep:
+            raise ValueError(f"{self.name}: skipping {list(methods)} leaves none of its methods")
+        if need is not None and need not in keep:
+            raise ValueError(
+                f"{self.name}: its headline {self.metric} needs method {need!r}; it cannot be skipped"
+            )
+        return replace(self, methods=keep)
 
     def matches(self, sample: dict) -> bool:
         if sample.get("task") != self.task:

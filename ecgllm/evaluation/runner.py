@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..atomic import Stamp, crash_point, write_text
-from ..benchmarks import METHOD_FIELDS, available, load_benchmark
+from ..benchmarks import METHOD_FIELDS, METHODS, available, load_benchmark
 from ..data.collator import EcgCollator
 from ..data.dataset import EcgInstructionDataset
 from .answer import answer_rows
@@ -143,6 +143,9 @@ class EvalSettings:
     # benchmarks scored on their whole split whatever `limit` says (a margin that needs every
     # question, as ECG-QA's 0.08 over the blank ECG, beside quick looks at the others)
     unlimited: tuple[str, ...] = ()
+    # answer methods left out of every benchmark that has them (not a headline's own method): a
+    # quicker run, e.g. yes_prob on a real backbone (P(yes) per label is 2 forward passes a label)
+    skip_methods: tuple[str, ...] = ()
     batch_size: int = 8  # samples answered per forward pass
     max_new_tokens: int | None = None  # override each benchmark's own
     blank_ecg: bool = False  # zero the ECG signals (ablation)
@@ -171,7 +174,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
                    seed: int = _D.seed, progress: bool = True, model_path: str | None = None,
                    retrieve: int = _D.retrieve, retrieval_index: str | None = _D.retrieval_index,
                    calibrate: bool = _D.calibrate, keep_expert_text: bool = _D.keep_expert_text,
-                   unlimited: Sequence[str] = _D.unlimited) -> dict:  # fmt: skip
+                   unlimited: Sequence[str] = _D.unlimited,
+                   skip_methods: Sequence[str] = _D.skip_methods) -> dict:  # fmt: skip
     benches = []
     unknown = []
     for b in benchmarks:
@@ -181,6 +185,10 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
             unknown.append(b)
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {available()}")
+    bad = [m for m in skip_methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"skip_methods: unknown method(s) {bad}; choose from {list(METHODS)}")
+    benches = [b.without(skip_methods) for b in benches]
     known = sorted({*available(), *(b.name for b in benches)})
     stray = [b for b in unlimited if b not in known]
     if stray:
@@ -269,7 +277,8 @@ def run_benchmarks(model, processor, data_dir: str | Path, out: str | Path, benc
         "results": results,
         "benchmarks": {b.name: {"description": b.description, "methods": list(b.methods), "groups": list(b.groups), "file": Path(b.source).name}
                        for b in benches},
-        "config": {"split": split, "limit": limit, "unlimited": list(unlimited), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+        "config": {"split": split, "limit": limit, "unlimited": list(unlimited),
+                   "skip_methods": list(skip_methods), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "decoding": "greedy", "blank_ecg": blank_ecg, "blank_image": blank_image,
                    "keep_expert_text": keep_expert_text,
                    "perturbation": list(perturbation) if perturbation else None, "seed": seed,

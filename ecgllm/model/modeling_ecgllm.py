@@ -20,6 +20,7 @@ hook on the backbone's input-embedding layer that fills the ECG placeholder posi
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -118,13 +119,15 @@ class EcgLlmPreTrainedModel(PreTrainedModel):
                 nn.init.ones_(module.feature_std)
 
 
-def _cache_kwargs(past_key_values, kwargs: dict) -> dict:
-    """`kwargs` for the language model with the KV cache passed once: generate() in transformers
-    >= 5.2x hands it over as `cache` (in kwargs) and `past_key_values` is its deprecated name;
-    passing both (one of them None) makes every decoding step warn."""
-    if past_key_values is not None and "cache" not in kwargs:
-        return {**kwargs, "past_key_values": past_key_values}
-    return kwargs
+def _cache_kwargs(lm: nn.Module, past_key_values, kwargs: dict) -> dict:
+    """`kwargs` for the language model with the KV cache passed once, by the name it takes:
+    transformers >= 5.2x calls it `cache` (generate() hands it over so, in kwargs) and
+    `past_key_values` is its deprecated name, which warns on every call; older 5.x take only
+    `past_key_values`."""
+    if past_key_values is None or "cache" in kwargs:
+        return kwargs
+    name = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    return {**kwargs, name: past_key_values}
 
 
 class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
@@ -353,7 +356,7 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             labels=labels,
             logits_to_keep=logits_to_keep,
-            **_cache_kwargs(past_key_values, kwargs),
+            **_cache_kwargs(self.language_model, past_key_values, kwargs),
         )
 
     def _supervised_forward(self, input_ids, attention_mask, ecg_values, lead_mask, pixel_values, labels,
@@ -422,7 +425,7 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
             return self.language_model(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 use_cache=use_cache, labels=labels, logits_to_keep=logits_to_keep,
-                **_cache_kwargs(past_key_values, kwargs),
+                **_cache_kwargs(self.language_model, past_key_values, kwargs),
             )  # fmt: skip
 
     def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,

@@ -164,6 +164,34 @@ def test_loglik_is_the_training_loss(tiny_dir, instruct):
         assert v == pytest.approx(-loss.item() * n, rel=1e-4)
 
 
+def test_candidates_of_one_sample_share_their_prompt_pass(tiny_dir, instruct):
+    """token_logprobs runs a sample's shared prompt once and continues its KV cache with each
+    candidate: the same log-probabilities as a full pass per candidate, for option candidates
+    (the prompt shared up to the answer) and verify questions (shared only up to the question),
+    in chunks smaller than the sample's candidates."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import ecgllm.model  # noqa: F401
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation.answer import _token_logprobs, _with_turns, token_logprobs
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
+    proc = AutoProcessor.from_pretrained(tiny_dir)
+    ds = EcgInstructionDataset(instruct, "test")
+    rows = [ds[i] for i in range(len(ds)) if ds[i]["task"] == "detect"][:2]
+    col = EcgCollator(proc)
+    items = [_with_turns(r, None, o) for r in rows for o in r["options"][:5]]
+    items += [_with_turns(rows[0], f"Does this ECG show symptoms of {o}?", a)
+              for o in rows[0]["options"][:3] for a in ("yes", "no")]  # fmt: skip
+    got = token_logprobs(model, col, items, batch_size=3, with_ids=True)
+    for it, (ids, lp) in zip(items, got, strict=True):
+        with torch.no_grad():
+            want_ids, want = _token_logprobs(model, col.candidate_batch([it]), with_ids=True)[0]
+        assert ids == want_ids
+        np.testing.assert_allclose(lp, want, rtol=1e-4, atol=1e-4)
+
+
 def test_list_scores_are_next_item_probabilities(tiny_dir, instruct):
     """Detection's list score: p(label | the greedy items before it), the separator and the
     label's tokens and not the end of turn, read off a full-vocabulary forward pass; the labels
@@ -452,6 +480,34 @@ def test_unlimited_benchmarks_score_the_whole_split(tiny_dir, instruct, tmp_path
     assert r["config"]["unlimited"] == ["ecgqa"] and r["config"]["limit"] == 2
     with pytest.raises(ValueError, match=r"unlimited: unknown benchmark\(s\) \['ecqga'\]"):
         run_benchmarks(model, proc, instruct, tmp_path / "b", ["ecgqa"], unlimited=("ecqga",), **kw)
+
+
+def test_skipped_methods_are_not_answered(tiny_dir, instruct, tmp_path):
+    """skip_methods: detection without P(yes) answers and scores the list alone; a headline's own
+    method, every method of a benchmark, or an unknown method name is an error before any work."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.runner import run_benchmarks
+
+    model, proc = load(str(tiny_dir), None, None)
+    kw = {"limit": 2, "max_new_tokens": 4, "progress": False}
+    r = run_benchmarks(model, proc, instruct, tmp_path / "a", ["detect", "measure"], skip_methods=("yes_prob",), **kw)  # fmt: skip
+    d = r["results"]["detect"]
+    assert "macro_auc_list" in d and "macro_auc" not in d and "yes_scored" not in d
+    assert r["benchmarks"]["detect"]["methods"] == ["generate", "list_prob"]
+    assert r["config"]["skip_methods"] == ["yes_prob"] and r["results"]["measure"]["n"] == 2
+    recs = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert all("label_scores" not in x for x in recs if x["benchmark"] == "detect")
+    with pytest.raises(
+        ValueError, match="detect: its headline macro_auc_list needs method 'list_prob'"
+    ):
+        run_benchmarks(model, proc, instruct, tmp_path / "b", ["detect"], skip_methods=("list_prob",), **kw)  # fmt: skip
+    with pytest.raises(ValueError, match=r"measure: skipping \['generate'\] leaves none"):
+        run_benchmarks(model, proc, instruct, tmp_path / "b", ["measure"], skip_methods=("generate",), **kw)  # fmt: skip
+    with pytest.raises(ValueError, match=r"skip_methods: unknown method\(s\) \['yes'\]"):
+        run_benchmarks(model, proc, instruct, tmp_path / "b", ["detect"], skip_methods=("yes",), **kw)  # fmt: skip
+    assert load_benchmark("mcq").without(("yes_prob",)) == load_benchmark("mcq")
+    assert not (tmp_path / "b").exists()
 
 
 def test_misread_records_listed():
