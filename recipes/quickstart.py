@@ -1,7 +1,7 @@
 """The main job on the embedded default: from nothing to a trained, evaluated, exported ECG model.
 
     python recipes/quickstart.py --out runs/default          # what `make demo` runs (~23 min + installs, 2 cores)
-    python recipes/quickstart.py --out runs/gemma --backbone offline:gemma3-270m   # real 270M LLM, ~1 h
+    python recipes/quickstart.py --out runs/gemma --backbone offline:gemma3-270m   # real 270M LLM, ~75 min
     python recipes/quickstart.py --out runs/tokens --route tokens   # the ECG as tokens in the vocabulary
 
 Steps, each reused when re-run (and resumed when interrupted):
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--backbone", default="tiny", choices=sorted(PRESETS),
-                    help="the LLM: tiny (default: random-init, minutes) or offline:gemma3-270m (~1 h); "
+                    help="the LLM: tiny (default: random-init, minutes) or offline:gemma3-270m (~75 min); "
                          "each picks its two recipe configs (PRESETS)")  # fmt: skip
     ap.add_argument(
         "--sweep", default=None, help='robustness sweep for eval, e.g. "noise=0.1,0.3;leads=6,1"'

@@ -21,7 +21,11 @@ Detection is scored per label two ways (the benchmark's YAML names the headline)
   the detection question: the greedy list (in option order) up to the label's place, then
   p(label | that prefix), i.e. the separator and the label's tokens, not the end of turn. It reads
   the answer the detection rows train ("st/t change; hypertrophy"), as option-text loglik does
-  for multiple choice, and needs one candidate per label instead of two."""
+  for multiple choice, and needs one candidate per label instead of two.
+
+Every candidate of one sample is scored from one pass over the prompt they share (its KV cache
+continued by each candidate's own tokens; `token_logprobs`): the same log-probabilities as a pass
+per candidate (bench/scoring.py measures both)."""
 
 from __future__ import annotations
 
@@ -125,10 +129,13 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
     prefix = model(
         input_ids=ids[:1, :p], attention_mask=att[:1, :p], use_cache=True, logits_to_keep=1, **feats
     )
+    # the output's `cache` (transformers >= 5.2x; `past_key_values`, its old name, warns)
+    kv = getattr(prefix, "cache", None)
+    kv = prefix.past_key_values if kv is None else kv
     out: list = []
     for s in range(0, n, batch_size):
         rows = slice(s, min(n, s + batch_size))
-        past = copy.deepcopy(prefix.past_key_values)
+        past = copy.deepcopy(kv)
         past.batch_repeat_interleave(rows.stop - rows.start)
         out += _token_logprobs(model, {"input_ids": ids[rows, p:], "attention_mask": att[rows],
                                        "labels": labels[rows, p:], "past_key_values": past}, with_ids)  # fmt: skip
