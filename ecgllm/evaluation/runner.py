@@ -144,7 +144,7 @@ class EvalSettings:
     # question, as ECG-QA's 0.08 over the blank ECG, beside quick looks at the others)
     unlimited: tuple[str, ...] = ()
     # answer methods left out of every benchmark that has them (not a headline's own method): a
-    # quicker run, e.g. yes_prob on a real backbone (P(yes) per label is 2 forward passes a label)
+    # quicker run, e.g. yes_prob beside detection's list (P(yes) scores 2 candidates a label)
     skip_methods: tuple[str, ...] = ()
     batch_size: int = 8  # samples answered per forward pass
     max_new_tokens: int | None = None  # override each benchmark's own
