@@ -82,7 +82,8 @@ def token_logprobs(
     out: list = [None] * len(items)
     # the candidates of one sample (consecutive, same id) share their prompt: it is run once and
     # its KV cache continued by each candidate's own tokens (the prompt, with its ECG and page
-    # tokens, is most of a candidate's length: detection's per-label candidates cost ~1/3).
+    # tokens, is most of a candidate's length: on Gemma 3 270M a question's candidates cost 1/4
+    # (its findings list) to 1/2 (P(yes)'s verify pairs) of a pass each; bench/scoring.py).
     # Lone rows, and a native VLM's (its page tokens), are scored batch_size rows a pass.
     alone: list[int] = []
     s = 0
@@ -114,7 +115,7 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
     same = ((ids == ids[:1]) & (att == 1)).all(0).long().cumprod(0).sum().item()
     first = (labels != -100).any(0).nonzero()
     # the prefix stops one token before the first supervised one: its logit comes from the rest
-    p = min(same, int(first[0]) - 1 if len(first) else same)
+    p = min(same, int(first[0]) - 1) if len(first) else 0  # (nothing supervised: row by row)
     cfg = getattr(model, "config", None)
     holders = [
         t for t in (getattr(cfg, "ecg_token_id", -1), getattr(cfg, "image_token_id", -1)) if t >= 0
