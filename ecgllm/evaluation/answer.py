@@ -122,11 +122,7 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
     ]
     if p < 2 or n == 1 or any((ids[:, p:] == t).any() for t in holders):
         return [x for s in range(0, n, batch_size) for x in _token_logprobs(model, _rows(batch, s, s + batch_size, n), with_ids)]  # fmt: skip
-    feats = {
-        k: v[: v.shape[0] // n]
-        for k, v in batch.items()
-        if k not in ("input_ids", "attention_mask", "labels")
-    }
+    feats = {k: v for k, v in _rows(batch, 0, 1, n).items() if k not in ("input_ids", "attention_mask", "labels")}  # fmt: skip
     prefix = model(
         input_ids=ids[:1, :p], attention_mask=att[:1, :p], use_cache=True, logits_to_keep=1, **feats
     )
