@@ -344,26 +344,43 @@ def grpo_stage(out: Path, data: Path, steps: int, eval_limit: int | None) -> Pat
 
 def grpo_table(ev_sft: Path, ev_grpo: Path) -> None:
     """SFT beside SFT + GRPO per benchmark (headline metric with its interval; for the choice
-    questions also the generated answer's accuracy, what GRPO rewards), blank ECG for both."""
+    questions also the generated answer's accuracy, what GRPO rewards), their difference with its
+    paired interval (the same questions resampled for both: ecgllm.evaluation.compare), blank ECG
+    for both."""
+    from ecgllm.evaluation.compare import compare_runs
+
     res = [json.loads((e / "results.json").read_text())["results"] for e in (ev_sft, ev_grpo)]
+    names = [n for n in res[0] if n in res[1] and not n.startswith("real_")]
+    diff = {
+        n: {r["metric"]: r for r in rows}
+        for n, rows in compare_runs(ev_sft, ev_grpo, names).items()
+    }
+
+    def paired(name: str, metric: str) -> str:
+        d = diff.get(name, {}).get(metric)
+        if d is None or d["ci95"][0] != d["ci95"][0]:
+            return f"{'':>24s}"
+        star = "*" if d["ci95"][0] > 0 or d["ci95"][1] < 0 else " "
+        return f"{d['difference']:+7.3f} [{d['ci95'][0]:+.3f} {d['ci95'][1]:+.3f}]{star}"
+
     blank = [
         json.loads((e / "blank_ecg" / "results.json").read_text())["results"]
         for e in (ev_sft, ev_grpo)
     ]
     print()
     print(f"{'benchmark':10s} {'metric':22s} {'SFT':>7s} {'95% CI':>13s} {'+GRPO':>7s} {'95% CI':>13s} "
-          f"{'blank SFT':>9s} {'blank GRPO':>10s}")  # fmt: skip
-    for name, v in res[0].items():
-        g = res[1].get(name)
-        if g is None or name.startswith("real_"):
-            continue
+          f"{'GRPO - SFT [paired 95% CI]':>26s} {'blank SFT':>9s} {'blank GRPO':>10s}")  # fmt: skip
+    for name in names:
+        v, g = res[0][name], res[1][name]
         ci = [f"{x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}" for x in (v, g)]
         print(f"{name:10s} {v['main_metric']:22s} {v['value']:7.3f} {ci[0]:>13s} {g['value']:7.3f} {ci[1]:>13s} "
-              f"{blank[0][name]['value']:9.3f} {blank[1][name]['value']:10.3f}")  # fmt: skip
+              f"{paired(name, v['main_metric']):>26s} {blank[0][name]['value']:9.3f} {blank[1][name]['value']:10.3f}")  # fmt: skip
         if "accuracy_generate" in v and "accuracy_generate" in g:
             b = [x[name].get("accuracy_generate", float("nan")) for x in blank]
             print(f"{'':10s} {'accuracy_generate':22s} {v['accuracy_generate']:7.3f} {'':>13s} "
-                  f"{g['accuracy_generate']:7.3f} {'':>13s} {b[0]:9.3f} {b[1]:10.3f}")  # fmt: skip
+                  f"{g['accuracy_generate']:7.3f} {'':>13s} {paired(name, 'accuracy_generate'):>26s} "
+                  f"{b[0]:9.3f} {b[1]:10.3f}")  # fmt: skip
+    print("(* the paired interval excludes 0)")
 
 
 def main(argv: list[str] | None = None) -> None:

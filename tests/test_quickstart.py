@@ -71,7 +71,8 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert "  ludb: recall atrial fibrillation" in real
     # the optional GRPO stage: trained on the SFT model, evaluated, printed beside SFT
     grpo = out[out.index("+GRPO") :].split("\n\n")[0].splitlines()
-    assert {line.split()[0] for line in grpo[1:] if not line.startswith(" ")} == names
+    assert "GRPO - SFT [paired 95% CI]" in grpo[0] and grpo[-1].startswith("(* the paired")
+    assert {line.split()[0] for line in grpo[1:-1] if not line.startswith(" ")} == names
     assert any(line.split()[0] == "accuracy_generate" for line in grpo[1:] if line.startswith(" "))
     assert json.loads((tmp_path / "grpo/grpo_result.json").read_text())["steps"] == 2
     assert (tmp_path / "eval_grpo/blank_ecg/results.json").exists()

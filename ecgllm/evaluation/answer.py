@@ -40,6 +40,7 @@ from ..data.collator import EcgCollator
 from ..data.tasks import CHOICE_FORMATS, LETTERS, VERIFY
 from ..data.tasks.common import join_answer, question_text
 from ..metrics.parsing import match_options
+from ..model.modeling_ecgllm import placeholder_token_ids
 
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
         "evidence", "features", "record_ids")  # fmt: skip
@@ -51,7 +52,8 @@ def generate_batch(
 ) -> list[str]:
     """Greedy answers to the first user turn of each row (KV cache on, left padding)."""
     batch = collator.prompt_batch(rows)
-    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                         suppress_tokens=placeholder_token_ids(model) or None)  # fmt: skip
     new = out[:, batch["input_ids"].shape[1] :]
     return [t.strip() for t in processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
@@ -116,10 +118,7 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
     first = (labels != -100).any(0).nonzero()
     # the prefix stops one token before the first supervised one: its logit comes from the rest
     p = min(same, int(first[0]) - 1) if len(first) else 0  # (nothing supervised: row by row)
-    cfg = getattr(model, "config", None)
-    holders = [
-        t for t in (getattr(cfg, "ecg_token_id", -1), getattr(cfg, "image_token_id", -1)) if t >= 0
-    ]
+    holders = placeholder_token_ids(model)
     if p < 2 or n == 1 or any((ids[:, p:] == t).any() for t in holders):
         return [x for s in range(0, n, batch_size) for x in _token_logprobs(model, _rows(batch, s, s + batch_size, n), with_ids)]  # fmt: skip
     feats = {k: v for k, v in _rows(batch, 0, 1, n).items() if k not in ("input_ids", "attention_mask", "labels")}  # fmt: skip

@@ -250,5 +250,13 @@ def _resolve(found: list[Statement]) -> list[Statement]:
 def extract_scp_codes(text: str | None, min_certainty: str = "possible") -> set[str]:
     """PTB-XL SCP codes stated (not negated) in a report, at `min_certainty` or above (default:
     every stated statement, as PTB-XL's labels count every likelihood)."""
-    rank = CERTAINTY_RANK[min_certainty]
-    return {s.code for s in extract_statements(text) if CERTAINTY_RANK[s.certainty] >= rank}
+    return set(_codes(text or "", CERTAINTY_RANK[min_certainty]))
+
+
+@lru_cache(maxsize=65536)
+def _codes(text: str, rank: int) -> frozenset[str]:
+    # memoised: scorers read the same reports again and again (each bootstrap resample, the
+    # paired comparison of two runs, GRPO's rewards of repeated completions), ~1 ms a report
+    return frozenset(
+        s.code for s in extract_statements(text) if CERTAINTY_RANK[s.certainty] >= rank
+    )

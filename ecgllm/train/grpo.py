@@ -28,7 +28,9 @@ Objective (Shao et al. 2024, DeepSeekMath; the DAPO variant of Yu et al. 2025 as
 Rewards are the benchmark scorers applied to one completion (ecgllm.metrics): the chosen option
 (parse_choice) against the gold one, the number (parse_number) within the measurement's tolerance
 (partial credit falling to 0 at three tolerances), the report's SCP statements (F1 of
-extract_scp_codes against the reference's), and a format reward (the answer parses).
+extract_scp_codes against the reference's), a grounded interpretation's findings, cited
+measurements and leads (the ground scorer, ecgllm.metrics.grounding), and a format reward (the
+answer parses).
 """
 
 from __future__ import annotations
@@ -84,12 +86,16 @@ class RewardWeights:
         1.0  # the chosen option / the number within tolerance / the report's statements
     )
     format: float = 0.1  # the answer parses at all
+    evidence: float = 0.25  # ground: the mean of cited-measurement F1 and lead F1 where defined
 
 
 def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights()) -> float:
     """The reward of one completion to a benchmark row (its task decides the scorer): mcq,
-    rhythm, ecgqa verify/choose -> the option; measure -> the number; report -> SCP statement F1."""
-    from ..metrics.parsing import parse_choice, parse_number
+    rhythm -> the option; ecgqa -> the set of options named equals the gold set (its benchmark's
+    exact match, so a right answer of several items counts); measure -> the number; report -> SCP
+    statement F1;
+    ground -> finding F1 plus its evidence (measurements and leads)."""
+    from ..metrics.parsing import match_options, parse_choice, parse_number
 
     task = row.get("task")
     if task == "measure":
@@ -101,6 +107,8 @@ def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights())
         return weights.format + weights.correct * (
             1.0 if err <= tol else max(0.0, 1 - err / (3 * tol))
         )
+    if task == "ground":
+        return _ground_reward(completion, row, weights)
     if task == "report":
         from ..text.extract import extract_scp_codes
 
@@ -115,10 +123,43 @@ def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights())
     options = list(row.get("options") or [])
     if not options:
         raise ValueError(f"no reward for task {task!r} without options")
+    if task == "ecgqa":  # the benchmark's exact match: the set of options named is the gold set
+        got = match_options(completion, options)
+        if got is None:
+            return 0.0
+        return weights.format + weights.correct * float(set(got) == set(row["answer"]))
     pick = parse_choice(completion, options)
     if pick is None:
         return 0.0
     return weights.format + weights.correct * float(pick == row["answer"][0])
+
+
+def _ground_reward(completion: str, row: dict, weights: RewardWeights) -> float:
+    """A grounded interpretation (the ground benchmark's scorer on this one answer): the format
+    reward when it states a finding, `correct` x its finding F1 (the headline metric), and
+    `evidence` x the mean of what its evidence earns where the sample defines it: the cited
+    measurements' F1 (precision over the values it cites, recall over the evidence's values, each
+    within the scorer's tolerance) and the lead F1."""
+    import json
+    import math
+
+    from ..metrics.grounding import ground_scores, stated_findings
+
+    s = ground_scores([completion], [list(row.get("answer") or [])],
+                      [json.loads(row.get("evidence") or "{}")], [json.loads(row.get("features") or "{}")])  # fmt: skip
+    p, r = s["measurement_precision"], s["measurement_recall"]
+    if math.isnan(p) and math.isnan(r):
+        meas = math.nan
+    else:  # citing nothing against evidence values is recall 0; citing values none asked for, P only
+        p, r = (0.0 if math.isnan(p) else p), (p if math.isnan(r) else r)
+        meas = 2 * p * r / (p + r) if p + r else 0.0
+    parts = [x for x in (meas, s["lead_f1"]) if not math.isnan(x)]
+    fmt = weights.format if stated_findings(completion) else 0.0
+    return (
+        fmt
+        + weights.correct * s["finding_f1"]
+        + weights.evidence * (sum(parts) / len(parts) if parts else 0.0)
+    )
 
 
 # --- the training loop ---------------------------------------------------------------------------
@@ -224,6 +265,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     from ..atomic import replace, write_text
     from ..data.collator import EcgCollator
     from ..data.dataset import EcgInstructionDataset
+    from ..model.modeling_ecgllm import placeholder_token_ids
     from .checkpoint import save_checkpoint, save_model_files
     from .setup import make_accelerator
 
@@ -243,6 +285,9 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
         raise ValueError(f"{data_dir}: no training sample of the tasks {list(s.tasks)}")
     tok = processor.tokenizer
     eos = _end_tokens(tok)
+    # a sampled ECG/image placeholder would break the completion's scoring pass (more placeholders
+    # than inputs: seen at temperature 1 on the tiny model, an image-only prompt sampling <ecg>)
+    holders = placeholder_token_ids(policy) or None
     collator = EcgCollator(processor)
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
@@ -283,7 +328,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
             torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
             with torch.no_grad():
                 seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
-                                      max_new_tokens=s.max_new_tokens)  # fmt: skip
+                                      max_new_tokens=s.max_new_tokens, suppress_tokens=holders)  # fmt: skip
             p_len = batch["input_ids"].shape[1]
             comp = seqs[:, p_len:]
             mask = torch.ones_like(comp)

@@ -86,6 +86,90 @@ def test_rewards_agree_with_the_scorers():
     )
     with pytest.raises(ValueError, match="without options"):
         reward("x", {"task": "ecgqa"})
+    # ECG-QA: the benchmark's exact match of option sets (an answer of several items counts)
+    from ecgllm.metrics.scores import qa_exact_match
+
+    opts = ["p duration", "qt interval", "rr interval", "none"]
+    qa = {"task": "ecgqa", "options": opts, "answer": ["qt interval", "rr interval"]}
+    for text in (
+        "qt interval; rr interval",
+        "rr interval, qt interval",
+        "rr interval",
+        "none",
+        "?",
+    ):
+        em = qa_exact_match([text], [qa["answer"]], [opts])
+        want = (0.0 if em["unparsed_rate"] else 0.1) + em["exact_match"]
+        assert reward(text, qa) == pytest.approx(want)
+    assert reward("qt interval; rr interval", qa) == pytest.approx(1.1)
+
+
+def test_ground_reward_is_the_ground_scorer():
+    """A grounded answer earns its finding F1 (the benchmark's headline), the format reward when it
+    states a finding, and `evidence` x the mean of its cited-measurement F1 and lead F1."""
+    import json
+
+    from ecgllm.metrics.grounding import ground_scores
+
+    ev = {"findings": [{"finding": "STACH", "leads": [], "measurements": {"hr_bpm": 118.0}},
+                       {"finding": "CRBBB", "leads": ["V1", "V2"], "measurements": {"qrs_ms": 138.0}}]}  # fmt: skip
+    truth = {"hr_bpm": 118.0, "qrs_ms": 138.0, "pr_ms": 150.0}
+    row = {"task": "ground", "answer": ["STACH", "CRBBB"], "evidence": json.dumps(ev),
+           "features": json.dumps(truth)}  # fmt: skip
+    only_f1 = RewardWeights(format=0.0, evidence=0.0)
+    for text in ("Sinus tachycardia: rate 120 bpm. Complete right bundle branch block: QRS 140 ms in V1-V2.",
+                 "Sinus tachycardia: rate 120 bpm.", "Normal ECG.", "nothing to say"):  # fmt: skip
+        f1 = ground_scores([text], [row["answer"]], [ev], [truth])["finding_f1"]
+        assert reward(text, row, only_f1) == pytest.approx(f1)
+    # both findings, both values within tolerance, leads exact: 0.1 + 1 + 0.25
+    full = (
+        "Sinus tachycardia: rate 120 bpm. Complete right bundle branch block: QRS 140 ms in V1-V2."
+    )
+    assert reward(full, row) == pytest.approx(1.35)
+    # one finding (F1 2/3), rate right (P 1, recall 1/2: F1 2/3), no leads named (lead F1 0)
+    assert reward("Sinus tachycardia: rate 120 bpm.", row) == pytest.approx(
+        0.1 + 2 / 3 + 0.25 * (2 / 3 + 0) / 2
+    )
+    # a wrong rate: cited precision 0
+    assert reward("Sinus tachycardia: rate 90 bpm.", row) == pytest.approx(0.1 + 2 / 3)
+    assert reward("", row) == 0.0
+
+
+def test_placeholder_tokens_are_never_sampled(instruct, tmp_path):
+    """A model that would sample its ECG/image placeholder token at every position (a hook on the
+    LM head pushes them up): GRPO's sampling and eval's greedy answers suppress them, so a step
+    runs (a sampled <ecg> would give the scoring pass more placeholders than ECGs)."""
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.model import build_model
+    from ecgllm.model.lora import prepare_for_training
+    from ecgllm.model.modeling_ecgllm import placeholder_token_ids
+    from ecgllm.train.grpo import GrpoSettings, grpo_train
+
+    torch.manual_seed(0)
+    model, proc = build_model()
+    holders = placeholder_token_ids(model)
+    assert model.config.ecg_token_id in holders
+
+    def push(module, args, out):
+        out = out.clone()
+        out[..., holders] += 1e4
+        return out
+
+    model.get_output_embeddings().register_forward_hook(push)
+    batch = EcgCollator(proc).prompt_batch([EcgInstructionDataset(instruct, "train")[0]])
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="placeholder"):  # the hook works: <ecg> is generated
+            model.generate(**batch, max_new_tokens=3, do_sample=False)
+        kept = model.generate(**batch, max_new_tokens=3, do_sample=False, suppress_tokens=holders)
+    assert not set(kept[0, batch["input_ids"].shape[1] :].tolist()) & set(holders)
+    from ecgllm.evaluation.answer import generate_batch  # eval's greedy answers suppress them too
+
+    row = EcgInstructionDataset(instruct, "train")[0]
+    assert len(generate_batch(model, proc, EcgCollator(proc), [row], 3)) == 1
+    policy = prepare_for_training(model, mode="lora", r=4, alpha=8, dropout=0.0)
+    s = GrpoSettings(tasks=("mcq",), steps=1, prompts_per_step=2, group_size=2, max_new_tokens=4)
+    assert grpo_train(policy, proc, instruct, tmp_path, s, progress=False)["steps"] == 1
 
 
 def test_grpo_trains_the_adapter(instruct, tmp_path):
