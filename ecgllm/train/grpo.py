@@ -165,6 +165,21 @@ def _ground_reward(completion: str, row: dict, weights: RewardWeights) -> float:
 # --- the training loop ---------------------------------------------------------------------------
 
 
+def task_token_caps(tasks) -> dict[str, int]:
+    """Each task's completion cap: the max_new_tokens of the shipped benchmark named like the task,
+    else of one whose task it is (ground 96, report 64, detect 48, ecgqa 32, mcq 24, measure 16),
+    else the benchmark default (48). A cap below the benchmark's would reward truncated answers
+    (a grounded interpretation is 40-90 tokens)."""
+    from ..benchmarks import Benchmark, available, load_benchmark
+
+    benches = [load_benchmark(n) for n in available()]
+    out = {}
+    for t in tasks:
+        named = [b for b in benches if b.name == t] or [b for b in benches if b.task == t]
+        out[t] = named[0].max_new_tokens if named else Benchmark.max_new_tokens
+    return out
+
+
 @dataclass(frozen=True)
 class GrpoSettings:
     tasks: tuple[str, ...] = (
@@ -176,7 +191,7 @@ class GrpoSettings:
     prompts_per_step: int = 4  # prompts per step, over all processes (a multiple of their number)
     group_size: int = 4  # completions sampled per prompt (G)
     temperature: float = 1.0  # sampling temperature
-    max_new_tokens: int = 24  # completion length cap
+    max_new_tokens: int = 0  # completion length cap; 0: each task's benchmark's (task_token_caps)
     learning_rate: float = 1e-5  # AdamW on the policy's trainable parameters (LoRA, projectors)
     beta: float = 0.04  # KL to the reference (the adapter-disabled base); 0: DAPO's no-KL
     eps_low: float = 0.2  # clip range below 1
@@ -283,6 +298,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     pool = [i for i, t in enumerate(ds.samples["task"]) if t in s.tasks]
     if not pool:
         raise ValueError(f"{data_dir}: no training sample of the tasks {list(s.tasks)}")
+    caps = {t: s.max_new_tokens for t in s.tasks} if s.max_new_tokens else task_token_caps(s.tasks)
     tok = processor.tokenizer
     eos = _end_tokens(tok)
     # a sampled ECG/image placeholder would break the completion's scoring pass (more placeholders
@@ -328,7 +344,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
             torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
             with torch.no_grad():
                 seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
-                                      max_new_tokens=s.max_new_tokens, suppress_tokens=holders)  # fmt: skip
+                                      max_new_tokens=caps[rows[0]["task"]], suppress_tokens=holders)  # fmt: skip
             p_len = batch["input_ids"].shape[1]
             comp = seqs[:, p_len:]
             mask = torch.ones_like(comp)

@@ -133,6 +133,10 @@ def test_ground_reward_is_the_ground_scorer():
     # a wrong rate: cited precision 0
     assert reward("Sinus tachycardia: rate 90 bpm.", row) == pytest.approx(0.1 + 2 / 3)
     assert reward("", row) == 0.0
+    # sampled to the ground benchmark's length (a shorter cap would reward cut answers)
+    from ecgllm.train.grpo import task_token_caps
+
+    assert task_token_caps(("ground", "mcq", "measure")) == {"ground": 96, "mcq": 24, "measure": 16}
 
 
 def test_placeholder_tokens_are_never_sampled(instruct, tmp_path):
