@@ -1,8 +1,8 @@
 """Two evaluation runs of the same questions compared: B minus A per benchmark, with a paired
 bootstrap interval (eval/compare.py).
 
-    res = compare_runs("runs/default/eval", "runs/grpo/eval")   # {bench: {a, b, difference, ci95, n}}
-    print(compare_table(res, "SFT", "+GRPO"))
+    res = compare_runs("runs/default/eval", "runs/grpo/eval")  # {bench: [{metric, a, b, difference, ci95, n}]}
+    print(compare_table(res, "SFT", "GRPO"))
 
 Each run's intervals in results.json resample its own answers; two runs' intervals overlapping
 says little about their difference, since both answered the same questions. Here the questions
