@@ -120,13 +120,15 @@ def compare_runs(run_a: str | Path, run_b: str | Path, benchmarks: list[str] | N
 def compare_table(res: dict[str, list[dict]], name_a: str = "A", name_b: str = "B") -> str:
     """The comparison as a text table: benchmark, metric, A, B, B - A [95% interval], n; a star
     marks an interval that excludes 0."""
-    lines = [f"{'benchmark':14s} {'metric':22s} {name_a:>8s} {name_b:>8s} {name_b + ' - ' + name_a:>10s} "
+    head = f"{name_b} - {name_a}"
+    w = max(10, len(head))
+    lines = [f"{'benchmark':14s} {'metric':22s} {name_a:>8s} {name_b:>8s} {head:>{w}s} "
              f"{'95% CI (paired)':>17s} {'n':>5s}"]  # fmt: skip
     for name, rows in res.items():
         for r in rows:
             lo, hi = r["ci95"]
             ci = f"[{lo:+.3f} {hi:+.3f}]" if not math.isnan(lo) else "-"
             star = "*" if not math.isnan(lo) and (lo > 0 or hi < 0) else " "
-            lines.append(f"{name:14s} {r['metric']:22s} {r['a']:8.3f} {r['b']:8.3f} {r['difference']:+10.3f} "
+            lines.append(f"{name:14s} {r['metric']:22s} {r['a']:8.3f} {r['b']:8.3f} {r['difference']:+{w}.3f} "
                          f"{ci:>17s}{star} {r['n']:5d}")  # fmt: skip
     return "\n".join(lines)
