@@ -438,6 +438,12 @@ class EcgLlmForConditionalGeneration(EcgLlmPreTrainedModel, GenerationMixin):
                 **_cache_kwargs(self.language_model, past_key_values, kwargs),
             )  # fmt: skip
 
+    def generate(self, *args, **kwargs):
+        # the ECG/page placeholders are never generated (placeholder_token_ids), unless the caller
+        # passes suppress_tokens itself
+        kwargs.setdefault("suppress_tokens", placeholder_token_ids(self) or None)
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids, *args, ecg_values=None, lead_mask=None, pixel_values=None,
                                       ecg_measurements=None, is_first_iteration: bool | None = False, **kwargs):  # fmt: skip
         inputs = super().prepare_inputs_for_generation(

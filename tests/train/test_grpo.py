@@ -141,8 +141,9 @@ def test_ground_reward_is_the_ground_scorer():
 
 def test_placeholder_tokens_are_never_sampled(instruct, tmp_path):
     """A model that would sample its ECG/image placeholder token at every position (a hook on the
-    LM head pushes them up): GRPO's sampling and eval's greedy answers suppress them, so a step
-    runs (a sampled <ecg> would give the scoring pass more placeholders than ECGs)."""
+    LM head pushes them up): the model's generate() suppresses them by default, as do GRPO's
+    sampling and eval's greedy answers, so a step runs (a sampled <ecg> would give the scoring pass
+    more placeholders than ECGs)."""
     from ecgllm.data.collator import EcgCollator
     from ecgllm.data.dataset import EcgInstructionDataset
     from ecgllm.model import build_model
@@ -164,8 +165,8 @@ def test_placeholder_tokens_are_never_sampled(instruct, tmp_path):
     batch = EcgCollator(proc).prompt_batch([EcgInstructionDataset(instruct, "train")[0]])
     with torch.no_grad():
         with pytest.raises(ValueError, match="placeholder"):  # the hook works: <ecg> is generated
-            model.generate(**batch, max_new_tokens=3, do_sample=False)
-        kept = model.generate(**batch, max_new_tokens=3, do_sample=False, suppress_tokens=holders)
+            model.generate(**batch, max_new_tokens=3, do_sample=False, suppress_tokens=None)
+        kept = model.generate(**batch, max_new_tokens=3, do_sample=False)  # suppressed by default
     assert not set(kept[0, batch["input_ids"].shape[1] :].tolist()) & set(holders)
     from ecgllm.evaluation.answer import generate_batch  # eval's greedy answers suppress them too
 
