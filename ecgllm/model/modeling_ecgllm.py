@@ -123,7 +123,8 @@ def placeholder_token_ids(model) -> list[int]:
     """The ECG and image placeholder token ids of a model (an EcgLlm model, a PeftModel around
     one, or a native VLM: whichever it has). They stand for inputs in a prompt and must never be
     generated: a sampled placeholder leaves a completion with more placeholders than inputs, which
-    the next forward rejects (generate with `suppress_tokens=placeholder_token_ids(model)`)."""
+    the next forward rejects. EcgLlmForConditionalGeneration.generate suppresses them by default;
+    for another model pass `suppress_tokens=placeholder_token_ids(model)`."""
     cfg = getattr(model, "config", None)
     ids = (getattr(cfg, "ecg_token_id", None), getattr(cfg, "image_token_id", None))
     return [int(t) for t in ids if isinstance(t, int) and t >= 0]

@@ -95,7 +95,7 @@ def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights())
     exact match, so a right answer of several items counts); measure -> the number; report -> SCP
     statement F1;
     ground -> finding F1 plus its evidence (measurements and leads)."""
-    from ..metrics.parsing import match_options, parse_choice, parse_number
+    from ..metrics.parsing import parse_choice, parse_number
 
     task = row.get("task")
     if task == "measure":
@@ -124,10 +124,10 @@ def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights())
     if not options:
         raise ValueError(f"no reward for task {task!r} without options")
     if task == "ecgqa":  # the benchmark's exact match: the set of options named is the gold set
-        got = match_options(completion, options)
-        if got is None:
-            return 0.0
-        return weights.format + weights.correct * float(set(got) == set(row["answer"]))
+        from ..metrics.scores import qa_exact_match
+
+        em = qa_exact_match([completion], [row["answer"]], [options])
+        return 0.0 if em["unparsed_rate"] else weights.format + weights.correct * em["exact_match"]
     pick = parse_choice(completion, options)
     if pick is None:
         return 0.0
