@@ -12,6 +12,11 @@ Protocol (stated, as the paper's code is not public):
   unique). An episode's classes take their answers in turn (balanced), so that a constant
   answer ("no") cannot score well; a verify/choose episode whose answers still come out uneven
   (the pool lacks classes of one answer) is left out and counted (`balanced`).
+- **Verify episodes are paired** (`paired_verify`, default): n_way // 2 questions, each with its
+  "yes" and its "no" class, so the support shows each asked question answered both ways and the
+  query must be read from its ECG (an odd n_way gives n_way - 1 classes; the results name the
+  count). Unpaired, the support holds the query's question answered only with the query's
+  answer: copying it scores 1.0 from the blank ECG too.
 - **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
   class (share `meta_test_share` to meta-test), so meta-test classes are never the meta-train
   ones; episodes for evaluation use meta-test classes only.
@@ -73,6 +78,12 @@ class FewShotSettings:
     # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
     # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
     balanced: bool = True
+    # verify episodes ask each of their questions with both answers ("yes" and "no" classes of the
+    # same question, n_way // 2 questions): with one class per question, the support shows the
+    # query's own question answered K times with the query's answer, so copying the support's
+    # answer scores 1.0 without reading any ECG (measured: 20 of 20 2-way queries on the demo
+    # build). False: classes drawn as for choose questions (the attribute-answer pairs as they come)
+    paired_verify: bool = True
     seed: int = 0  # seeds the meta split and the episodes
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
 
@@ -120,12 +131,15 @@ class Episode:
 def _pools(
     samples, qtype: str, settings: FewShotSettings, held: bool = True
 ) -> dict[str, list[int]]:
-    """Sample indices per class of the meta-test classes (held) or of the meta-train ones."""
+    """Sample indices per class of the meta-test classes (held) or of the meta-train ones. Paired
+    verify classes are split by their question, so a question's "yes" and "no" stay together."""
     pool: dict[str, list[int]] = defaultdict(list)
+    by_question = settings.paired_verify and qtype.endswith("verify")
     for i, s in enumerate(samples):
         if s["task"] == "ecgqa" and s["question_type"] == qtype and len(s["record_ids"]) == 1:
             key = class_key(s)
-            if is_meta_test(key, settings.meta_test_share, settings.seed) == held:
+            side = key.rsplit("|", 1)[0] if by_question else key
+            if is_meta_test(side, settings.meta_test_share, settings.seed) == held:
                 pool[key].append(i)
     return pool
 
@@ -145,10 +159,24 @@ def build_episodes(
     sup, qry = _pools(train, qtype, settings, held), _pools(test, qtype, settings, held)
     need = max(settings.k_shot, settings.min_support) + (settings.queries if meta_train else 0)
     ok = sorted(k for k in qry if len(sup.get(k, [])) >= need and len(qry[k]) >= settings.queries)
+    paired = settings.paired_verify and qtype.endswith("verify")
     groups: dict[str, list[str]] = defaultdict(list)  # query questions: classes sharing a question
     for k in ok:
         groups[k.split("|")[1] if qtype.endswith("query") else ""].append(k)
-    groups = {g: ks for g, ks in groups.items() if len(ks) >= settings.n_way}
+    if paired:  # the questions whose "yes" and "no" classes both qualify, as [no, yes] pairs
+        by_q: dict[str, dict[str, str]] = defaultdict(dict)
+        for k in ok:
+            _, q, a = k.split("|", 2)
+            by_q[q][a] = k
+        pairs = [
+            [by_q[q]["no"], by_q[q]["yes"]] for q in sorted(by_q) if {"no", "yes"} <= set(by_q[q])
+        ]
+        if len(pairs) < settings.n_way // 2:
+            if why is not None:
+                why["paired"] = len(pairs)
+            return []
+        groups = {"": [k for pair in pairs for k in pair]}
+    groups = {g: ks for g, ks in groups.items() if len(ks) >= settings.n_way or paired}
     if not groups:
         return []
     t = QUESTION_TYPES.index(qtype) if qtype in QUESTION_TYPES else len(QUESTION_TYPES)
@@ -157,7 +185,11 @@ def build_episodes(
     out = []
     for e in range(settings.episodes):
         ks = groups[names[int(rng.integers(len(names)))]]
-        classes = _balanced_classes(ks, settings.n_way, rng)
+        if paired:  # n_way // 2 questions, each with both of its answers
+            chosen = rng.choice(len(pairs), settings.n_way // 2, replace=False)
+            classes = sorted(k for i in chosen for k in pairs[int(i)])
+        else:
+            classes = _balanced_classes(ks, settings.n_way, rng)
         queries = [
             int(i) for k in classes for i in rng.choice(qry[k], settings.queries, replace=False)
         ]
@@ -364,6 +396,9 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         eps = build_episodes(train, test, settings, qtype, why=why)
         if not eps:
             note = "too few meta-test classes with enough samples"
+            if "paired" in why:
+                note = (f"{why['paired']} meta-test question(s) with both a yes and a no class of enough samples; "
+                        f"{settings.n_way}-way verify episodes need {settings.n_way // 2} (paired_verify)")  # fmt: skip
             if why.get("unbalanced"):
                 note = (f"no {settings.n_way}-way episode with even answers: the meta-test pool's "
                         f"classes per answer are {why['answers']} (fewer ways, a bigger build, or "
@@ -403,7 +438,8 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
                           "majority": float(np.mean(majority)), "episodes": len(eps), "per_episode": accs,
                           "left_out_unbalanced": why.get("unbalanced", 0),
-                          "queries": len(eps) * settings.n_way * settings.queries}  # fmt: skip
+                          "classes": len(eps[0].classes),
+                          "queries": sum(len(ep.queries) for ep in eps)}  # fmt: skip
     model.train(was)
     report = {"settings": asdict(settings), "blank_ecg": blank_ecg, "results": results}
     out = Path(out)

@@ -23,7 +23,14 @@ Objective (Shao et al. 2024, DeepSeekMath; the DAPO variant of Yu et al. 2025 as
   new) - 1 (unbiased, always >= 0); beta = 0 is DAPO's no-KL;
 - aggregation: `per_sequence` (GRPO: mean over each completion's tokens, then over completions)
   or `per_token` (DAPO: sum over all tokens of the batch / their count, so long completions are
-  not down-weighted).
+  not down-weighted);
+- dynamic sampling (DAPO, `max_draws` > 1): a group whose G rewards are all equal has zero
+  advantages and teaches nothing but the KL, so its prompt is replaced by a newly drawn one until
+  a group's rewards differ or `max_draws` groups were sampled for that slot (the last is kept).
+  DAPO over-samples a batch and refills it; redrawing per prompt slot gives the same effect and
+  keeps every slot's draws a function of (seed, step, slot) alone, so several processes still
+  take the steps of one. The log's `draws` (groups sampled per prompt) and `spread` (share of
+  trained groups whose rewards differ) show what it costs and finds.
 
 Rewards are the benchmark scorers applied to one completion (ecgllm.metrics): the chosen option
 (parse_choice) against the gold one, the number (parse_number) within the measurement's tolerance
@@ -198,6 +205,9 @@ class GrpoSettings:
     eps_high: float = 0.28  # clip range above 1 (DAPO's clip-higher; = eps_low for plain GRPO)
     aggregation: str = "per_token"  # per_token (DAPO) or per_sequence (GRPO)
     scale_advantages: bool = True  # divide by the group's SD (GRPO); false: Dr. GRPO
+    # DAPO's dynamic sampling: a prompt whose G rewards are all equal (no advantage, no signal) is
+    # replaced by another drawn prompt, up to this many draws per prompt (1: off, plain GRPO)
+    max_draws: int = 1
     seed: int = 0
     lora_r: int = 16  # rank of the fresh GRPO adapter (recipes/grpo.py)
     lora_alpha: int = 32  # its scale numerator
@@ -254,7 +264,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     adapter disabled) over the training split's rows of `s.tasks`. Writes OUT/checkpoint-N every
     `save_steps` (adapter, processor, trainer_state.json with the log and the prompt sampler's
     state, state/ = accelerate's optimizer and model state), OUT/final (adapter + processor),
-    OUT/log.csv (per step: loss, mean reward, KL, clip fraction, completion length) and
+    OUT/log.csv (per step: loss, mean reward, KL, clip fraction, completion length; with dynamic
+    sampling also draws and spread) and
     OUT/grpo_result.json (last: marks the run done).
 
     Distributed (`accelerate launch` / torchrun, DDP): every process draws the same prompts and
@@ -286,6 +297,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
 
     if s.aggregation not in ("per_sequence", "per_token"):
         raise ValueError(f"aggregation must be per_sequence or per_token, not {s.aggregation!r}")
+    if s.max_draws < 1:
+        raise ValueError(f"max_draws must be >= 1 (1: no dynamic sampling), not {s.max_draws}")
     acc = accelerator or make_accelerator("no")[0]
     world, rank = acc.num_processes, acc.process_index
     if getattr(acc.state, "deepspeed_plugin", None) is not None:
@@ -337,34 +350,51 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
             pool, s.prompts_per_step, replace=len(pool) < s.prompts_per_step
         )  # same on every process
         groups, tokens = [], 0
+        # completions sampled, their reward sum, kept groups with a spread; float64 so that the
+        # processes' partial sums add up exactly as one process's (the log compares equal)
+        drawn = torch.zeros(3, dtype=torch.float64)
         inner.eval()
         for j in range(rank, s.prompts_per_step, world):
-            rows = [ds[int(idx[j])] for _ in range(s.group_size)]  # the prompt G times
-            batch = collator.prompt_batch(rows)
-            torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
-            with torch.no_grad():
-                seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
-                                      max_new_tokens=caps[rows[0]["task"]], suppress_tokens=holders)  # fmt: skip
-            p_len = batch["input_ids"].shape[1]
-            comp = seqs[:, p_len:]
-            mask = torch.ones_like(comp)
-            for r in range(comp.shape[0]):  # up to and including the first end token
-                ends = [k for k, t in enumerate(comp[r].tolist()) if t in eos]
-                if ends:
-                    mask[r, ends[0] + 1 :] = 0
-            texts = tok.batch_decode(
-                comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
-            )
-            rewards = torch.tensor(
-                [reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)]
-            )
+            prompt = int(idx[j])
+            for draw in range(s.max_draws):  # the last draw is trained even without a spread
+                if draw:  # a redraw depends on (seed, step, slot, draw) alone: DDP == one process
+                    seq_seed = np.random.SeedSequence((s.seed, step, j, draw))
+                    prompt = int(pool[np.random.default_rng(seq_seed).integers(len(pool))])
+                    torch.manual_seed(int(seq_seed.generate_state(1)[0]))
+                else:
+                    torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
+                rows = [ds[prompt] for _ in range(s.group_size)]  # the prompt G times
+                batch = collator.prompt_batch(rows)
+                with torch.no_grad():
+                    seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
+                                          max_new_tokens=caps[rows[0]["task"]], suppress_tokens=holders)  # fmt: skip
+                p_len = batch["input_ids"].shape[1]
+                comp = seqs[:, p_len:]
+                mask = torch.ones_like(comp)
+                for r in range(comp.shape[0]):  # up to and including the first end token
+                    ends = [k for k, t in enumerate(comp[r].tolist()) if t in eos]
+                    if ends:
+                        mask[r, ends[0] + 1 :] = 0
+                texts = tok.batch_decode(
+                    comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
+                )
+                rewards = torch.tensor(
+                    [reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)]
+                )
+                drawn += torch.tensor(
+                    [len(rows), float(rewards.double().sum()), 0.0], dtype=torch.float64
+                )
+                if bool(rewards.max() > rewards.min()):
+                    drawn[2] += 1
+                    break  # a group with a spread
             with torch.no_grad(), inner.disable_adapter():
                 ref = completion_logprobs(inner, batch, seqs, p_len, mask)
             groups.append((j, batch, seqs, p_len, mask, rewards, ref))
             tokens += int(mask.sum())
         n_tokens = float(acc.reduce(torch.tensor(float(tokens), device=acc.device), "sum"))
         model.train()
-        sums = torch.zeros(5, device=acc.device)  # loss, reward, kl*tokens, clipped*tokens, tokens
+        # loss, kl*tokens, clipped*tokens, tokens; then completions drawn, their reward, spread groups
+        sums = torch.cat([torch.zeros(4, dtype=torch.float64), drawn]).to(acc.device)
         for i, (j, batch, seqs, p_len, mask, rewards, ref) in enumerate(groups):
             adv = group_advantages(rewards[None], scale=s.scale_advantages)[0]
             torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)  # dropout, if any
@@ -381,16 +411,24 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
                 )
                 # DDP averages the processes' gradients: times world, their sum is the global loss's
                 acc.backward(loss * w * world)
-            sums += torch.tensor([float(loss.detach()) * w, float(rewards.sum()), stats["kl"] * n,
-                                  stats["clip_fraction"] * n, n], device=acc.device)  # fmt: skip
+            sums[:4] += torch.tensor([float(loss.detach()) * w, stats["kl"] * n, stats["clip_fraction"] * n, n],
+                                     dtype=torch.float64, device=acc.device)  # fmt: skip
         opt.step()
         opt.zero_grad(set_to_none=True)
         sums = acc.reduce(sums, "sum")
         completions = s.prompts_per_step * s.group_size
         step += 1
-        log_rows.append({"step": step, "loss": float(sums[0]), "reward": float(sums[1]) / completions,
-                         "kl": float(sums[2] / sums[4].clamp(min=1)), "clip_fraction": float(sums[3] / sums[4].clamp(min=1)),
-                         "length": float(sums[4]) / completions})  # fmt: skip
+        # reward: the mean over every completion sampled (redraws included), so that the curve
+        # follows the policy rather than the filter; the others are over the trained groups
+        row = {"step": step, "loss": float(sums[0]), "reward": float(sums[5]) / float(sums[4]),
+               "kl": float(sums[1] / sums[3].clamp(min=1)), "clip_fraction": float(sums[2] / sums[3].clamp(min=1)),
+               "length": float(sums[3]) / completions}  # fmt: skip
+        if s.max_draws > 1:
+            row |= {
+                "draws": float(sums[4]) / completions,
+                "spread": float(sums[6]) / s.prompts_per_step,
+            }
+        log_rows.append(row)
         bar.update()
         bar.set_postfix(reward=f"{log_rows[-1]['reward']:.3f}")
         if s.save_steps and step % s.save_steps == 0 and step < s.steps:

@@ -52,6 +52,27 @@ def test_episodes(splits):
         }
         for c, i in zip(ep.candidates, ep.queries, strict=True):  # the question's own options
             assert {"no", "yes"} <= set(c) and c == sorted(set(test[i]["options"]))
+    # verify episodes are paired: each question asked with both answers, so the support cannot
+    # give a query's answer away (unpaired, the support answers the query's own question only
+    # with the query's answer: copying it scores 1.0)
+    from ecgllm.data.tasks.common import question_text
+
+    def support_answers(ep, i):
+        return {
+            answer_of(train[j])
+            for j in ep.support
+            if question_text(train[j]) == question_text(test[i])
+        }
+
+    for ep in eps:
+        assert len({k.split("|")[1] for k in ep.classes}) == 1
+        assert all(support_answers(ep, i) == {"no", "yes"} for i in ep.queries)
+    unpaired = build_episodes(
+        train, test, FewShotSettings(**{**S, "paired_verify": False}), "single-verify"
+    )
+    assert len(unpaired) == 3  # (this small build has one such question: unpaired draws it too)
+    three = build_episodes(train, test, FewShotSettings(**{**S, "n_way": 3}), "single-verify")
+    assert [e.classes for e in three] == [e.classes for e in eps]  # odd n_way: n_way - 1 classes
     # the meta split: a class is on one side only, about the asked share on each
     keys = {class_key(x) for x in train if x["task"] == "ecgqa"}
     held = [k for k in keys if is_meta_test(k, 0.5, 0)]
@@ -59,7 +80,17 @@ def test_episodes(splits):
     half = build_episodes(
         train, test, FewShotSettings(**{**S, "meta_test_share": 0.5}), "single-verify"
     )
-    assert all(is_meta_test(k, 0.5, 0) for ep in half for k in ep.classes)
+    # (paired verify classes are split by their question: its yes and no stay on one side)
+    assert all(is_meta_test(k.rsplit("|", 1)[0], 0.5, 0) for ep in half for k in ep.classes)
+    from ecgllm.evaluation.fewshot import _pools
+
+    for qt in ("single-verify", "single-choose", "single-query"):
+        st = FewShotSettings(**{**S, "meta_test_share": 0.5})
+        sides = [_pools(train, qt, st, held) for held in (True, False)]
+        assert all(sides) and not set(sides[0]) & set(sides[1])
+        if qt == "single-verify":  # a question on one side only
+            qs = [{k.rsplit("|", 1)[0] for k in side} for side in sides]
+            assert not qs[0] & qs[1]
     # answers balanced within an episode: a yes class and a no class, when both exist
     both = build_episodes(train, test, FewShotSettings(**{**S, "episodes": 6}), "single-verify")
     assert len(both) == 6 and all(
@@ -87,10 +118,16 @@ def test_episodes(splits):
 
     no_tr, no_te = all_no(train), all_no(test)
     why: dict = {}
-    assert build_episodes(no_tr, no_te, s, "single-verify", why=why) == []
+    assert build_episodes(no_tr, no_te, s, "single-verify", why=why) == [] and why == {"paired": 0}
+    unp = FewShotSettings(**{**S, "paired_verify": False})
+    why = {}
+    assert build_episodes(no_tr, no_te, unp, "single-verify", why=why) == []
     assert why["unbalanced"] == 3 and set(why["answers"]) == {"no"}
     loose = build_episodes(
-        no_tr, no_te, FewShotSettings(**{**S, "balanced": False}), "single-verify"
+        no_tr,
+        no_te,
+        FewShotSettings(**{**S, "balanced": False, "paired_verify": False}),
+        "single-verify",
     )
     assert len(loose) == 3 and all(
         [k.split("|", 2)[2] for k in ep.classes] == ["no", "no"] for ep in loose
@@ -181,7 +218,7 @@ def test_meta_training_and_adapted_evaluation(instruct, tiny_dir, tmp_path, spli
     s = FewShotSettings(**{**S, "meta_test_share": 0.5})
     for ep in build_episodes(train, train, s, "single-verify", meta_train=True):
         assert not set(ep.support) & set(ep.queries)
-        assert not any(is_meta_test(k, 0.5, 0) for k in ep.classes)
+        assert not any(is_meta_test(k.rsplit("|", 1)[0], 0.5, 0) for k in ep.classes)  # by question
     out = tmp_path / "meta"
     cmd = [sys.executable, str(ROOT / "recipes/meta_train.py"), "--model", str(tiny_dir), "--data", str(instruct),
            "--out", str(out), "--n-way", "2", "--k-shot", "2", "--queries", "1", "--meta-steps", "3",

@@ -302,10 +302,50 @@ def test_grpo_resumes_to_the_same_adapter(instruct, tmp_path):
         )
 
 
+def test_dynamic_sampling_redraws_groups_without_spread(instruct, tmp_path, monkeypatch):
+    """DAPO's dynamic sampling: a prompt whose G rewards are all equal is replaced by another draw
+    (up to max_draws), so the trained groups carry an advantage; without it they are trained as
+    drawn. The log's reward averages every sampled completion, redraws included."""
+    import csv
+    import zlib
+
+    from ecgllm.train import grpo
+    from ecgllm.train.grpo import GrpoSettings, grpo_train
+
+    seen = []
+
+    def fake_reward(completion, row, weights=None):  # half of the prompts give every sample 0.5
+        seen.append(row["id"])
+        if zlib.crc32(row["id"].encode()) % 2:
+            return 0.5
+        return float(len(completion) % 3)
+
+    monkeypatch.setattr(grpo, "reward", fake_reward)
+    logs = {}
+    for draws in (1, 6):
+        policy, proc = _policy()
+        s = GrpoSettings(tasks=("mcq", "measure"), steps=3, prompts_per_step=4, group_size=3, max_new_tokens=6,
+                         learning_rate=1e-2, temperature=1.5, max_draws=draws)  # fmt: skip
+        seen.clear()
+        grpo_train(policy, proc, instruct, tmp_path / str(draws), s, progress=False)
+        logs[draws] = (list(csv.DictReader(open(tmp_path / str(draws) / "log.csv"))), len(seen))
+    plain, n_plain = logs[1]
+    dyn, n_dyn = logs[6]
+    assert "draws" not in plain[0] and n_plain == 3 * 4 * 3  # steps x prompts x G, no redraw
+    assert all(float(r["spread"]) == 1.0 for r in dyn)  # every trained group has an advantage
+    draws = sum(float(r["draws"]) for r in dyn) * 4 * 3  # groups per prompt -> completions
+    assert n_dyn == round(draws) > n_plain
+    with pytest.raises(ValueError, match="max_draws"):
+        grpo_train(
+            policy, proc, instruct, tmp_path / "x", GrpoSettings(max_draws=0), progress=False
+        )
+
+
 @pytest.mark.xdist_group("distributed")  # one launch on the default port at a time
 def test_two_processes_equal_one(instruct, tmp_path):
     """recipes/grpo.py on 2 DDP processes (gloo) takes the steps of one process at the same
-    prompts per step: the same rewards in the log, the same adapter."""
+    prompts per step, dynamic sampling's redraws included: the same rewards and draws in the log,
+    the same adapter."""
     import csv
     import subprocess
     import sys
@@ -319,7 +359,7 @@ def test_two_processes_equal_one(instruct, tmp_path):
     args = ["--model", str(tmp_path / "base"), "--adapter", str(tmp_path / "sft_adapter"), "--processor",
             str(tmp_path / "base"), "--data", str(instruct), "--steps", "2", "--prompts-per-step", "2",
             "--group-size", "3", "--max-new-tokens", "6", "--learning-rate", "0.01", "--temperature", "1.5",
-            "--tasks", "mcq,measure"]  # fmt: skip
+            "--tasks", "mcq,measure", "--max-draws", "3"]  # fmt: skip
     grpo = str(ROOT / "recipes/grpo.py")
     one = subprocess.run([sys.executable, grpo, *args, "--out", str(tmp_path / "one")], capture_output=True,
                          text=True, env=ENV, timeout=600)  # fmt: skip
@@ -332,7 +372,8 @@ def test_two_processes_equal_one(instruct, tmp_path):
     assert "on 2 process(es)" in two.stdout and "on 1 process(es)" in one.stdout
     logs = [list(csv.DictReader(open(tmp_path / d / "log.csv"))) for d in ("one", "two")]
     assert [r["reward"] for r in logs[0]] == [r["reward"] for r in logs[1]]
-    assert [r["length"] for r in logs[0]] == [r["length"] for r in logs[1]]
+    for col in ("length", "draws", "spread"):
+        assert [r[col] for r in logs[0]] == [r[col] for r in logs[1]]
     a, b = _adapter(tmp_path / "one"), _adapter(tmp_path / "two")
     assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
     for k in a:  # only the order of float reductions differs
