@@ -18,8 +18,9 @@ Protocol (stated, as the paper's code is not public):
   count). Unpaired, the support holds the query's question answered only with the query's
   answer: copying it scores 1.0 from the blank ECG too.
 - **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
-  class (share `meta_test_share` to meta-test), so meta-test classes are never the meta-train
-  ones; episodes for evaluation use meta-test classes only.
+  class (of its question for paired verify classes, so that both answers fall on one side; share
+  `meta_test_share` to meta-test), so meta-test classes are never the meta-train ones; episodes
+  for evaluation use meta-test classes only.
 - An **episode** of a question type: N classes of that type, K support samples per class from
   the dataset's training split and `queries` query samples per class from its test split (so no
   query ECG is a support ECG, and no patient of a query is in the support set). For query-type

@@ -374,6 +374,7 @@ def test_two_processes_equal_one(instruct, tmp_path):
     assert [r["reward"] for r in logs[0]] == [r["reward"] for r in logs[1]]
     for col in ("length", "draws", "spread"):
         assert [r[col] for r in logs[0]] == [r[col] for r in logs[1]]
+    assert any(float(r["draws"]) > 1 for r in logs[0])  # a redraw happened
     a, b = _adapter(tmp_path / "one"), _adapter(tmp_path / "two")
     assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
     for k in a:  # only the order of float reductions differs
