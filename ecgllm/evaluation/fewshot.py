@@ -177,7 +177,8 @@ def build_episodes(
                 why["paired"] = len(pairs)
             return []
         groups = {"": [k for pair in pairs for k in pair]}
-    groups = {g: ks for g, ks in groups.items() if len(ks) >= settings.n_way or paired}
+    else:
+        groups = {g: ks for g, ks in groups.items() if len(ks) >= settings.n_way}
     if not groups:
         return []
     t = QUESTION_TYPES.index(qtype) if qtype in QUESTION_TYPES else len(QUESTION_TYPES)
