@@ -329,6 +329,28 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     inner = acc.unwrap_model(model)  # generation and the reference go around the DDP wrapper
     rng = np.random.default_rng(s.seed)
     step, log_rows = 0, []
+
+    def sample_group(prompt: int):
+        """G completions of training row `prompt` (from the current torch seed), each cut after
+        its first end token (mask), and their rewards."""
+        rows = [ds[prompt] for _ in range(s.group_size)]  # the prompt G times
+        batch = collator.prompt_batch(rows)
+        with torch.no_grad():
+            seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
+                                  max_new_tokens=caps[rows[0]["task"]], suppress_tokens=holders)  # fmt: skip
+        p_len = batch["input_ids"].shape[1]
+        comp = seqs[:, p_len:]
+        mask = torch.ones_like(comp)
+        for r in range(comp.shape[0]):  # up to and including the first end token
+            ends = [k for k, t in enumerate(comp[r].tolist()) if t in eos]
+            if ends:
+                mask[r, ends[0] + 1 :] = 0
+        texts = tok.batch_decode(
+            comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
+        )
+        rewards = torch.tensor([reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)])
+        return rows, batch, seqs, p_len, mask, rewards
+
     if ckpt is not None:
         acc.load_state(str(ckpt / "state"))
         st = json.loads((ckpt / "trainer_state.json").read_text())
@@ -363,24 +385,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
                     torch.manual_seed(int(seq_seed.generate_state(1)[0]))
                 else:
                     torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
-                rows = [ds[prompt] for _ in range(s.group_size)]  # the prompt G times
-                batch = collator.prompt_batch(rows)
-                with torch.no_grad():
-                    seqs = inner.generate(**batch, do_sample=True, temperature=s.temperature, top_k=0,
-                                          max_new_tokens=caps[rows[0]["task"]], suppress_tokens=holders)  # fmt: skip
-                p_len = batch["input_ids"].shape[1]
-                comp = seqs[:, p_len:]
-                mask = torch.ones_like(comp)
-                for r in range(comp.shape[0]):  # up to and including the first end token
-                    ends = [k for k, t in enumerate(comp[r].tolist()) if t in eos]
-                    if ends:
-                        mask[r, ends[0] + 1 :] = 0
-                texts = tok.batch_decode(
-                    comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
-                )
-                rewards = torch.tensor(
-                    [reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)]
-                )
+                rows, batch, seqs, p_len, mask, rewards = sample_group(prompt)
                 drawn += torch.tensor(
                     [len(rows), float(rewards.double().sum()), 0.0], dtype=torch.float64
                 )
