@@ -69,6 +69,14 @@ CERTAINTY_RANK = {"possible": 0, "probable": 1, "certain": 2}
 _DEVICE_SINUS = re.compile(rf"(?<!\w)(?:{DEVICE_SINUS})(?!\w)")
 _DEVICE_NORMAL = re.compile(rf"(?:(?:{'|'.join(DEVICE_NORMAL)})(?![\w-])[\s.,]*)+")
 _SINUS_CODES = {"SR", "SBRAD", "STACH", "SARRH", "PVC"}
+# the report calls its own findings normal: "t wave inversion in iii, avf, this may be normal",
+# "st segments are elevated in v4,5,6. this is probably normal for age", "neg t in iii, v1
+# wahrscheinlich normales ekg". PTB-XL codes such ST/T findings not at all and the ECG NORM
+# (5 of 5 real rows; other findings beside such a verdict stay coded, as Q waves "probably normal"
+# are: QWAVE and NORM)
+_NORMAL_VERDICT = re.compile(r"(?<!\w)(?:this (?:may be|is (?:probably|possibly)) normal(?: for age)?"
+                             r"|(?:wahrscheinlich|vermutlich) normal(?:es)? ekg)(?!\w)")  # fmt: skip
+_ST_T_CODES = {"STE_", "STD_", "INVT", "NDT", "NST_", "NT_", "LOWT", "TAB_"}
 
 
 @dataclass
@@ -216,6 +224,11 @@ def extract_statements(text: str | None) -> list[Statement]:
     if "edit:" not in raw.lower() and {s.code for s in found} <= _SINUS_CODES:
         if _DEVICE_SINUS.search(norm) and _DEVICE_NORMAL.fullmatch(norm):
             found.append(Statement("NORM", "certain", 0, len(norm), norm))
+    verdict = _NORMAL_VERDICT.search(norm)
+    if verdict:
+        found = [s for s in found if s.code not in _ST_T_CODES]
+        # NORM unless a diagnostic statement outranks it (the "otherwise normal" rule, _resolve)
+        found.append(Statement("NORM?", "certain", verdict.start(), verdict.end(), verdict[0]))
     edits = _edit_codes(raw)
     have = {s.code for s in found}
     for code in sorted(edits - have):

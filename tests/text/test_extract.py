@@ -139,6 +139,19 @@ def test_every_code_in_real_phrasing(code, text):
         # an abnormality called a normal variant leaves "otherwise normal" standing (PTB-XL 10974: NORM, IRBBB)
         ("sinus rhythm. incomplete right bundle branch block, this is probably  a normal variant. otherwise normal ecg.",
          {"SR", "IRBBB", "NORM"}),
+        # ST/T findings the report itself calls normal are not coded, the ECG is NORM (PTB-XL 10973,
+        # 17875, 17887, 17902); other findings beside such a verdict stay (17874: QWAVE, NORM) and a
+        # diagnostic one outranks the NORM it implies
+        ("sinus rhythm. non-specific t wave inversion in iii, avf, this may be normal.", {"SR", "NORM"}),
+        ("sinus arrhythmia. incomplete right bundle branch block, this is probably a normal variant. st segments "
+         "are elevated and t waves are tall in v4,5,6. this is probably normal for age. no definite pathology.",
+         {"SARRH", "IRBBB", "NORM"}),
+        ("llt sinusbradykardie neg t in iii,v1 wahrscheinlich normales ekg", {"SBRAD", "NORM"}),
+        ("sinusrhythmus linkstyp st-hebung v1-3 t-veränderungen neg.lll, v2-4 wahrscheinlich normales ekg",
+         {"SR", "NORM"}),
+        ("sinus rhythm. q waves in ii, iii, avf are probably normal. no definite pathology.", {"SR", "QWAVE", "NORM"}),
+        ("sinus rhythm. left ventricular hypertrophy. t waves are inverted in v5,6, this may be normal.",
+         {"SR", "LVH"}),
         # a German device report of a sinus rhythm with only benign statements is a normal ECG, as
         # PTB-XL codes it (2553, 2579: NORM, SR; 16 of 22 real rows); atrial fibrillation is not
         ("sinusrhythmus verdacht auf p-sinistrocardiale lagetyp normal", {"SR", "NORM"}),
