@@ -87,7 +87,7 @@ PHRASES: dict[str, list[str]] = {
         r"av-?block (?:ersten|1\.) grades",
         r"(?:first|1st)[- ]degree (?:a-?v|atrioventricular) block",
         r"verlaengerte (?:av-?)?ueberleitung",
-        r"av-?block i\b",
+        r"av-?block[- ]i\b",  # also "av-block-i" (Swedish, PTB-XL 2576)
         r"prolonged pr interval, first degree av block",
         r"pr interval is prolonged",
         r"prolonged pr(?: interval)?",
@@ -112,7 +112,7 @@ PHRASES: dict[str, list[str]] = {
         r"links ant\.? hemiblock",  # "schenkelblock, links ant. hemiblock" (PTB-XL 13257)
         r"left anterior (?:fascicular|hemi-?) ?block",
         r"left anterior hemiblock",
-        r"lahb",
+        r"lahb?",  # "lah": the German/Swedish abbreviation of left anterior hemiblock
         r"lafb",
         r"linksanteriorer faszikelblock",
         r"vaenster fraemre fascikelblock",

@@ -139,6 +139,8 @@ def test_every_code_in_real_phrasing(code, text):
         # an abnormality called a normal variant leaves "otherwise normal" standing (PTB-XL 10974: NORM, IRBBB)
         ("sinus rhythm. incomplete right bundle branch block, this is probably  a normal variant. otherwise normal ecg.",
          {"SR", "IRBBB", "NORM"}),
+        # Swedish abbreviations (PTB-XL 2576: 1AVB, LAFB among its codes)
+        ("av-block-i. lah genomgangen", {"1AVB", "LAFB"}),
         # ST/T findings the report itself calls normal are not coded, the ECG is NORM (PTB-XL 10973,
         # 17875, 17887, 17902); other findings beside such a verdict stay (17874: QWAVE, NORM) and a
         # diagnostic one outranks the NORM it implies
