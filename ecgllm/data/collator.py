@@ -142,10 +142,14 @@ class EcgCollator:
 
     def asked(self, row: dict) -> list[dict]:
         """The row's messages with a lettered question asked and answered in the model's answer
-        form (processor.choice_answer); any other row's as they are."""
+        form (processor.choice_answer), and every question asking it to think first when the
+        processor does (processor.think_tokens); any other row's as they are."""
+        messages = row["messages"]
         if row.get("options") and hasattr(self.proc, "choice_messages"):
-            return self.proc.choice_messages(row["messages"], row["options"])
-        return row["messages"]
+            messages = self.proc.choice_messages(messages, row["options"])
+        if getattr(self.proc, "think_tokens", 0):
+            messages = self.proc.think_messages(messages)
+        return messages
 
     def messages(self, row: dict, inputs: tuple | None = None) -> list[dict]:
         """The row's messages as the model sees them: a lettered question asked and answered in the

@@ -39,7 +39,7 @@ from ..benchmarks import Benchmark
 from ..data.collator import EcgCollator
 from ..data.tasks import CHOICE_FORMATS, LETTERS, VERIFY
 from ..data.tasks.common import join_answer, question_text
-from ..metrics.parsing import match_options
+from ..metrics.parsing import match_options, split_reasoning
 from ..model.modeling_ecgllm import placeholder_token_ids
 
 KEEP = ("id", "task", "question_type", "attribute_type", "options", "answer", "value", "tolerance",
@@ -177,10 +177,22 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
         | {"benchmark": bench.name, "question": question_text({"messages": collator.asked(r)})}
         for r in rows
     ]
+    # a model that thinks first (processor.think_tokens) gets that many more tokens, and only the
+    # answer after its "</think>" is scored (the reasoning is kept beside it)
+    think = int(getattr(collator.proc, "think_tokens", 0) or 0)
+    cap = (max_new_tokens or bench.max_new_tokens) + think
+
+    def answers(preds: list[str]) -> list[str]:
+        out = []
+        for rec, p in zip(recs, preds, strict=True):
+            reasoning, answer = split_reasoning(p)
+            if reasoning is not None:
+                rec["reasoning"] = reasoning
+            out.append(answer)
+        return out
+
     if "generate" in bench.methods:
-        preds = generate_batch(
-            model, processor, collator, rows, max_new_tokens or bench.max_new_tokens
-        )
+        preds = answers(generate_batch(model, processor, collator, rows, cap))
         for rec, p in zip(recs, preds, strict=True):
             rec["prediction"] = p
     if "loglik" in bench.methods:
@@ -224,9 +236,7 @@ def answer_rows(model, processor, collator, bench: Benchmark, rows: list[dict], 
     if "list_prob" in bench.methods:
         preds = [rec.get("prediction") for rec in recs]
         if any(p is None for p in preds):  # the greedy list is kept as the prediction
-            preds = generate_batch(
-                model, processor, collator, rows, max_new_tokens or bench.max_new_tokens
-            )
+            preds = answers(generate_batch(model, processor, collator, rows, cap))
             for rec, p in zip(recs, preds, strict=True):
                 rec["prediction"] = p
         for rec, sc in zip(

@@ -80,3 +80,24 @@ def parse_number(text: str | None) -> float | None:
         return None
     m = _NUM.search(text.replace(",", ""))
     return float(m.group()) if m else None
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def split_reasoning(text: str | None) -> tuple[str | None, str]:
+    """(reasoning, answer) of a completion that may think first, "<think> ... </think> answer"
+    (the form GRPO's `think` option asks for, and Qwen3-style backbones write by default):
+    the answer is what follows the last "</think>"; a block opened but never closed (cut by the
+    token cap) leaves no answer (""); text with no block is all answer (reasoning None). Scorers
+    read the answer only, so a model's reasoning can neither earn nor lose it points."""
+    text = text or ""
+    if THINK_CLOSE in text:
+        head, _, answer = text.rpartition(THINK_CLOSE)
+        head = head.strip()
+        if head.startswith(THINK_OPEN):
+            head = head[len(THINK_OPEN) :]
+        return head.strip(), answer.strip()
+    if text.lstrip().startswith(THINK_OPEN):
+        return text.lstrip()[len(THINK_OPEN) :].strip(), ""
+    return None, text.strip()

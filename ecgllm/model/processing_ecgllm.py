@@ -103,6 +103,10 @@ def insert_after_ecgs(messages: list[dict], texts: Sequence[str]) -> list[dict]:
     )
 
 
+# what a question asks of a model that thinks first (EcgLlmProcessor.think_tokens)
+THINK_INSTRUCTION = "First think it through inside <think> </think>, then answer."
+
+
 def map_items(messages: list[dict], fn) -> list[dict]:
     """A copy of `messages` with each content item of a message replaced by the items of
     fn(role, item), in order (a message whose content is a plain string is kept as it is)."""
@@ -137,6 +141,7 @@ class EcgLlmProcessor(ProcessorMixin):
         ecg_expert_features: str = "none",
         ecg_tokens: dict | None = None,
         choice_answer: str = "letter",
+        think_tokens: int = 0,
         **kwargs,
     ):
         if ecg_normalization not in ("none", "clip", "zscore"):
@@ -163,6 +168,12 @@ class EcgLlmProcessor(ProcessorMixin):
                 f"choice_answer must be one of {', '.join(CHOICE_FORMATS)}, not {choice_answer!r}"
             )
         self.choice_answer = choice_answer
+        # > 0: every question asks the model to think inside <think> </think> before it answers
+        # (think_messages), and generation gets this many more tokens for it (set by GRPO's
+        # `think` option; the answer is read after the block: ecgllm.metrics.parsing.split_reasoning)
+        if int(think_tokens) < 0:
+            raise ValueError(f"think_tokens must be >= 0, not {think_tokens!r}")
+        self.think_tokens = int(think_tokens)
         self._measure_cache = None
         # the tokenizer route (ecgllm.model.ecg_tokenizer, saved here as its JSON document): each
         # ECG placeholder becomes the ECG's own tokens in the LLM's vocabulary (quantised
@@ -372,6 +383,24 @@ class EcgLlmProcessor(ProcessorMixin):
     def choice_text(self, options: Sequence[str], j: int) -> str:
         """The answer naming option j of a lettered question, in this processor's form."""
         return CHOICE_FORMATS[self.choice_answer][1].format(letter=LETTERS[j], option=options[j])
+
+    def think_messages(self, messages: list[dict]) -> list[dict]:
+        """`messages` with THINK_INSTRUCTION after the first user turn's last text when this
+        processor thinks first (think_tokens > 0); unchanged otherwise."""
+        if not self.think_tokens:
+            return messages
+        out, done = [], False
+        for msg in messages:
+            items = msg.get("content")
+            if not done and msg.get("role") == "user" and isinstance(items, list):
+                texts = [k for k, it in enumerate(items) if it.get("type") == "text"]
+                if texts:
+                    k = texts[-1]
+                    it = items[k]
+                    items = [*items[:k], {**it, "text": f"{it['text'].rstrip()} {THINK_INSTRUCTION}"}, *items[k + 1 :]]  # fmt: skip
+                    msg, done = {**msg, "content": items}, True
+            out.append(msg)
+        return out
 
     def choice_messages(self, messages: list[dict], options: Sequence[str] | None) -> list[dict]:
         """`messages` of a lettered multiple-choice row, built in the "letter" form (the question

@@ -31,6 +31,10 @@ Objective (Shao et al. 2024, DeepSeekMath; the DAPO variant of Yu et al. 2025 as
   keeps every slot's draws a function of (seed, step, slot) alone, so several processes still
   take the steps of one. The log's `draws` (groups sampled per prompt) and `spread` (share of
   trained groups whose rewards differ) show what it costs and finds.
+- think, then answer (`think` > 0): every question asks for reasoning inside <think> </think>
+  first (processor.think_tokens, saved with the adapter, so evaluation asks the same), the
+  completion gets `think` more tokens, and think_reward pays the answer after the block plus
+  RewardWeights.think for a formed one (R1-Zero style: the block is learned from the reward).
 
 Rewards are the benchmark scorers applied to one completion (ecgllm.metrics): the chosen option
 (parse_choice) against the gold one, the number (parse_number) within the measurement's tolerance
@@ -94,6 +98,23 @@ class RewardWeights:
     )
     format: float = 0.1  # the answer parses at all
     evidence: float = 0.25  # ground: the mean of cited-measurement F1 and lead F1 where defined
+    think: float = 0.1  # with GrpoSettings.think: a closed <think> block before a non-empty answer
+
+
+def think_reward(completion: str, row: dict, weights: RewardWeights = RewardWeights()) -> tuple[float, bool]:  # fmt: skip
+    """(reward, formed) of a completion asked to think first ("<think> ... </think> answer",
+    GrpoSettings.think): the task's reward of the answer after the block (split_reasoning), plus
+    `weights.think` when the block is formed (closed, then a non-empty answer). A completion with
+    no block is rewarded as it is, without the bonus (a model that never thinks still learns
+    its answers); a block left open at the token cap has no answer and earns 0."""
+    from ..metrics.parsing import split_reasoning
+
+    reasoning, answer = split_reasoning(completion)
+    if reasoning is None:
+        return reward(answer, row, weights), False
+    if not answer:
+        return 0.0, False
+    return reward(answer, row, weights) + weights.think, True
 
 
 def reward(completion: str, row: dict, weights: RewardWeights = RewardWeights()) -> float:
@@ -208,6 +229,11 @@ class GrpoSettings:
     # DAPO's dynamic sampling: a prompt whose G rewards are all equal (no advantage, no signal) is
     # replaced by another drawn prompt, up to this many draws per prompt (1: off, plain GRPO)
     max_draws: int = 1
+    # "think, then answer": > 0 asks every prompt for reasoning inside <think> </think> before the
+    # answer, allows this many more tokens per completion and rewards the answer after the block
+    # plus a well-formed block (think_reward); saved in the processor (think_tokens), so that
+    # evaluation asks and reads the model the same way. 0: answers only
+    think: int = 0
     seed: int = 0
     lora_r: int = 16  # rank of the fresh GRPO adapter (recipes/grpo.py)
     lora_alpha: int = 32  # its scale numerator
@@ -265,7 +291,7 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     `save_steps` (adapter, processor, trainer_state.json with the log and the prompt sampler's
     state, state/ = accelerate's optimizer and model state), OUT/final (adapter + processor),
     OUT/log.csv (per step: loss, mean reward, KL, clip fraction, completion length; with dynamic
-    sampling also draws and spread) and
+    sampling also draws and spread; with think the share of completions that thought) and
     OUT/grpo_result.json (last: marks the run done).
 
     Distributed (`accelerate launch` / torchrun, DDP): every process draws the same prompts and
@@ -299,6 +325,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
         raise ValueError(f"aggregation must be per_sequence or per_token, not {s.aggregation!r}")
     if s.max_draws < 1:
         raise ValueError(f"max_draws must be >= 1 (1: no dynamic sampling), not {s.max_draws}")
+    if s.think < 0:
+        raise ValueError(f"think must be >= 0 (tokens for reasoning; 0: none), not {s.think}")
     acc = accelerator or make_accelerator("no")[0]
     world, rank = acc.num_processes, acc.process_index
     if getattr(acc.state, "deepspeed_plugin", None) is not None:
@@ -312,6 +340,9 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
     if not pool:
         raise ValueError(f"{data_dir}: no training sample of the tasks {list(s.tasks)}")
     caps = {t: s.max_new_tokens for t in s.tasks} if s.max_new_tokens else task_token_caps(s.tasks)
+    caps = {t: c + s.think for t, c in caps.items()}
+    # the processor asks every question to think first (collator.asked) and is saved so
+    processor.think_tokens = s.think
     tok = processor.tokenizer
     eos = _end_tokens(tok)
     # a sampled ECG/image placeholder would break the completion's scoring pass (more placeholders
@@ -348,8 +379,10 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
         texts = tok.batch_decode(
             comp * mask + (1 - mask) * tok.pad_token_id, skip_special_tokens=True
         )
-        rewards = torch.tensor([reward(t.strip(), row) for t, row in zip(texts, rows, strict=True)])
-        return rows, batch, seqs, p_len, mask, rewards
+        scored = [think_reward(t.strip(), row) if s.think else (reward(t.strip(), row), False)
+                  for t, row in zip(texts, rows, strict=True)]  # fmt: skip
+        rewards = torch.tensor([r for r, _ in scored])
+        return rows, batch, seqs, p_len, mask, rewards, sum(f for _, f in scored)
 
     if ckpt is not None:
         acc.load_state(str(ckpt / "state"))
@@ -374,7 +407,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
         groups, tokens = [], 0
         # completions sampled, their reward sum, kept groups with a spread; float64 so that the
         # processes' partial sums add up exactly as one process's (the log compares equal)
-        drawn = torch.zeros(3, dtype=torch.float64)
+        # (and the completions with a formed think block)
+        drawn = torch.zeros(4, dtype=torch.float64)
         inner.eval()
         for j in range(rank, s.prompts_per_step, world):
             prompt = int(idx[j])
@@ -385,9 +419,9 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
                     torch.manual_seed(int(seq_seed.generate_state(1)[0]))
                 else:
                     torch.manual_seed(s.seed * 1_000_003 + step * 1009 + j)
-                rows, batch, seqs, p_len, mask, rewards = sample_group(prompt)
+                rows, batch, seqs, p_len, mask, rewards, formed = sample_group(prompt)
                 drawn += torch.tensor(
-                    [len(rows), float(rewards.double().sum()), 0.0], dtype=torch.float64
+                    [len(rows), float(rewards.double().sum()), 0.0, formed], dtype=torch.float64
                 )
                 if bool(rewards.max() > rewards.min()):
                     drawn[2] += 1
@@ -433,6 +467,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
                 "draws": float(sums[4]) / completions,
                 "spread": float(sums[6]) / s.prompts_per_step,
             }
+        if s.think:  # share of the sampled completions with a formed think block
+            row["thought"] = float(sums[7]) / float(sums[4])
         log_rows.append(row)
         bar.update()
         bar.set_postfix(reward=f"{log_rows[-1]['reward']:.3f}")

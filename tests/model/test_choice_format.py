@@ -137,3 +137,33 @@ def test_every_benchmark_runs_on_a_name_letter_model(instruct, tmp_path):
         rec = json.loads(line)
         if rec["benchmark"] in ("mcq", "rhythm"):
             assert rec["question"].endswith("Name the answer, then its letter.")
+
+
+def test_a_thinking_model_is_asked_and_scored_on_its_answer(instruct, monkeypatch):
+    """A processor that thinks first (think_tokens, set by GRPO's think option): the question
+    asks for the block, generation gets the extra tokens, and the prediction scored is the answer
+    after "</think>" (the reasoning kept beside it); a block cut by the cap leaves no answer."""
+    from ecgllm.benchmarks import load_benchmark
+    from ecgllm.evaluation import answer
+    from ecgllm.model.processing_ecgllm import THINK_INSTRUCTION
+
+    torch.manual_seed(0)
+    model, proc = build_model(choice_answer="name_letter")
+    proc.think_tokens = 16
+    model.eval()
+    rows = _lettered_rows(instruct)[:2]
+    caps = []
+
+    def fake(model, processor, collator, rows, max_new_tokens):
+        caps.append(max_new_tokens)
+        return ["<think>fast and irregular</think> atrial fibrillation (A)", "<think>slow, no"]
+
+    monkeypatch.setattr(answer, "generate_batch", fake)
+    bench = load_benchmark("mcq")
+    recs = answer_rows(model, proc, EcgCollator(proc, max_length=1024), bench, rows, batch_size=2)
+    assert caps == [bench.max_new_tokens + 16]
+    assert [r["prediction"] for r in recs] == ["atrial fibrillation (A)", ""]
+    assert [r["reasoning"] for r in recs] == ["fast and irregular", "slow, no"]
+    assert all(r["question"].endswith(THINK_INSTRUCTION) for r in recs)
+    with pytest.raises(ValueError, match="think_tokens must be >= 0"):
+        EcgLlmProcessor(tokenizer=proc.tokenizer, think_tokens=-1)

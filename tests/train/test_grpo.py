@@ -379,3 +379,76 @@ def test_two_processes_equal_one(instruct, tmp_path):
     assert a.keys() == b.keys() and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
     for k in a:  # only the order of float reductions differs
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
+
+
+def test_think_then_answer(instruct, tmp_path, monkeypatch):
+    """GRPO's `think` option: the answer after "</think>" is rewarded as the scorers would (plus
+    a formed block's bonus), the prompts ask for the block, completions get the extra tokens, the
+    log counts the completions that thought, and the processor saved with the adapter asks and
+    reads the model the same way in evaluation."""
+    import csv
+    import json
+
+    from ecgllm.metrics.parsing import split_reasoning
+    from ecgllm.model.processing_ecgllm import THINK_INSTRUCTION
+    from ecgllm.train import grpo
+    from ecgllm.train.grpo import GrpoSettings, grpo_train, think_reward
+
+    assert split_reasoning("<think>fast, irregular</think> A. atrial fibrillation") == (
+        "fast, irregular",
+        "A. atrial fibrillation",
+    )
+    assert split_reasoning("<think>fast, irregular") == ("fast, irregular", "")  # cut at the cap
+    assert split_reasoning(" B") == (None, "B") and split_reasoning(None) == (None, "")
+    assert split_reasoning("<think>\n\n</think>\n\nB") == ("", "B")  # Qwen3's empty block
+    opts = ["atrial fibrillation", "sinus rhythm"]
+    row = {"task": "rhythm", "options": opts, "answer": ["sinus rhythm"]}
+    assert think_reward("<think>regular, 70 bpm</think> B. sinus rhythm", row) == (
+        pytest.approx(reward("B. sinus rhythm", row) + 0.1),
+        True,
+    )
+    assert think_reward("<think>regular</think> A", row) == (pytest.approx(0.1 + 0.1), True)
+    assert think_reward("B. sinus rhythm", row) == (pytest.approx(1.1), False)  # no block
+    assert think_reward("<think>regular, 70 b", row) == (0.0, False)  # open: no answer
+    assert think_reward("<think>x</think>", row) == (0.0, False)
+
+    # a policy that thinks on every other completion (the tiny model never would)
+    policy, proc = _policy()
+    made = []
+    orig_generate = type(policy).generate
+
+    def generate(self, *a, **kw):
+        made.append(kw["max_new_tokens"])
+        return orig_generate(self, *a, **kw)
+
+    calls = []
+
+    def reasoning(completion, row):
+        calls.append(completion)
+        return think_reward(
+            f"<think>looked</think> {completion}" if len(calls) % 2 else completion, row
+        )
+
+    monkeypatch.setattr(type(policy), "generate", generate)
+    monkeypatch.setattr(grpo, "think_reward", reasoning)
+    s = GrpoSettings(tasks=("mcq",), steps=2, prompts_per_step=2, group_size=2, max_new_tokens=4,
+                     think=6, learning_rate=1e-2)  # fmt: skip
+    grpo_train(policy, proc, instruct, tmp_path, s, progress=False)
+    assert made and set(made) == {4 + 6}
+    log = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [float(x["thought"]) for x in log] and all(0 < float(x["thought"]) <= 1 for x in log)
+    saved = json.loads((tmp_path / "final/processor_config.json").read_text())
+    assert saved["think_tokens"] == 6
+    from transformers import AutoProcessor
+
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.data.dataset import EcgInstructionDataset
+
+    again = AutoProcessor.from_pretrained(tmp_path / "final")
+    asked = EcgCollator(again).asked(EcgInstructionDataset(instruct, "train")[0])
+    user = next(m for m in asked if m["role"] == "user")
+    assert [it["text"] for it in user["content"] if it.get("type") == "text"][-1].endswith(
+        THINK_INSTRUCTION
+    )
+    with pytest.raises(ValueError, match="think must be >= 0"):
+        grpo_train(policy, proc, instruct, tmp_path / "x", GrpoSettings(think=-1), progress=False)
