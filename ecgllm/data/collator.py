@@ -147,7 +147,7 @@ class EcgCollator:
         messages = row["messages"]
         if row.get("options") and hasattr(self.proc, "choice_messages"):
             messages = self.proc.choice_messages(messages, row["options"])
-        if getattr(self.proc, "think_tokens", 0):
+        if getattr(self.proc, "think_tokens", 0) and hasattr(self.proc, "think_messages"):
             messages = self.proc.think_messages(messages)
         return messages
 

@@ -327,6 +327,8 @@ def grpo_train(policy, processor, data_dir, out, s: GrpoSettings, progress: bool
         raise ValueError(f"max_draws must be >= 1 (1: no dynamic sampling), not {s.max_draws}")
     if s.think < 0:
         raise ValueError(f"think must be >= 0 (tokens for reasoning; 0: none), not {s.think}")
+    if s.think and not hasattr(processor, "think_messages"):
+        raise ValueError(f"think needs an EcgLlmProcessor, not {type(processor).__name__}")
     acc = accelerator or make_accelerator("no")[0]
     world, rank = acc.num_processes, acc.process_index
     if getattr(acc.state, "deepspeed_plugin", None) is not None:
