@@ -150,31 +150,29 @@ def ceiling(name: str, rows: list[tuple[str, set[str]]]) -> dict[str, dict]:
 
     from ecgllm.text.extract import normalise
 
+    rule = [extract_scp_codes(t) for t, _ in rows]
+    gold = [g for _, g in rows]
     footer = re.compile(r"\d\.\d+\s+unbestaetigter bericht")
     key = [" ".join(footer.sub(" ", normalise(t)).split()) for t, _ in rows]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(key):
         groups[k].append(i)
-    loo, ours = [], []
+    loo, ours, single = [], [], []
     for idx in groups.values():
-        for i in idx if len(idx) > 1 else []:
-            others = [rows[j][1] for j in idx if j != i]
+        if len(idx) == 1:
+            single.append((gold[idx[0]], rule[idx[0]]))
+            continue
+        for i in idx:
+            others = [gold[j] for j in idx if j != i]
             n = Counter(c for o in others for c in o)
-            loo.append((rows[i][1], {c for c, k in n.items() if k / len(others) > 0.45}))
-            ours.append((rows[i][1], extract_scp_codes(rows[i][0])))
-    single = [
-        (g, extract_scp_codes(t))
-        for (t, g), k in zip(rows, key, strict=True)
-        if len(groups[k]) == 1
-    ]
+            loo.append((gold[i], {c for c, k in n.items() if k / len(others) > 0.45}))
+            ours.append((gold[i], rule[i]))
     lines = [
         ("repeated texts, each row against the other rows' majority", loo),
         ("repeated texts, the extractor", ours),
         ("texts that occur once, the extractor", single),
     ]
-    rule = [extract_scp_codes(t) for t, _ in rows]
-    gold = [g for _, g in rows]
-    codes = sorted(set().union(*(g for _, g in rows), *rule))
+    codes = sorted(set().union(*gold, *rule))
     col = {c: i for i, c in enumerate(codes)}
     ruled = np.zeros((len(rows), len(codes)))
     for i, found in enumerate(rule):
@@ -188,7 +186,7 @@ def ceiling(name: str, rows: list[tuple[str, set[str]]]) -> dict[str, dict]:
         )
         x_test = hstack([vec.transform([texts[i] for i in test]), csr_matrix(3 * ruled[test])])
         for c in codes:
-            y = np.array([c in rows[i][1] for i in train])
+            y = np.array([c in gold[i] for i in train])
             if y.sum() < 2 or y.all():  # too few to learn from: the extractor's answer
                 prob[test, col[c]] = ruled[test, col[c]]
                 continue
