@@ -155,6 +155,7 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("recipes/grpo.py", ["--group-size", "completions sampled per prompt (G) (default: 4)",
                              "--resume-from-checkpoint"]),
         ("recipes/pretrain_ecg_encoder.py", ["--objective {supervised,contrastive,masked}", "--contrastive-loss"]),
+        ("recipes/sweep.py", ["--arm NAME KEY=VALUE", "--baseline-eval", "paired bootstrap resamples"]),
     ],
 )  # fmt: skip
 def test_entry_point_help_lists_fields(script, needles):
