@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
                 [(BASELINE, []), *arms.items()]}  # fmt: skip
     except (ValueError, ConfigError) as e:
         ap.error(str(e))
+    placed = [
+        o for o in [*a.overrides, *(o for x in arms.values() for o in x)] if o.startswith("output.")
+    ]
+    if placed:
+        ap.error(f"{placed[0]}: the sweep places every arm's output itself (OUT/NAME/sft)")
     data = a.data or cfgs[BASELINE].data.path
     if not isinstance(data, str):
         ap.error(

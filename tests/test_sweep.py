@@ -39,6 +39,9 @@ def test_a_bad_setting_is_refused_before_anything_trains(tmp_path):
     r = subprocess.run([*SWEEP, "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"), "--out", str(tmp_path),
                         "--arm", "bad", "lora.rank=8"], capture_output=True, text=True, env=ENV)  # fmt: skip
     assert r.returncode == 2 and "lora.rank" in r.stderr
+    r = subprocess.run([*SWEEP, "--config", str(ROOT / "recipes/configs/tiny_cpu.yaml"), "--out", str(tmp_path),
+                        "--arm", "r8", "lora.r=8", "output.dir=x"], capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert r.returncode == 2 and "output.dir=x: the sweep places" in r.stderr
     assert not list(tmp_path.iterdir())
 
 
