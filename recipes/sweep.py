@@ -39,15 +39,15 @@ def evaluate_arm(stage: Path, data: str, out: Path, eval_args: list[str]) -> Non
     """eval/run.py on a trained arm, with the blank-ECG ablation; reused when it is newer than the
     arm's training and was run with the same options."""
     final = stage / "final"
-    if (stage / "base").exists():
+    if (stage / "base").exists() and (final / "adapter").exists():
         model = ["--model", str(stage / "base"), "--adapter", str(final / "adapter")]
     elif (final / "model").exists():  # lora.mode full
         model = ["--model", str(final / "model")]
     else:
         sys.exit(
-            f"sweep: {stage} saved no model to evaluate (no base/ beside an adapter and no "
-            "final/model): sweep a recipe whose stage saves its base (a frozen pretrained ECG "
-            "encoder or random-init parts, as the shipped configs) or lora.mode=full"
+            f"sweep: {stage} saved no model eval/run.py can load (a LoRA adapter beside a saved "
+            "base/, or final/model): sweep a LoRA stage whose base is saved (a frozen pretrained "
+            "ECG encoder or random-init parts, as in the shipped configs) or lora.mode=full"
         )
     stamp = Stamp(out / "sweep_eval.json")
     want = {
