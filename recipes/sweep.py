@@ -122,10 +122,13 @@ def main(argv: list[str] | None = None) -> dict:
         evaluate_arm(out / name / "sft", data, out / name / "eval", eval_args)
     baseline = baseline or out / BASELINE / "eval"
     result = {"config": str(config), "shared": a.overrides, "baseline": str(baseline), "arms": {}}
-    for name, extra in todo:
-        scores = arm_scores(baseline, out / name / "eval", a.benchmarks.split(",") if a.benchmarks else None,
+    # the baseline's own row (its blank-ECG margin) also when it was evaluated before the sweep
+    evals = {BASELINE: baseline, **{name: out / name / "eval" for name in arms}}
+    for name, run_dir in evals.items():
+        scores = arm_scores(baseline, run_dir, a.benchmarks.split(",") if a.benchmarks else None,
                             n=a.resamples)  # fmt: skip
-        result["arms"][name] = {"overrides": extra, "train": trained[name], "benchmarks": scores}
+        result["arms"][name] = {"overrides": arms.get(name, []), "train": trained.get(name),
+                                "benchmarks": scores}  # fmt: skip
     table = sweep_table(result["arms"])
     print(table)
     head = f"Sweep of {config} ({' '.join(a.overrides) or 'as it is'}); baseline: {baseline}\n\n"

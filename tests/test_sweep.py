@@ -83,11 +83,14 @@ def test_a_sweep_trains_scores_and_compares_its_arms(instruct, tmp_path):
     assert "| r8 | `lora.r=8 lora.alpha=16` |" in table and table.count("\n| baseline |") == 2
     assert "swept 1 arm(s)" in r.stdout
     # a re-run reuses a finished arm; against an existing evaluation of the baseline (the
-    # quickstart's) only the arms are listed, scored as before
+    # quickstart's) nothing trains, and the baseline's row is that evaluation's, as before
     again = subprocess.run([*cmd, "--baseline-eval", str(tmp_path / "baseline/eval")], capture_output=True,
                            text=True, env=ENV, timeout=900)  # fmt: skip
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("reusing") == 2 and "trained" not in again.stdout
     res2 = json.loads((tmp_path / "sweep.json").read_text())
-    assert list(res2["arms"]) == ["r8"] and res2["baseline"] == str(tmp_path / "baseline/eval")
-    assert res2["arms"]["r8"]["benchmarks"] == arm
+    assert list(res2["arms"]) == ["baseline", "r8"] and res2["baseline"] == str(
+        tmp_path / "baseline/eval"
+    )
+    assert res2["arms"]["r8"]["benchmarks"] == arm and res2["arms"]["baseline"]["train"] is None
+    assert res2["arms"]["baseline"]["benchmarks"] == base
