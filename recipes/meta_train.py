@@ -1,5 +1,6 @@
 """Meta-train the fusion module (the ECG projector) over few-shot ECG-QA episodes, first-order
-MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate it adapted.
+MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate it adapted; or
+(--algorithm incontext, MetaICL) train on episodes asked in context and evaluate in context.
 
     python recipes/meta_train.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
         --processor runs/default/sft/final --data runs/default/instruct --out runs/meta \\
@@ -7,6 +8,9 @@ MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate 
     python eval/run.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
         --processor runs/default/sft/final --data runs/default/instruct --out runs/meta/eval \\
         --fewshot 5,5 --fewshot-adapt-steps 1 --fewshot-fusion runs/meta/ecg_projector.safetensors
+    python recipes/meta_train.py ... --out runs/metaicl --n-way 2 --k-shot 5 --algorithm incontext \
+        --tune fusion+lora --meta-steps 150
+    python eval/run.py ... --fewshot 2,5 --fewshot-fusion runs/metaicl/ecg_projector.safetensors --ablation
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 
 from ecgllm.cli import add_fields, field_values
 from ecgllm.evaluation import load
-from ecgllm.train.meta import MetaSettings, meta_train
+from ecgllm.train.meta import ALGORITHMS, TUNED, MetaSettings, meta_train
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,7 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch-size", type=int, default=8)
-    add_fields(ap, MetaSettings, skip=("question_types",))
+    add_fields(
+        ap, MetaSettings, skip=("question_types",), choices={"algorithm": ALGORITHMS, "tune": TUNED}
+    )
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
@@ -41,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
                        batch_size=a.batch_size)  # fmt: skip
     except (ValueError, FileNotFoundError, KeyError) as e:
         sys.exit(f"error: {e}")
-    print(f"done: {len(r['losses'])} meta-train episodes (of {r['episodes_available']} built), query loss "
+    print(f"done: {r['settings']['algorithm']}, {len(r['losses'])} meta-train episodes (of {r['episodes_available']} built), query loss "
           f"{r['query_loss_first']:.3f} -> {r['query_loss_last10']:.3f} (mean of the last 10) in "
           f"{time.perf_counter() - t0:.0f} s -> {a.out}/ecg_projector.safetensors")  # fmt: skip
     return r

@@ -309,14 +309,15 @@ def fusion_parameters(model) -> list[torch.nn.Parameter]:
 
 
 def load_fusion(model, path: str | Path) -> None:
-    """Meta-trained fusion weights (recipes/meta_train.py) into the model's ECG projector."""
+    """Meta-trained weights (recipes/meta_train.py) into the model: its ECG projector's, and its
+    LoRA weights when meta-training tuned them (`tune="fusion+lora"`)."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
     own = dict(model.named_parameters())
     missing = [k for k in state if k not in own]
     if missing or not state:
-        raise ValueError(f"{path}: keys {missing[:3]} are not this model's ECG projector parameters "
+        raise ValueError(f"{path}: keys {missing[:3]} are not this model's parameters "
                          "(meta-train with the same model and adapter)")  # fmt: skip
     with torch.no_grad():
         for k, v in state.items():

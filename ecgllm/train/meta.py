@@ -1,18 +1,33 @@
 """Meta-training of the fusion module over few-shot episodes: first-order MAML (Finn et al. 2017,
-FOMAML), the ECG-LM paper's setting with the LLM and the ECG encoder frozen.
+FOMAML), the ECG-LM paper's setting with the LLM and the ECG encoder frozen; or MetaICL (Min et
+al., NAACL 2022), training on episodes asked in context.
 
     s = MetaSettings(n_way=5, k_shot=5, queries=2, meta_steps=200)
     r = meta_train(model, processor, "runs/default/instruct", "runs/meta", s)
+    s = MetaSettings(n_way=2, k_shot=5, algorithm="incontext", tune="fusion+lora", outer_lr=1e-4)
 
-Each step draws an episode of a meta-train class set (ecgllm.evaluation.fewshot: the classes the
-seeded meta split did not hold out; support and query samples both from the training split,
-never the same sample), adapts the fusion parameters (the ECG projector: `qformer`, or an MLP /
-linear projector) with `inner_steps` gradient steps on the support set, takes the query loss at
-the adapted parameters and applies its gradient, as the first-order approximation, to the
-parameters before adaptation (Adam at `outer_lr`). Evaluate with the same inner loop:
-eval/run.py --fewshot N,K --fewshot-adapt-steps `inner_steps` on the meta-test classes.
-Output: OUT/ecg_projector.safetensors (the meta-learned fusion weights, keys as in the model),
-OUT/meta_train.json (settings, query losses); written whole, then renamed.
+`algorithm="fomaml"` (default): each step draws an episode of a meta-train class set
+(ecgllm.evaluation.fewshot: the classes the seeded meta split did not hold out; support and query
+samples both from the training split, never the same sample), adapts the fusion parameters (the
+ECG projector: `qformer`, or an MLP / linear projector) with `inner_steps` gradient steps on the
+support set, takes the query loss at the adapted parameters and applies its gradient, as the
+first-order approximation, to the parameters before adaptation (Adam at `outer_lr`). Evaluate
+with the same inner loop on the meta-test classes: eval/run.py --fewshot N,K
+--fewshot-adapt-steps `inner_steps`.
+
+`algorithm="incontext"` (MetaICL): each step draws a meta-train episode in the same way and asks
+its queries exactly as in-context evaluation does (the K*N support examples with their answers in
+the prompt, then the query ECG and question: ecgllm.evaluation.fewshot.episode_rows); the loss is
+the query answer's, and Adam at `outer_lr` applies its gradient; no inner loop. A model whose SFT
+never showed several answered ECGs before a question reads the support set as noise (measured:
+in context, K-shot fell below zero-shot on both backbones); this teaches it the format on the
+meta-train classes. Evaluate in context: eval/run.py --fewshot N,K (no --fewshot-adapt-steps).
+
+`tune`: "fusion" trains the ECG projector only (the paper's frozen LLM); "fusion+lora" also the
+LLM's LoRA weights (a model loaded with its adapter), as MetaICL tunes the LM.
+Output: OUT/ecg_projector.safetensors (the meta-learned weights, keys as in the model; loaded by
+eval/run.py --fewshot-fusion), OUT/meta_train.json (settings, query losses); written whole, then
+renamed.
 """
 
 from __future__ import annotations
@@ -26,12 +41,18 @@ import torch
 
 from ..evaluation.fewshot import (
     QUESTION_TYPES,
+    Episode,
     FewShotSettings,
     adapt,
+    answer_of,
     build_episodes,
+    episode_rows,
     fusion_parameters,
     sample_rows,
 )
+
+ALGORITHMS = ("fomaml", "incontext")
+TUNED = ("fusion", "fusion+lora")
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,37 @@ class MetaSettings:
     meta_test_share: float = 0.5  # the same split as evaluation's (FewShotSettings)
     seed: int = 0
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)
+    # fomaml: adapt on the support set, the query loss there (the paper's setting); incontext:
+    # MetaICL, the support set in the prompt and the loss on the query's answer (no inner loop)
+    algorithm: str = "fomaml"
+    # the weights trained: fusion (the ECG projector; LLM frozen) or fusion+lora (also the
+    # adapter's LoRA weights; incontext only: FOMAML's inner loop adapts the fusion module)
+    tune: str = "fusion"
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}")
+        if self.tune not in TUNED:
+            raise ValueError(f"tune must be one of {TUNED}, not {self.tune!r}")
+        if self.tune != "fusion" and self.algorithm != "incontext":
+            raise ValueError(
+                f"tune={self.tune!r} needs algorithm='incontext' (FOMAML adapts the fusion module)"
+            )
+        if self.meta_steps < 1:
+            raise ValueError(f"meta_steps must be >= 1, not {self.meta_steps}")
+
+
+def tuned_parameters(model, tune: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) of what meta-training trains: the fusion module's (fusion_parameters),
+    and with "fusion+lora" the LoRA weights of the model's adapter."""
+    fusion = {id(p) for p in fusion_parameters(model)}
+    named = [(n, p) for n, p in model.named_parameters() if id(p) in fusion]
+    if tune == "fusion+lora":
+        lora = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
+        if not lora:
+            raise ValueError("tune='fusion+lora' needs a model with a LoRA adapter (--adapter)")
+        named += lora
+    return named
 
 
 def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaSettings,
@@ -69,18 +121,27 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
         raise ValueError(
             f"{data_dir}: no meta-train episode ({s.n_way}-way {s.k_shot}-shot) can be built"
         )
-    params = fusion_parameters(model)
+    named = tuned_parameters(model, s.tune)
+    params = [p for _, p in named]
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=s.outer_lr)
-    collator = EcgCollator(processor)
+    # in context, a prompt holds N*K + 1 ECGs: no cut (a cut would drop the query)
+    collator = EcgCollator(processor, max_length=1 << 16)
     rng = np.random.default_rng(s.seed)
     model.train()
     losses = []
     for _ in tqdm(range(s.meta_steps), desc="meta-train", unit="ep", disable=not progress):
         ep = pool[int(rng.integers(len(pool)))]
+        if s.algorithm == "incontext":
+            golds = [[answer_of(train[q])] for q in ep.queries]
+            ep = Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds)
+            losses.append(
+                _incontext_step(model, collator, ds, ep, s.leads, params, opt, batch_size)
+            )
+            continue
         saved = [p.detach().clone() for p in params]
         adapt(
             model,
@@ -118,15 +179,29 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    names = [
-        n
-        for n, p in model.named_parameters()
-        if "ecg_projector" in n and "original_module" not in n
-    ]
     tmp = out / "ecg_projector.safetensors.tmp"
-    save_file({n: p.detach().contiguous() for n, p in zip(names, params, strict=True)}, str(tmp))
+    save_file({n: p.detach().contiguous() for n, p in named}, str(tmp))
     replace(tmp, out / "ecg_projector.safetensors")
-    summary = {"settings": asdict(s), "episodes_available": len(pool), "query_loss_first": losses[0],
-               "query_loss_last10": float(np.mean(losses[-10:])), "losses": losses}  # fmt: skip
+    summary = {"settings": asdict(s), "episodes_available": len(pool), "tensors_trained": len(named),
+               "query_loss_first": losses[0], "query_loss_last10": float(np.mean(losses[-10:])), "losses": losses}  # fmt: skip
     write_text(out / "meta_train.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _incontext_step(
+    model, collator, ds, ep: Episode, leads: int, params, opt, batch_size: int
+) -> float:
+    """One MetaICL step: the episode's queries asked with its support set in the prompt (the rows
+    in-context evaluation scores; `ep.candidates` holds each query's gold answer, the assistant
+    turn trained on); returns the loss."""
+    rows = episode_rows(ep, ds, ds, leads)
+    total = 0.0
+    for b in range(0, len(rows), batch_size):
+        part = rows[b : b + batch_size]
+        loss = model(**collator(part)).loss * (len(part) / len(rows))
+        loss.backward()
+        total += float(loss.detach())
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return total

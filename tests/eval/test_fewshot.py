@@ -240,9 +240,83 @@ def test_meta_training_and_adapted_evaluation(instruct, tiny_dir, tmp_path, spli
     assert all(
         torch.equal(a, b) for a, b in zip(meta, fusion_parameters(model), strict=True)
     )  # restored
-    with pytest.raises(ValueError, match="not this model's ECG projector"):
+    with pytest.raises(ValueError, match="not this model's parameters"):
         bad = tmp_path / "bad.safetensors"
         from safetensors.torch import save_file
 
         save_file({"x": torch.zeros(1)}, str(bad))
         load_fusion(model, bad)
+
+
+def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
+    """MetaICL: the rows trained on are the rows in-context evaluation asks (support set in the
+    prompt, query ECG last) with the query's gold answer; fusion-only leaves the LLM as it was,
+    fusion+lora trains the adapter too, and the saved weights load into a model of the same kind."""
+    import torch
+
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.fewshot import Episode, load_fusion
+    from ecgllm.model.lora import prepare_for_training
+    from ecgllm.train.meta import MetaSettings, meta_train, tuned_parameters
+
+    for bad, match in [({"algorithm": "reptile"}, "algorithm must be one of"),
+                       ({"tune": "all"}, "tune must be one of"),
+                       ({"tune": "fusion+lora"}, "needs algorithm='incontext'")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            MetaSettings(**bad)
+    tr, _, train, _ = splits
+    s = FewShotSettings(**{**S, "meta_test_share": 0.5})
+    ep = build_episodes(train, train, s, "single-verify", meta_train=True)[0]
+    golds = [[answer_of(train[q])] for q in ep.queries]
+    rows = episode_rows(
+        Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds), tr, tr, 12
+    )
+    assert len(rows) == len(ep.queries) and all(r["candidate"] == r["gold"] for r in rows)
+    assert (
+        rows[0]["record_ids"][-len(train[ep.queries[0]]["record_ids"]) :]
+        == train[ep.queries[0]]["record_ids"]
+    )
+    assert len(rows[0]["signal"]) == len(ep.support) + 1  # the support ECGs, then the query's
+
+    ms = dict(n_way=2, k_shot=2, queries=1, meta_steps=3, outer_lr=1e-2, meta_test_share=0.5,
+              question_types=("single-verify",), algorithm="incontext")  # fmt: skip
+    model, proc = load(str(tiny_dir), None, None)
+    llm = {n: p.detach().clone() for n, p in model.named_parameters() if "ecg_projector" not in n}
+    fusion = [p.detach().clone() for _, p in tuned_parameters(model, "fusion")]
+    r = meta_train(model, proc, instruct, tmp_path / "f", MetaSettings(**ms), progress=False)
+    assert r["settings"]["algorithm"] == "incontext" and np.isfinite(r["losses"]).all()
+    assert all(
+        torch.equal(p, llm[n]) for n, p in model.named_parameters() if n in llm
+    )  # LLM frozen
+    assert any(
+        not torch.equal(a, p)
+        for a, (_, p) in zip(fusion, tuned_parameters(model, "fusion"), strict=True)
+    )
+    with pytest.raises(ValueError, match="needs a model with a LoRA adapter"):
+        meta_train(
+            model,
+            proc,
+            instruct,
+            tmp_path / "x",
+            MetaSettings(**{**ms, "tune": "fusion+lora"}),
+            progress=False,
+        )
+
+    torch.manual_seed(0)
+    peft = prepare_for_training(
+        load(str(tiny_dir), None, None)[0], mode="lora", r=4, alpha=8, dropout=0.0
+    )
+    lora = {n: p.detach().clone() for n, p in peft.named_parameters() if "lora_B" in n}
+    r = meta_train(peft, proc, instruct, tmp_path / "fl", MetaSettings(**{**ms, "tune": "fusion+lora"}),
+                   progress=False)  # fmt: skip
+    assert r["tensors_trained"] > len(fusion)
+    assert any(
+        not torch.equal(p, lora[n]) for n, p in peft.named_parameters() if n in lora
+    )  # LoRA trained
+    torch.manual_seed(0)
+    fresh = prepare_for_training(
+        load(str(tiny_dir), None, None)[0], mode="lora", r=4, alpha=8, dropout=0.0
+    )
+    load_fusion(fresh, tmp_path / "fl" / "ecg_projector.safetensors")
+    trained = dict(peft.named_parameters())
+    assert all(torch.equal(p, trained[n]) for n, p in fresh.named_parameters() if "lora_" in n)
