@@ -8,8 +8,8 @@ MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate 
     python eval/run.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
         --processor runs/default/sft/final --data runs/default/instruct --out runs/meta/eval \\
         --fewshot 5,5 --fewshot-adapt-steps 1 --fewshot-fusion runs/meta/ecg_projector.safetensors
-    python recipes/meta_train.py ... --out runs/metaicl --n-way 2 --k-shot 5 --algorithm incontext \
-        --tune fusion+lora --meta-steps 150
+    python recipes/meta_train.py ... --out runs/metaicl --n-way 2 --k-shot 5 --algorithm incontext \\
+        --tune fusion+lora --meta-steps 50
     python eval/run.py ... --fewshot 2,5 --fewshot-fusion runs/metaicl/ecg_projector.safetensors --ablation
 """
 

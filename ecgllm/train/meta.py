@@ -136,11 +136,8 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
     for _ in tqdm(range(s.meta_steps), desc="meta-train", unit="ep", disable=not progress):
         ep = pool[int(rng.integers(len(pool)))]
         if s.algorithm == "incontext":
-            golds = [[answer_of(train[q])] for q in ep.queries]
-            ep = Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds)
-            losses.append(
-                _incontext_step(model, collator, ds, ep, s.leads, params, opt, batch_size)
-            )
+            rows = incontext_rows(ep, train, ds, s.leads)
+            losses.append(_incontext_step(model, collator, rows, params, opt, batch_size))
             continue
         saved = [p.detach().clone() for p in params]
         adapt(
@@ -188,13 +185,17 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
     return summary
 
 
-def _incontext_step(
-    model, collator, ds, ep: Episode, leads: int, params, opt, batch_size: int
-) -> float:
-    """One MetaICL step: the episode's queries asked with its support set in the prompt (the rows
-    in-context evaluation scores; `ep.candidates` holds each query's gold answer, the assistant
-    turn trained on); returns the loss."""
-    rows = episode_rows(ep, ds, ds, leads)
+def incontext_rows(ep: Episode, samples: list[dict], ds, leads: int) -> list[dict]:
+    """The rows one MetaICL step trains on: the episode's queries asked with its support set in
+    the prompt, as in-context evaluation asks them (fewshot.episode_rows), each with its gold
+    answer as the assistant turn. `samples`: the training split's samples, `ds` its dataset."""
+    golds = [[answer_of(samples[q])] for q in ep.queries]
+    shown = Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds)
+    return episode_rows(shown, ds, ds, leads)
+
+
+def _incontext_step(model, collator, rows: list[dict], params, opt, batch_size: int) -> float:
+    """One MetaICL step on `rows` (incontext_rows): the query answers' loss, one Adam step."""
     total = 0.0
     for b in range(0, len(rows), batch_size):
         part = rows[b : b + batch_size]

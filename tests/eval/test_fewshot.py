@@ -255,9 +255,9 @@ def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
     import torch
 
     from ecgllm.evaluation import load
-    from ecgllm.evaluation.fewshot import Episode, load_fusion
+    from ecgllm.evaluation.fewshot import load_fusion
     from ecgllm.model.lora import prepare_for_training
-    from ecgllm.train.meta import MetaSettings, meta_train, tuned_parameters
+    from ecgllm.train.meta import MetaSettings, incontext_rows, meta_train, tuned_parameters
 
     for bad, match in [({"algorithm": "reptile"}, "algorithm must be one of"),
                        ({"tune": "all"}, "tune must be one of"),
@@ -267,11 +267,13 @@ def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
     tr, _, train, _ = splits
     s = FewShotSettings(**{**S, "meta_test_share": 0.5})
     ep = build_episodes(train, train, s, "single-verify", meta_train=True)[0]
-    golds = [[answer_of(train[q])] for q in ep.queries]
-    rows = episode_rows(
-        Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds), tr, tr, 12
-    )
+    rows = incontext_rows(ep, train, tr, 12)
     assert len(rows) == len(ep.queries) and all(r["candidate"] == r["gold"] for r in rows)
+    assert [r["gold"] for r in rows] == [answer_of(train[q]) for q in ep.queries]
+    asked = {
+        r["id"]: r["messages"][0] for r in episode_rows(ep, tr, tr, 12)
+    }  # what evaluation scores
+    assert asked == {r["id"]: r["messages"][0] for r in rows}  # the same prompts
     assert (
         rows[0]["record_ids"][-len(train[ep.queries[0]]["record_ids"]) :]
         == train[ep.queries[0]]["record_ids"]
