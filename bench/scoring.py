@@ -1,4 +1,6 @@
-"""Candidate scoring: one pass over a sample's shared prompt (ours) against one pass per candidate
+"""Candidate scoring: one pass over a sample's shared prompt, then each verify question's rest
+once for its yes and its no, the LM head only at the supervised (row, position) pairs (ours)
+against one pass per candidate with the LM head at every position some row of the pass needs
 (the baseline, what evaluation did before session 28), in the same process on the same rows.
 
     python bench/scoring.py                  # the tiny default model
@@ -24,17 +26,29 @@ from ecgllm.data import BuildConfig, build_dataset
 from ecgllm.data.collator import EcgCollator
 from ecgllm.data.dataset import EcgInstructionDataset
 from ecgllm.data.tasks import VERIFY
-from ecgllm.evaluation.answer import _token_logprobs, _with_turns, option_labels, token_logprobs
+from ecgllm.evaluation.answer import _with_turns, option_labels, token_logprobs
 from ecgllm.model import build_model
 from ecgllm.model.factory import TINY_ECG, TINY_SIGLIP
 from ecgllm.signal.synthetic_db import build_database
 
 
 def per_candidate(model, col: EcgCollator, items: list[dict], batch_size: int) -> list:
-    """The baseline: every candidate a whole pass (prompt and answer), batch_size rows a pass."""
+    """The baseline: every candidate a whole pass (prompt and answer), batch_size rows a pass, the
+    LM head at the union of the pass's supervised positions for every row."""
     out: list = []
     for s in range(0, len(items), batch_size):
-        out += _token_logprobs(model, col.candidate_batch(items[s : s + batch_size]))
+        batch = col.candidate_batch(items[s : s + batch_size])
+        labels = batch.pop("labels")
+        pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
+        logits = model(**batch, logits_to_keep=pos).logits
+        target = labels[:, pos + 1]
+        keep = target != -100
+        lp = torch.log_softmax(logits[keep].float(), -1).gather(-1, target[keep][:, None])[:, 0]
+        rows = keep.nonzero()[:, 0].tolist()
+        out += [
+            [v for r, v in zip(rows, lp.tolist(), strict=True) if r == i]
+            for i in range(len(labels))
+        ]
     return out
 
 

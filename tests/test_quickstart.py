@@ -69,6 +69,11 @@ def test_quickstart_interrupted_resumed_and_reused(tmp_path):
     assert real[4].split()[0] == "ludb" and real[4].split()[-1] == "3"
     real = "\n".join(real)
     assert "  ludb: recall atrial fibrillation" in real
+    # their findings scored by the table's list AUC alone (P(yes) beside it skipped: its time)
+    f = json.loads((tmp_path / "eval_real/ludb/results.json").read_text())["results"][
+        "real_findings"
+    ]
+    assert f["main_metric"] == "macro_auc_list" and "yes_scored" not in f
     # the optional GRPO stage: trained on the SFT model, evaluated, printed beside SFT
     grpo = out[out.index("+GRPO") :].split("\n\n")[0].splitlines()
     assert "GRPO - SFT [paired 95% CI]" in grpo[0] and grpo[-1].startswith("(* the paired")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -110,32 +111,74 @@ def token_logprobs(
 def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool) -> list:
     """_token_logprobs of one sample's candidates (rows of `batch`, right-padded): the tokens all
     rows share before the first supervised one (the prompt: ECG and page placeholders, question)
-    run once, then the rows' remaining tokens, batch_size at a time, on copies of its KV cache.
-    The same log-probabilities as one pass per row, up to float rounding."""
+    run once; then, for rows that share the rest of their prompt too (the yes and the no of one
+    verify question), that rest once per group, batch_size groups at a time; then the rows'
+    remaining tokens, batch_size at a time, each on a copy of its group's KV cache. The same
+    log-probabilities as one pass per row, up to float rounding."""
     ids, att, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     n = ids.shape[0]
     same = ((ids == ids[:1]) & (att == 1)).all(0).long().cumprod(0).sum().item()
-    first = (labels != -100).any(0).nonzero()
+    sup = labels != -100
+    first = sup.any(0).nonzero()
     # the prefix stops one token before the first supervised one: its logit comes from the rest
-    p = min(same, int(first[0]) - 1) if len(first) else 0  # (nothing supervised: row by row)
+    p = min(same, int(first[0]) - 1) if len(first) else 0
     holders = placeholder_token_ids(model)
-    if p < 2 or n == 1 or any((ids[:, p:] == t).any() for t in holders):
+    # (a row with nothing supervised: row by row)
+    if p < 2 or n == 1 or not sup.any(1).all() or any((ids[:, p:] == t).any() for t in holders):
         return [x for s in range(0, n, batch_size) for x in _token_logprobs(model, _rows(batch, s, s + batch_size, n), with_ids)]  # fmt: skip
     feats = {k: v for k, v in _rows(batch, 0, 1, n).items() if k not in ("input_ids", "attention_mask", "labels")}  # fmt: skip
     prefix = model(
         input_ids=ids[:1, :p], attention_mask=att[:1, :p], use_cache=True, logits_to_keep=1, **feats
     )
-    # the output's `cache` (transformers >= 5.2x; `past_key_values`, its old name, warns)
-    kv = getattr(prefix, "cache", None)
-    kv = prefix.past_key_values if kv is None else kv
-    out: list = []
-    for s in range(0, n, batch_size):
-        rows = slice(s, min(n, s + batch_size))
-        past = copy.deepcopy(kv)
-        past.batch_repeat_interleave(rows.stop - rows.start)
-        out += _token_logprobs(model, {"input_ids": ids[rows, p:], "attention_mask": att[rows],
-                                       "labels": labels[rows, p:], "past_key_values": past}, with_ids)  # fmt: skip
+    kv = _cache_of(prefix)
+    # each row's prompt after the prefix, up to the token that predicts its first supervised one
+    # (that token starts the row's own pass); rows with the same rest form a group. A chunk of
+    # groups runs its rests as one batch, right-padded: the padding stays in the groups' caches,
+    # masked, and each row's own tokens take their positions after its group's real rest (one
+    # pass per rest length instead would cost more in passes than the padding does).
+    groups: dict[tuple, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(tuple(ids[i, p : int(sup[i].nonzero()[0]) - 1].tolist()), []).append(i)
+    keys = list(groups)
+    out: list = [None] * n
+    for s in range(0, len(keys), batch_size):
+        chunk = keys[s : s + batch_size]
+        width = max(len(k) for k in chunk)
+        rest_att = torch.tensor([[1] * len(k) + [0] * (width - len(k)) for k in chunk])
+        past = kv
+        if width:
+            past = copy.deepcopy(kv)
+            past.batch_repeat_interleave(len(chunk))
+            rest = torch.tensor([list(k) + [0] * (width - len(k)) for k in chunk])  # (0: masked)
+            past = _cache_of(model(input_ids=rest, attention_mask=torch.cat([att[:1, :p].expand(len(chunk), p), rest_att], 1),
+                                   position_ids=p + torch.arange(width).expand(len(chunk), width),
+                                   past_key_values=past, use_cache=True, logits_to_keep=1))  # fmt: skip
+        members = [(j, i) for j, k in enumerate(chunk) for i in groups[k]]
+        for t in range(0, len(members), batch_size):
+            sel = [j for j, _ in members[t : t + batch_size]]
+            rows = torch.tensor([i for _, i in members[t : t + batch_size]])
+            starts = torch.tensor([p + len(chunk[j]) for j in sel])[:, None]  # each row's own pass
+            lens = att[rows].sum(1, keepdim=True) - starts
+            steps = torch.arange(int(lens.max()))
+            real = steps < lens
+            take = (starts + steps).clamp(max=ids.shape[1] - 1)
+            c = copy.deepcopy(past)
+            c.batch_select_indices(torch.tensor(sel))
+            got = _token_logprobs(model, {"input_ids": torch.where(real, ids[rows[:, None], take], 0),
+                                          "attention_mask": torch.cat([att[:1, :p].expand(len(sel), p), rest_att[sel], real.long()], 1),
+                                          "position_ids": starts + steps,
+                                          "labels": torch.where(real, labels[rows[:, None], take], -100),
+                                          "past_key_values": c}, with_ids)  # fmt: skip
+            for i, v in zip(rows.tolist(), got, strict=True):
+                out[i] = v
     return out
+
+
+def _cache_of(output):
+    """The KV cache a forward pass returned: `cache` (transformers >= 5.2x; `past_key_values`,
+    its old name, warns)."""
+    kv = getattr(output, "cache", None)
+    return output.past_key_values if kv is None else kv
 
 
 def _rows(batch: dict, s: int, e: int, n: int) -> dict:
@@ -145,15 +188,20 @@ def _rows(batch: dict, s: int, e: int, n: int) -> dict:
 
 def _token_logprobs(model, batch: dict, with_ids: bool = False) -> list:
     """Per row, log p of each token that has a label (with_ids: and the tokens). The LM head and
-    log-softmax run only at positions that predict a labelled token (the union over the batch): a
-    real vocabulary (262k for Gemma) makes the full logits large."""
+    log-softmax run only where a row's next token is labelled: the backbone keeps the positions
+    that predict one in some row (logits_to_keep, the union over the batch), and the LM head is
+    handed the hidden states of only the (row, position) pairs that do (_supervised_pairs). A
+    real vocabulary (262k for Gemma) makes each position's logits costly, and answers of unequal
+    length leave much of the union padding (a findings list's candidates: 40% of it)."""
     labels = batch.pop("labels")
     pos = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
-    logits = model(**batch, logits_to_keep=pos).logits
     target = labels[:, pos + 1]
     keep = target != -100
-    lp = torch.log_softmax(logits[keep].float(), dim=-1)
-    tok_lp = lp.gather(-1, target[keep][:, None]).squeeze(-1).tolist()
+    with _supervised_pairs(model, keep) as picked:
+        logits = model(**batch, logits_to_keep=pos).logits
+    logits = logits[0] if picked() else logits[keep]  # [pairs, vocab], row-major
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    tok_lp = lp.gather(-1, target[keep][:, None].to(lp.device)).squeeze(-1).tolist()
     out: list[list[float]] = [[] for _ in range(labels.shape[0])]
     for r, v in zip(keep.nonzero()[:, 0].tolist(), tok_lp, strict=True):  # row-major: in order
         out[r].append(v)
@@ -163,6 +211,32 @@ def _token_logprobs(model, batch: dict, with_ids: bool = False) -> list:
     for r, t in zip(keep.nonzero()[:, 0].tolist(), target[keep].tolist(), strict=True):
         ids[r].append(t)
     return list(zip(ids, out, strict=True))
+
+
+@contextmanager
+def _supervised_pairs(model, keep: torch.Tensor):
+    """While active, the model's LM head is given only the hidden states [1, pairs, d] of the
+    True entries of `keep` [B, K] (row-major) when it is called on [B, K, d] (the kept positions);
+    whatever the backbone does to the logits after its head (Gemma's soft-capping) still applies.
+    Yields a function that tells whether it did; if not (no output embeddings, another shape),
+    the logits are the full [B, K, vocab]. Written by hand: transformers keeps positions, not
+    (row, position) pairs."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    done: list[bool] = []
+
+    def pre(module, args):
+        h = args[0] if args else None
+        if done or h is None or h.dim() != 3 or tuple(h.shape[:2]) != tuple(keep.shape):
+            return None
+        done.append(True)
+        return (h[keep.to(h.device)][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(pre) if isinstance(head, torch.nn.Module) else None
+    try:
+        yield lambda: bool(done)
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def option_labels(options: Sequence[str]) -> list[str]:

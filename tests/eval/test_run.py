@@ -166,15 +166,17 @@ def test_loglik_is_the_training_loss(tiny_dir, instruct):
 
 def test_candidates_of_one_sample_share_their_prompt_pass(tiny_dir, instruct):
     """token_logprobs runs a sample's shared prompt once and continues its KV cache with each
-    candidate: the same log-probabilities as a full pass per candidate, for option candidates
-    (the prompt shared up to the answer) and verify questions (shared only up to the question),
-    in chunks smaller than the sample's candidates."""
+    candidate: the same log-probabilities as a plain full pass per candidate (every position's
+    logits), for option candidates (the prompt shared up to the answer) and verify questions
+    (shared only up to the question; the yes and the no of one question share it whole, and it
+    runs once for both), in chunks smaller than the sample's candidates, the LM head given only
+    the supervised (row, position) pairs."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import ecgllm.model  # noqa: F401
     from ecgllm.data.collator import EcgCollator
     from ecgllm.data.dataset import EcgInstructionDataset
-    from ecgllm.evaluation.answer import _token_logprobs, _with_turns, token_logprobs
+    from ecgllm.evaluation.answer import _with_turns, token_logprobs
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
     proc = AutoProcessor.from_pretrained(tiny_dir)
@@ -182,14 +184,44 @@ def test_candidates_of_one_sample_share_their_prompt_pass(tiny_dir, instruct):
     rows = [ds[i] for i in range(len(ds)) if ds[i]["task"] == "detect"][:2]
     col = EcgCollator(proc)
     items = [_with_turns(r, None, o) for r in rows for o in r["options"][:5]]
-    items += [_with_turns(rows[0], f"Does this ECG show symptoms of {o}?", a)
+    verify = [_with_turns(rows[0], f"Does this ECG show symptoms of {o}?", a)
               for o in rows[0]["options"][:3] for a in ("yes", "no")]  # fmt: skip
+    items += verify
+    fed = []  # the tokens each forward pass was given (the new ones, not its cache)
+    hook = model.register_forward_pre_hook(
+        lambda m, a, kw: fed.append(
+            int(kw["attention_mask"][:, -kw["input_ids"].shape[1] :].sum())
+        ),
+        with_kwargs=True,
+    )
     got = token_logprobs(model, col, items, batch_size=3, with_ids=True)
     for it, (ids, lp) in zip(items, got, strict=True):
+        b = col.candidate_batch([it])
         with torch.no_grad():
-            want_ids, want = _token_logprobs(model, col.candidate_batch([it]), with_ids=True)[0]
-        assert ids == want_ids
-        np.testing.assert_allclose(lp, want, rtol=1e-4, atol=1e-4)
+            full = torch.log_softmax(
+                model(**{k: v for k, v in b.items() if k != "labels"}).logits[0].float(), -1
+            )
+        lab = b["labels"][0]
+        at = (lab[1:] != -100).nonzero().squeeze(-1)
+        assert ids == lab[at + 1].tolist()
+        np.testing.assert_allclose(lp, full[at, lab[at + 1]].tolist(), rtol=1e-4, atol=1e-4)
+    # the verify questions: their shared start once, each question's rest once for its yes and
+    # its no, then each candidate's own tokens (from the one that predicts its answer)
+    b = col.candidate_batch(verify)
+    ids, att = b["input_ids"], b["attention_mask"]
+    same = int(((ids == ids[:1]) & (att == 1)).all(0).long().cumprod(0).sum())
+    starts = [int((lab != -100).nonzero()[0]) - 1 for lab in b["labels"]]
+    assert starts[0::2] == starts[1::2] and len(set(starts)) > 1  # (questions of unequal length)
+    fed.clear()
+    with torch.no_grad():
+        token_logprobs(model, col, verify, batch_size=3)
+    hook.remove()
+    want = (
+        same
+        + sum(s - same for s in starts[0::2])
+        + sum(int(att[i].sum()) - s for i, s in enumerate(starts))
+    )
+    assert sum(fed) == want < same + sum(int(att[i].sum()) - same for i in range(len(verify)))
 
 
 def test_list_scores_are_next_item_probabilities(tiny_dir, instruct):
