@@ -136,15 +136,21 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
     # groups runs its rests as one batch, right-padded: the padding stays in the groups' caches,
     # masked, and each row's own tokens take their positions after its group's real rest (one
     # pass per rest length instead would cost more in passes than the padding does).
+    rests = [tuple(ids[i, p : int(sup[i].nonzero()[0]) - 1].tolist()) for i in range(n)]
+    # a sliding-window backbone (Gemma) counts the window in cache slots, padding included: if the
+    # padding could bring a row to it, one group (each row's rest then runs in its own pass)
+    spread = max(map(len, rests)) - min(map(len, rests))
+    if _window_reached(model, ids.shape[1] + spread):
+        rests = [()] * n
     groups: dict[tuple, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(tuple(ids[i, p : int(sup[i].nonzero()[0]) - 1].tolist()), []).append(i)
+    for i, rest in enumerate(rests):
+        groups.setdefault(rest, []).append(i)
     keys = list(groups)
     out: list = [None] * n
     for s in range(0, len(keys), batch_size):
         chunk = keys[s : s + batch_size]
         width = max(len(k) for k in chunk)
-        rest_att = torch.tensor([[1] * len(k) + [0] * (width - len(k)) for k in chunk])
+        rest_att = torch.tensor([[1] * len(k) + [0] * (width - len(k)) for k in chunk], dtype=torch.long)  # fmt: skip
         past = kv
         if width:
             past = copy.deepcopy(kv)
@@ -172,6 +178,15 @@ def _shared_prompt_logprobs(model, batch: dict, batch_size: int, with_ids: bool)
             for i, v in zip(rows.tolist(), got, strict=True):
                 out[i] = v
     return out
+
+
+def _window_reached(model, length: int) -> bool:
+    """Whether a sequence of `length` tokens, padding within it included, could reach the
+    backbone's sliding attention window (its config's `sliding_window`, set or not in use)."""
+    cfg = model.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    window = getattr(cfg, "sliding_window", None)
+    return bool(window) and length >= int(window)
 
 
 def _cache_of(output):

@@ -17,6 +17,13 @@ Protocol (stated, as the paper's code is not public):
   query must be read from its ECG (an odd n_way gives n_way - 1 classes; the results name the
   count). Unpaired, the support holds the query's question answered only with the query's
   answer: copying it scores 1.0 from the blank ECG too.
+- **Choose episodes are paired** (`paired_choose`, default): every support and query sample is
+  asked its choose question over two of the episode's classes, its own answer and another
+  class its record lacks (ECG-QA's scp_code choose template, its pair drawn within the episode
+  from the record's statements; samples whose record has every other class are not drawn).
+  As built, the second finding of a choose question is seldom a class of the episode, so the
+  support's answers leave one option and copying them scores from a blank ECG (measured: 19 of
+  20 2-way queries on the Gemma build).
 - **Meta split**: classes are divided between meta-train and meta-test by a seeded hash of the
   class (of its question for paired verify classes, so that both answers fall on one side; share
   `meta_test_share` to meta-test), so meta-test classes are never the meta-train ones; episodes
@@ -43,9 +50,11 @@ Protocol (stated, as the paper's code is not public):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +94,10 @@ class FewShotSettings:
     # answer scores 1.0 without reading any ECG (measured: 20 of 20 2-way queries on the demo
     # build). False: classes drawn as for choose questions (the attribute-answer pairs as they come)
     paired_verify: bool = True
+    # choose episodes ask each support and query sample over two of the episode's classes (its
+    # answer and one its record lacks), so that the support's answers do not give the query's
+    # away; False: the choose questions as built (their pairs drawn at random over all statements)
+    paired_choose: bool = True
     seed: int = 0  # seeds the meta split and the episodes
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
 
@@ -127,6 +140,9 @@ class Episode:
     support: list[int]  # indices into the training samples, shuffled
     queries: list[int]  # indices into the test samples
     candidates: list[list[str]]  # per query: the answers scored
+    # paired choose: each support sample's and each query's question as asked (empty: as built)
+    support_questions: list[str] = field(default_factory=list)
+    query_questions: list[str] = field(default_factory=list)
 
 
 def _pools(
@@ -136,7 +152,10 @@ def _pools(
     verify classes are split by their question, so a question's "yes" and "no" stay together."""
     pool: dict[str, list[int]] = defaultdict(list)
     by_question = settings.paired_verify and qtype.endswith("verify")
+    statements_only = settings.paired_choose and qtype.endswith("choose")
     for i, s in enumerate(samples):
+        if statements_only and s.get("attribute_type") != "scp_code":
+            continue  # (paired choose: the findings offered are the records' statements)
         if s["task"] == "ecgqa" and s["question_type"] == qtype and len(s["record_ids"]) == 1:
             key = class_key(s)
             side = key.rsplit("|", 1)[0] if by_question else key
@@ -147,7 +166,7 @@ def _pools(
 
 def build_episodes(
     train, test, settings: FewShotSettings, qtype: str, meta_train: bool = False,
-    why: dict | None = None,
+    why: dict | None = None, statements: Mapping[str, Collection[str]] | None = None,
 ) -> list[Episode]:  # fmt: skip
     """`settings.episodes` episodes of question type `qtype` (fewer, possibly none, when too few
     meta-test classes have K training and `queries` test samples, or, with `settings.balanced`,
@@ -155,7 +174,15 @@ def build_episodes(
     dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train classes for
     meta-training, queries and support both from `train` (pass it twice), never the same sample
     in both. `why`: filled with the reason when episodes are left out (`unbalanced`: how many,
-    `answers`: classes per answer in the pool)."""
+    `answers`: classes per answer in the pool; `paired_choose`: how many lacked samples that can
+    be asked over two of their classes). `statements`: record id -> the statement names it has
+    (record_statements), which paired choose episodes need."""
+    pair_choose = settings.paired_choose and qtype.endswith("choose")
+    if pair_choose and statements is None:
+        raise ValueError(
+            "paired choose episodes ask over the records' statements: pass statements="
+            "record_statements(dataset), or FewShotSettings(paired_choose=False)"
+        )
     held = not meta_train
     sup, qry = _pools(train, qtype, settings, held), _pools(test, qtype, settings, held)
     need = max(settings.k_shot, settings.min_support) + (settings.queries if meta_train else 0)
@@ -192,8 +219,20 @@ def build_episodes(
             classes = sorted(k for i in chosen for k in pairs[int(i)])
         else:
             classes = _balanced_classes(ks, settings.n_way, rng)
+        qpool, spool = qry, sup
+        if pair_choose:  # the samples that can be asked over two classes of the episode
+            named = [k.split("|", 2)[2] for k in classes]
+            qpool = {
+                k: [i for i in qry[k] if _others_absent(test[i], named, statements)]
+                for k in classes
+            }
+            spool = {k: [i for i in sup[k] if _others_absent(train[i], named, statements)] for k in classes}  # fmt: skip
+            if any(len(qpool[k]) < settings.queries or len(spool[k]) < need for k in classes):
+                if why is not None:  # (K does not decide it: runs of K <= min_support stay aligned)
+                    why["paired_choose"] = why.get("paired_choose", 0) + 1
+                continue
         queries = [
-            int(i) for k in classes for i in rng.choice(qry[k], settings.queries, replace=False)
+            int(i) for k in classes for i in rng.choice(qpool[k], settings.queries, replace=False)
         ]
         rs = np.random.default_rng([settings.seed, t, e, 1])  # the support set: its own stream
         taken = set(queries) if meta_train else set()
@@ -201,7 +240,7 @@ def build_episodes(
             int(i)
             for k in classes
             for i in rs.choice(
-                [j for j in sup[k] if j not in taken], settings.k_shot, replace=False
+                [j for j in spool[k] if j not in taken], settings.k_shot, replace=False
             )
         ]
         rs.shuffle(support)
@@ -213,12 +252,53 @@ def build_episodes(
                 why["answers"] = dict(sorted(Counter(k.split("|", 2)[2] for k in ks).items()))
             continue
         answers = sorted(counts)
+        if pair_choose:  # each question re-asked over its answer and another class: queries and
+            # support each on their own stream (the queries' questions the same for every K)
+            rq, rs = (np.random.default_rng([settings.seed, t, e, j]) for j in (2, 3))
+            asked_q = [_ask_within(test[i], named, statements, rq) for i in queries]
+            asked_s = [_ask_within(train[i], named, statements, rs) for i in support]
+            out.append(Episode(qtype, classes, support, queries, [c for _, c in asked_q],
+                               [q for q, _ in asked_s], [q for q, _ in asked_q]))  # fmt: skip
+            continue
         cands = []
         for i in queries:
             s = test[i]
             cands.append(answers if qtype.endswith("query") else sorted(set(s["options"])))
         out.append(Episode(qtype, classes, support, queries, cands))
     return out
+
+
+def record_statements(ds) -> dict[str, set[str]]:
+    """Record id -> the names of the statements it has that a choose question can offer (every
+    SCP statement but NORM), from a built dataset's records (paired choose episodes)."""
+    from ..data.tasks.ecgqa import choosable
+    from ..text.vocab import scp_name
+
+    out = {}
+    for rid, labels in zip(ds.records["record_id"], ds.records["labels"], strict=True):
+        codes = json.loads(labels) if isinstance(labels, str) else (labels or {})
+        out[str(rid)] = {scp_name(c) for c in choosable(codes)}
+    return out
+
+
+def _others_absent(sample: dict, named: list[str], statements: Mapping[str, Collection[str]]) -> list[str]:  # fmt: skip
+    """The episode's classes (`named`) that `sample`'s record lacks, if its record is known to
+    have its answer: what a paired choose question can offer beside it (empty: not askable)."""
+    have = statements.get(str(sample["record_ids"][0]))
+    if have is None or answer_of(sample) not in have:
+        return []
+    return [a for a in named if a not in have]
+
+
+def _ask_within(sample: dict, named: list[str], statements, rng: np.random.Generator) -> tuple[str, list[str]]:  # fmt: skip
+    """The sample's choose question over its answer and a class of the episode its record lacks
+    (in random order), and its candidates (the two and "none", as built questions offer)."""
+    from ..data.tasks.ecgqa import CHOOSE
+
+    other = _others_absent(sample, named, statements)
+    b = other[int(rng.integers(len(other)))]
+    pair = [answer_of(sample), b] if rng.random() < 0.5 else [b, answer_of(sample)]
+    return CHOOSE.format(*pair), sorted({*pair, "none"})
 
 
 def _balanced_classes(keys: list[str], n: int, rng: np.random.Generator) -> list[str]:
@@ -251,16 +331,17 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
     (candidate)], with every ECG of the prompt (support, then the query) on the lead subset."""
     keep = _kept_leads(leads)
     support = [train_ds[i] for i in ep.support]
+    asked = ep.support_questions or [question_text(s) for s in support]
     rows = []
-    for qi, cands in zip(ep.queries, ep.candidates, strict=True):
+    for n, (qi, cands) in enumerate(zip(ep.queries, ep.candidates, strict=True)):
         q = test_ds[qi]
         items: list[dict] = []
-        for j, s in enumerate(support):
+        for j, (s, text) in enumerate(zip(support, asked, strict=True)):
             items += [{"type": "text", "text": f"Example {j + 1}: "}, {"type": "ecg", "text": None},
-                      {"type": "text", "text": f"{question_text(s)} Answer: {answer_of(s)}\n"}]  # fmt: skip
+                      {"type": "text", "text": f"{text} Answer: {answer_of(s)}\n"}]  # fmt: skip
         lead = "Now this ECG: " if support else ""
         items += [{"type": "text", "text": lead}, {"type": "ecg", "text": None},
-                  {"type": "text", "text": question_text(q)}]  # fmt: skip
+                  {"type": "text", "text": ep.query_questions[n] if ep.query_questions else question_text(q)}]  # fmt: skip
         sig = np.concatenate([np.asarray(s["signal"], np.float32) for s in [*support, q]])
         mask = np.concatenate([np.asarray(s["lead_mask"], bool) for s in [*support, q]]) & keep
         sig = sig * mask[:, :, None]
@@ -274,13 +355,18 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
     return rows
 
 
-def sample_rows(indices: list[int], ds, leads: int) -> list[dict]:
-    """The samples as training rows (their own question and answer), every ECG on the lead subset:
-    the support set that a model adapts on (adapt_steps) or meta-trains on."""
+def sample_rows(indices: list[int], ds, leads: int, questions: list[str] | None = None) -> list[dict]:  # fmt: skip
+    """The samples as training rows (their own question and answer, or `questions`: as a paired
+    choose episode asks them), every ECG on the lead subset: the support set that a model adapts
+    on (adapt_steps) or meta-trains on."""
     keep = _kept_leads(leads)
     rows = []
-    for i in indices:
+    for n, i in enumerate(indices):
         r = dict(ds[i])
+        if questions:  # the user turn's text is the question
+            user = r["messages"][0]
+            content = [c for c in user["content"] if c["type"] != "text"] + [{"type": "text", "text": questions[n]}]  # fmt: skip
+            r["messages"] = [{**user, "content": content}, *r["messages"][1:]]
         r["lead_mask"] = np.asarray(r["lead_mask"], bool) & keep
         r["signal"] = np.asarray(r["signal"], np.float32) * r["lead_mask"][:, :, None]
         r["modalities"] = ["signal"]  # the pages are not shown (as in the episodes' prompts)
@@ -390,15 +476,20 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         EcgInstructionDataset(data_dir, "test"),
     )
     train, test = train_ds.samples.to_list(), test_ds.samples.to_list()
+    statements = record_statements(train_ds)
     collator = EcgCollator(processor, blank_ecg=blank_ecg, max_length=1 << 16)
     was = model.training
     model.eval()
     results: dict[str, Any] = {}
     for qtype in settings.question_types:
         why: dict = {}
-        eps = build_episodes(train, test, settings, qtype, why=why)
+        eps = build_episodes(train, test, settings, qtype, why=why, statements=statements)
         if not eps:
             note = "too few meta-test classes with enough samples"
+            if why.get("paired_choose"):
+                note = (f"{why['paired_choose']} {settings.n_way}-way choose episode(s) drawn lacked samples whose "
+                        f"record has one class and lacks another of the episode (paired_choose): a bigger build "
+                        f"or fewer ways")  # fmt: skip
             if "paired" in why:
                 note = (f"{why['paired']} meta-test question(s) with both a yes and a no class of enough samples; "
                         f"{settings.n_way}-way verify episodes need {settings.n_way // 2} (paired_verify)")  # fmt: skip
@@ -414,9 +505,9 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
             if settings.adapt_steps and ep.support:  # adapted on the support set, then asked alone
                 params = fusion_parameters(model)
                 saved = [p.detach().clone() for p in params]
-                adapt(model, collator, sample_rows(ep.support, train_ds, settings.leads), params,
-                      settings.adapt_steps, settings.adapt_lr, batch_size)  # fmt: skip
-                shown = Episode(ep.question_type, ep.classes, [], ep.queries, ep.candidates)
+                adapt(model, collator, sample_rows(ep.support, train_ds, settings.leads, ep.support_questions),
+                      params, settings.adapt_steps, settings.adapt_lr, batch_size)  # fmt: skip
+                shown = dataclasses.replace(ep, support=[], support_questions=[])
                 rows = episode_rows(shown, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
                 with torch.no_grad():
@@ -441,6 +532,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         results[qtype] = {"accuracy": float(np.mean(accs)), "ci95": [lo, hi], "chance": float(np.mean(chance)),
                           "majority": float(np.mean(majority)), "episodes": len(eps), "per_episode": accs,
                           "left_out_unbalanced": why.get("unbalanced", 0),
+                          "left_out_unpaired": why.get("paired_choose", 0),
                           "classes": len(eps[0].classes),
                           "queries": sum(len(ep.queries) for ep in eps)}  # fmt: skip
     model.train(was)

@@ -32,6 +32,7 @@ renamed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from ..evaluation.fewshot import (
     build_episodes,
     episode_rows,
     fusion_parameters,
+    record_statements,
     sample_rows,
 )
 
@@ -114,8 +116,11 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
     fs = FewShotSettings(n_way=s.n_way, k_shot=s.k_shot, queries=s.queries, episodes=max(1, s.meta_steps),
                          leads=s.leads, meta_test_share=s.meta_test_share, seed=s.seed, min_support=s.k_shot,
                          question_types=s.question_types)  # fmt: skip
+    statements = record_statements(ds)
     pool = [
-        ep for t in s.question_types for ep in build_episodes(train, train, fs, t, meta_train=True)
+        ep
+        for t in s.question_types
+        for ep in build_episodes(train, train, fs, t, meta_train=True, statements=statements)
     ]
     if not pool:
         raise ValueError(
@@ -143,13 +148,13 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
         adapt(
             model,
             collator,
-            sample_rows(ep.support, ds, s.leads),
+            sample_rows(ep.support, ds, s.leads, ep.support_questions),
             params,
             s.inner_steps,
             s.inner_lr,
             batch_size,
         )
-        q = sample_rows(ep.queries, ds, s.leads)
+        q = sample_rows(ep.queries, ds, s.leads, ep.query_questions)
         grads = [torch.zeros_like(p) for p in params]
         total = 0.0
         for b in range(0, len(q), batch_size):
@@ -190,8 +195,7 @@ def incontext_rows(ep: Episode, samples: list[dict], ds, leads: int) -> list[dic
     the prompt, as in-context evaluation asks them (fewshot.episode_rows), each with its gold
     answer as the assistant turn. `samples`: the training split's samples, `ds` its dataset."""
     golds = [[answer_of(samples[q])] for q in ep.queries]
-    shown = Episode(ep.question_type, ep.classes, ep.support, ep.queries, golds)
-    return episode_rows(shown, ds, ds, leads)
+    return episode_rows(dataclasses.replace(ep, candidates=golds), ds, ds, leads)
 
 
 def _incontext_step(model, collator, rows: list[dict], params, opt, batch_size: int) -> float:

@@ -132,8 +132,10 @@ def test_episodes(splits):
     assert len(loose) == 3 and all(
         [k.split("|", 2)[2] for k in ep.classes] == ["no", "no"] for ep in loose
     )
-    # choose questions: the class is the finding chosen, the candidates the query's own options
-    choose = build_episodes(train, test, s, "single-choose")
+    # choose questions as built (paired_choose off): the class is the finding chosen, the
+    # candidates the query's own options
+    unpaired = FewShotSettings(**{**S, "paired_choose": False})
+    choose = build_episodes(train, test, unpaired, "single-choose")
     assert choose
     for ep in choose:
         assert all(k.split("|")[1] == "" for k in ep.classes)
@@ -141,6 +143,50 @@ def test_episodes(splits):
             c == sorted(set(test[i]["options"]))
             for c, i in zip(ep.candidates, ep.queries, strict=True)
         )
+        assert not ep.query_questions and not ep.support_questions
+    # paired (the default): every support sample and query asked over its own answer and another
+    # class of the episode that its record lacks, so both options are answers the support shows
+    with pytest.raises(ValueError, match="record_statements"):
+        build_episodes(train, test, s, "single-choose")
+    from ecgllm.data.tasks.ecgqa import CHOOSE
+    from ecgllm.evaluation.fewshot import record_statements
+
+    have = record_statements(tr_ds)
+    assert "sinus rhythm" in set().union(*have.values()) and "normal ecg" not in set().union(
+        *have.values()
+    )
+    why: dict = {}
+    paired = build_episodes(train, test, s, "single-choose", why=why, statements=have)
+    assert paired and paired == build_episodes(train, test, s, "single-choose", statements=have)
+    assert len(paired) + why.get("paired_choose", 0) + why.get("unbalanced", 0) == s.episodes
+    for ep in paired:
+        named = {k.split("|", 2)[2] for k in ep.classes}
+        assert len(ep.query_questions) == len(ep.queries) and len(ep.support_questions) == len(
+            ep.support
+        )
+        asked = [*((train[i], q, None) for i, q in zip(ep.support, ep.support_questions, strict=True)),
+                 *((test[i], q, c) for i, q, c in zip(ep.queries, ep.query_questions, ep.candidates, strict=True))]  # fmt: skip
+        for x, q, c in asked:
+            a, rec = answer_of(x), have[x["record_ids"][0]]
+            (other,) = named - {a}  # (2-way: the other class)
+            assert a in rec and other not in rec
+            assert q in (CHOOSE.format(a, other), CHOOSE.format(other, a))
+            assert c is None or c == sorted([a, other, "none"])
+    rows = episode_rows(paired[0], tr_ds, te_ds, leads=12)
+    prompt = " ".join(
+        it["text"] for it in rows[0]["messages"][0]["content"] if it["type"] == "text"
+    )
+    assert all(f"{q} Answer: " in prompt for q in paired[0].support_questions)
+    assert prompt.endswith(paired[0].query_questions[0]) and rows[0]["gold"] == answer_of(
+        test[paired[0].queries[0]]
+    )
+    # zero-shot on the same queries (K does not decide which episodes are askable)
+    zero_c = build_episodes(
+        train, test, FewShotSettings(**{**S, "k_shot": 0}), "single-choose", statements=have
+    )
+    assert [(e.queries, e.query_questions) for e in zero_c] == [
+        (e.queries, e.query_questions) for e in paired
+    ]
     # query questions: N answers of one question
     for ep in build_episodes(train, test, s, "single-query"):
         assert len({k.split("|")[1] for k in ep.classes}) == 1 and len(ep.candidates[0]) == 2

@@ -40,6 +40,17 @@ def scp_answer(rec: RecordInfo, code: str) -> str:
     return "not sure" if diagnostic and 0 < lik < 50 else "yes"
 
 
+# the single-ECG scp_code choose question (a statement the record has against one it lacks)
+CHOOSE = "Which symptom does this ECG show, {} or {}?"
+
+
+def choosable(codes) -> list[str]:
+    """The codes of `codes` that a choose or verify question can name: every SCP statement but
+    NORM (ECG-QA's scp_code questions)."""
+    allowed = set(label_set("all")) - {"NORM"}
+    return [c for c in codes if c in allowed]
+
+
 def _noise_attrs(rec: RecordInfo) -> dict[str, list[str]]:
     return {NOISE_KINDS[k]: v for k, v in rec.meta.get("noise", {}).items() if v}
 
@@ -51,8 +62,8 @@ def verify_code(rec: RecordInfo, rng, counts: dict[str, int] | None = None) -> s
     record has: a statement is then asked about with "no" about as often as with "yes" (drawn
     uniformly, "no" went to rare statements and "yes" to common ones, and the question alone
     answered nine in ten). balance_verify() then evens each question's answers exactly."""
-    diag = [c for c in label_set("all") if c not in ("NORM",)]
-    present = [c for c in rec.labels if c in diag]
+    diag = choosable(label_set("all"))
+    present = choosable(rec.labels)
     if counts is None:
         return pick(rng, present) if present and rng.random() < 0.5 else pick(rng, diag)
     absent = [c for c in diag if c not in rec.labels and counts.get(c, 0) > 0]
@@ -132,15 +143,15 @@ def ecgqa_single(
     # drawn in proportion to how many records have it (as verify_code's): drawn uniformly, it was
     # mostly a rare statement, and "the commoner of the two" answered 90% of the questions
     # without the ECG (scoring.question_prior)
-    diag = [c for c in label_set("all") if c not in ("NORM",)]
-    present = [c for c in rec.labels if c in diag]
+    diag = choosable(label_set("all"))
+    present = choosable(rec.labels)
     lacking = [c for c in diag if c not in rec.labels]
     seen = [c for c in lacking if counts and counts.get(c, 0) > 0]
     if present:
         a = pick(rng, present)
         b = _by_count(seen, counts, rng) if seen and counts else pick(rng, lacking)
         pair = [scp_name(a), scp_name(b)] if rng.random() < 0.5 else [scp_name(b), scp_name(a)]
-        out.append(mk(f"Which symptom does this ECG show, {pair[0]} or {pair[1]}?", [scp_name(a)],
+        out.append(mk(CHOOSE.format(*pair), [scp_name(a)],
                       [*pair, "none"], 1003, "single-choose", "scp_code", "c-scp"))  # fmt: skip
     # noise (official wordings 26-28 when the source has noise fields); the kind and the lead are
     # one the record has half of the time when it has any, so that yes is not rare
