@@ -21,7 +21,9 @@ OUT/blank_ecg; --sweep runs perturbed copies into OUT/sweep; both appear in OUT/
 --fewshot N,K answers ECG-QA questions in context instead (ecgllm.evaluation.fewshot: N-way
 K-shot episodes of meta-test classes, support from the training split, queries from the test
 split): K-shot, zero-shot on the same queries and, with --ablation, K-shot with every ECG blanked,
-for each lead subset of --fewshot-leads; OUT/fewshot.json and a table.
+for each lead subset of --fewshot-leads; OUT/fewshot.json and a table. --fewshot-adapt-steps S
+adapts the fusion module on the support set instead; --fewshot-calibrate asks each query alone
+and fits a per-answer bias of its scores on the support set.
 
     python eval/run.py --model DIR --data runs/default/instruct --out runs/fewshot --fewshot 5,5 \
         --fewshot-leads 12,1 --fewshot-episodes 20 --ablation
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fewshot-adapt-lr", type=float, default=None,
                     help="the inner loop's learning rate (plain SGD on the fusion module; default: "
                     "FewShotSettings.adapt_lr, 3)")  # fmt: skip
+    ap.add_argument("--fewshot-calibrate", action="store_true",
+                    help="ask each query alone and shift its answers' scores by a per-answer bias fitted on "
+                    "the support set, scored the same way (instead of showing it in the prompt)")  # fmt: skip
     ap.add_argument("--fewshot-fusion", default=None,
                     help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -128,6 +133,7 @@ def fewshot_main(a, ap) -> dict:
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
                                 leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
+                                calibrate=a.fewshot_calibrate,
                                 adapt_lr=FewShotSettings.adapt_lr if a.fewshot_adapt_lr is None
                                 else a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
     except ValueError as e:
@@ -144,7 +150,8 @@ def fewshot_main(a, ap) -> dict:
     except (ValueError, FileNotFoundError, KeyError) as e:
         ap.exit(2, f"error: {e}\n")
     print(r["table"])
-    how = f"adapted ({a.fewshot_adapt_steps} steps)" if a.fewshot_adapt_steps else "in context"
+    how = (f"adapted ({a.fewshot_adapt_steps} steps)" if a.fewshot_adapt_steps
+           else "calibrated on the support set" if a.fewshot_calibrate else "in context")  # fmt: skip
     print(f"done: {n}-way {k}-shot {how}, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
           f"question type -> {Path(a.out) / 'fewshot.json'}")  # fmt: skip
     return r

@@ -1,6 +1,8 @@
 """Meta-train the fusion module (the ECG projector) over few-shot ECG-QA episodes, first-order
 MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate it adapted; or
-(--algorithm incontext, MetaICL) train on episodes asked in context and evaluate in context.
+(--algorithm incontext, MetaICL) train on episodes asked in context and evaluate in context; or
+(--algorithm calibrated) train on queries scored alone and calibrated on their support set, and
+evaluate the same way (--fewshot-calibrate).
 
     python recipes/meta_train.py --model runs/default/sft/base --adapter runs/default/sft/final/adapter \\
         --processor runs/default/sft/final --data runs/default/instruct --out runs/meta \\
@@ -11,6 +13,9 @@ MAML with the LLM and the ECG encoder frozen (ecgllm.train.meta), then evaluate 
     python recipes/meta_train.py ... --out runs/metaicl --n-way 2 --k-shot 5 --algorithm incontext \\
         --tune fusion+lora --meta-steps 50
     python eval/run.py ... --fewshot 2,5 --fewshot-fusion runs/metaicl/ecg_projector.safetensors --ablation
+    python recipes/meta_train.py ... --out runs/metacal --n-way 5 --k-shot 5 --queries 2 \\
+        --algorithm calibrated --meta-steps 300 --outer-lr 1e-3
+    python eval/run.py ... --fewshot 5,5 --fewshot-calibrate --fewshot-fusion runs/metacal/ecg_projector.safetensors
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def test_stamps_keep_their_pre_pagespec_form():
         ("recipes/pretrain_ecg_encoder.py", ["--steps", "optimizer steps (default: 1000)"]),
         ("recipes/sft.py", ["config keys", "lora.r (int, default 16): LoRA rank"]),
         ("recipes/meta_train.py", ["--inner-steps", "gradient steps on the support set per episode (default: 1)",
-                                   "--algorithm {fomaml,incontext}", "--tune {fusion,fusion+lora}"]),
+                                   "--algorithm {fomaml,incontext,calibrated}", "--tune {fusion,fusion+lora}"]),
         ("data_builders/retrieval_index.py", ["--encoder", "the split indexed (default train)"]),
         ("data_builders/ecg_tokenizer.py", ["--vocab-size", "tokenized leads (default I,II,V2)"]),
         ("recipes/quickstart.py", ["--route {encoder,tokens}"]),

@@ -40,6 +40,13 @@ Protocol (stated, as the paper's code is not public):
   no / not sure; the two findings / none / both), the N classes' answers for query questions.
   K = 0 is the zero-shot baseline on the same queries; the blank-ECG ablation blanks every ECG
   of the prompt.
+- **Calibrated on the support set** (`calibrate`): each query asked alone (as zero-shot asks
+  it), its candidates' scores shifted by a bias per answer (per question and answer for verify)
+  fitted on the support samples, each scored alone the same way with its answer known
+  (`fit_answer_bias`: the intercepts of a conditional logit over the model's scores). It learns
+  how the model's scores lean on the episode's classes, a threshold the zero-shot argmax lacks
+  (a model whose P(yes) ranks the ECGs right may still say "no" to all); the blank ECG gives
+  every sample of a question the same scores, so its calibrated answers stay constant.
 - **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
   ECG of the episode.
 - **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
@@ -84,6 +91,15 @@ class FewShotSettings:
     # the inner loop's learning rate (plain SGD on the projector, whose gradients are small: at 1e-3,
     # the earlier default, adapting changed no answer; measured sweep in the README)
     adapt_lr: float = 3.0
+    # answer in the query's own prompt, its candidates' scores shifted by a per-answer bias fitted
+    # on the support set scored the same way (each support sample alone, its answer known):
+    # `fit_answer_bias`. Calibration learns how the model's answer scores lean on this episode's
+    # classes (a model that ranks P(yes) right but says "no" to all); the blank ECG then answers
+    # every query alike. Exclusive with adapt_steps.
+    calibrate: bool = False
+    # the bias's L2 penalty (on the mean log-likelihood of the support's answers): keeps the bias of
+    # answers the support never gives ("not sure", "none") and of separable support sets finite
+    calibrate_l2: float = 0.01
     # verify/choose episodes only when their classes' answers are even (counts within 1): a pool
     # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
     # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
@@ -113,6 +129,14 @@ class FewShotSettings:
             raise ValueError(f"leads must be one of {sorted(LEAD_SUBSETS)}, not {self.leads}")
         if not 0 < self.meta_test_share <= 1:
             raise ValueError(f"meta_test_share must be in (0, 1], not {self.meta_test_share}")
+        if self.calibrate and self.adapt_steps:
+            raise ValueError(
+                "calibrate and adapt_steps are two ways to use the support set: choose one"
+            )
+        if self.calibrate_l2 <= 0:
+            raise ValueError(
+                f"calibrate_l2 must be > 0 (the bias of an unseen answer), not {self.calibrate_l2}"
+            )
 
 
 def answer_of(sample: dict) -> str:
@@ -143,6 +167,8 @@ class Episode:
     # paired choose: each support sample's and each query's question as asked (empty: as built)
     support_questions: list[str] = field(default_factory=list)
     query_questions: list[str] = field(default_factory=list)
+    # per support sample: the answers it would be scored over as a query (calibrate)
+    support_candidates: list[list[str]] = field(default_factory=list)
 
 
 def _pools(
@@ -258,13 +284,14 @@ def build_episodes(
             asked_q = [_ask_within(test[i], named, statements, rq) for i in queries]
             asked_s = [_ask_within(train[i], named, statements, rs) for i in support]
             out.append(Episode(qtype, classes, support, queries, [c for _, c in asked_q],
-                               [q for q, _ in asked_s], [q for q, _ in asked_q]))  # fmt: skip
+                               [q for q, _ in asked_s], [q for q, _ in asked_q], [c for _, c in asked_s]))  # fmt: skip
             continue
-        cands = []
-        for i in queries:
-            s = test[i]
-            cands.append(answers if qtype.endswith("query") else sorted(set(s["options"])))
-        out.append(Episode(qtype, classes, support, queries, cands))
+
+        def cands(s: dict, answers: list[str] = answers) -> list[str]:
+            return answers if qtype.endswith("query") else sorted(set(s["options"]))
+
+        out.append(Episode(qtype, classes, support, queries, [cands(test[i]) for i in queries],
+                           support_candidates=[cands(train[i]) for i in support]))  # fmt: skip
     return out
 
 
@@ -438,6 +465,56 @@ def adapt(
     return loss
 
 
+def bias_key(qtype: str, question: str, answer: str) -> str:
+    """What a calibration bias is kept per: the answer, and for verify questions the question too
+    (each of an episode's questions leans to "yes" or "no" in its own way)."""
+    return f"{question}|{answer}" if qtype.endswith("verify") else answer
+
+
+def fit_answer_bias(scored: list[tuple[list[str], list[float], str]], l2: float = 0.01) -> dict[str, float]:  # fmt: skip
+    """Per answer key, the bias b that maximises the mean log-likelihood of the support set's
+    answers under softmax(score + b) over each sample's candidates, minus l2/2 |b|^2: a
+    conditional logit with the model's scores as a fixed offset and only intercepts learned.
+    `scored`: per support sample, (candidate keys, their log-likelihoods, the gold key). With
+    one input for every sample (a blank ECG) the fitted biases make each sample's candidates
+    score alike where the support gives them alike. (Written here: scikit-learn's logistic
+    regression has no per-sample candidate sets with fixed offsets.)"""
+    keys = sorted({k for ks, _, _ in scored for k in ks})
+    if not scored:
+        return {}
+    at = {k: i for i, k in enumerate(keys)}
+    idx = [torch.tensor([at[k] for k in ks]) for ks, _, _ in scored]
+    ll = [torch.tensor(v, dtype=torch.float64) for _, v, _ in scored]
+    gold = [ks.index(g) for ks, _, g in scored]
+    b = torch.zeros(len(keys), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [b],
+        lr=1,
+        max_iter=500,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        nll = sum(
+            torch.logsumexp(v + b[i], 0) - (v[g] + b[i][g])
+            for i, v, g in zip(idx, ll, gold, strict=True)
+        )
+        loss = nll / len(scored) + l2 / 2 * (b * b).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return {k: float(v) for k, v in zip(keys, b.detach(), strict=True)}
+
+
+def _question_of(row: dict) -> str:
+    return row["messages"][0]["content"][-1]["text"]
+
+
 def _interval(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return (float("nan"), float("nan"))
@@ -458,6 +535,20 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, Any] | None:
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     lo, hi = _interval(d.tolist())
     return {"difference": float(d.mean()), "ci95": [lo, hi], "episodes": len(d)}
+
+
+def _scored(qtype: str, rows: list[dict], ll: list[float]) -> list[tuple[list[str], list[float], str]]:  # fmt: skip
+    """Candidate rows and their scores (consecutive per sample id) as fit_answer_bias's input."""
+    by: dict[str, list[tuple[dict, float]]] = defaultdict(list)
+    for r, v in zip(rows, ll, strict=True):
+        by[r["id"]].append((r, v))
+    out = []
+    for group in by.values():
+        q, gold = _question_of(group[0][0]), group[0][0]["gold"]
+        keys = [bias_key(qtype, q, r["candidate"]) for r, _ in group]
+        if bias_key(qtype, q, gold) in keys:  # (else its answer is not offered: none such is built)
+            out.append((keys, [v for _, v in group], bias_key(qtype, q, gold)))
+    return out
 
 
 @torch.no_grad()
@@ -513,6 +604,17 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                 with torch.no_grad():
                     for p, v in zip(params, saved, strict=True):
                         p.copy_(v)
+            elif settings.calibrate and ep.support:  # asked alone, scores shifted by a fitted bias
+                shown = dataclasses.replace(ep, support=[], support_questions=[])
+                rows = episode_rows(shown, train_ds, test_ds, settings.leads)
+                ll = loglik_batch(model, collator, rows, batch_size)
+                as_queries = Episode(qtype, ep.classes, [], ep.support, ep.support_candidates,
+                                     query_questions=ep.support_questions)  # fmt: skip
+                srows = episode_rows(as_queries, train_ds, train_ds, settings.leads)
+                sll = loglik_batch(model, collator, srows, batch_size)
+                bias = fit_answer_bias(_scored(qtype, srows, sll), settings.calibrate_l2)
+                ll = [v + bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0)
+                      for r, v in zip(rows, ll, strict=True)]  # fmt: skip
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)

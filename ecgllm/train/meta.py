@@ -23,6 +23,13 @@ never showed several answered ECGs before a question reads the support set as no
 in context, K-shot fell below zero-shot on both backbones); this teaches it the format on the
 meta-train classes. Evaluate in context: eval/run.py --fewshot N,K (no --fewshot-adapt-steps).
 
+`algorithm="calibrated"`: each step draws a meta-train episode, scores its support samples alone
+(no gradient) and fits evaluation's answer bias on them (fewshot.fit_answer_bias), scores the
+queries' candidates alone with gradients, shifts them by the bias, and takes each query's
+cross-entropy of its gold answer among its candidates; Adam at `outer_lr`. First order: the bias
+is held fixed. It trains what calibrated evaluation uses, answers' scores that separate within
+an episode's classes. Evaluate with eval/run.py --fewshot N,K --fewshot-calibrate.
+
 `tune`: "fusion" trains the ECG projector only (the paper's frozen LLM); "fusion+lora" also the
 LLM's LoRA weights (a model loaded with its adapter), as MetaICL tunes the LM.
 Output: OUT/ecg_projector.safetensors (the meta-learned weights, keys as in the model; loaded by
@@ -53,7 +60,7 @@ from ..evaluation.fewshot import (
     sample_rows,
 )
 
-ALGORITHMS = ("fomaml", "incontext")
+ALGORITHMS = ("fomaml", "incontext", "calibrated")
 TUNED = ("fusion", "fusion+lora")
 
 
@@ -71,7 +78,9 @@ class MetaSettings:
     seed: int = 0
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)
     # fomaml: adapt on the support set, the query loss there (the paper's setting); incontext:
-    # MetaICL, the support set in the prompt and the loss on the query's answer (no inner loop)
+    # MetaICL, the support set in the prompt and the loss on the query's answer (no inner loop);
+    # calibrated: the query's candidates scored alone, shifted by the bias fitted on the support
+    # set (evaluation's `calibrate`), the loss the cross-entropy of its answer among them
     algorithm: str = "fomaml"
     # the weights trained: fusion (the ECG projector; LLM frozen) or fusion+lora (also the
     # adapter's LoRA weights; incontext only: FOMAML's inner loop adapts the fusion module)
@@ -82,9 +91,9 @@ class MetaSettings:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}")
         if self.tune not in TUNED:
             raise ValueError(f"tune must be one of {TUNED}, not {self.tune!r}")
-        if self.tune != "fusion" and self.algorithm != "incontext":
+        if self.tune != "fusion" and self.algorithm == "fomaml":
             raise ValueError(
-                f"tune={self.tune!r} needs algorithm='incontext' (FOMAML adapts the fusion module)"
+                f"tune={self.tune!r} needs algorithm 'incontext' or 'calibrated' (FOMAML adapts the fusion module)"
             )
         if self.meta_steps < 1:
             raise ValueError(f"meta_steps must be >= 1, not {self.meta_steps}")
@@ -144,6 +153,11 @@ def meta_train(model, processor, data_dir: str | Path, out: str | Path, s: MetaS
             rows = incontext_rows(ep, train, ds, s.leads)
             losses.append(_incontext_step(model, collator, rows, params, opt, batch_size))
             continue
+        if s.algorithm == "calibrated":
+            losses.append(
+                _calibrated_step(model, collator, ep, ds, s.leads, params, opt, batch_size)
+            )
+            continue
         saved = [p.detach().clone() for p in params]
         adapt(
             model,
@@ -196,6 +210,62 @@ def incontext_rows(ep: Episode, samples: list[dict], ds, leads: int) -> list[dic
     answer as the assistant turn. `samples`: the training split's samples, `ds` its dataset."""
     golds = [[answer_of(samples[q])] for q in ep.queries]
     return episode_rows(dataclasses.replace(ep, candidates=golds), ds, ds, leads)
+
+
+def row_logliks(model, collator, rows: list[dict], batch_size: int) -> torch.Tensor:
+    """[len(rows)] sum of log p(assistant tokens | prompt) per row, with gradients (what
+    evaluation.answer.loglik_batch computes without them, faster)."""
+    out = []
+    for b in range(0, len(rows), batch_size):
+        batch = collator(rows[b : b + batch_size])
+        labels = batch.pop("labels")
+        logits = model(**batch).logits[:, :-1].float()
+        target = labels[:, 1:].to(logits.device)
+        keep = target != -100
+        lp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        out.append((lp * keep).sum(-1))
+    return torch.cat(out)
+
+
+def _calibrated_step(model, collator, ep: Episode, ds, leads: int, params, opt, batch_size: int) -> float:  # fmt: skip
+    """One step of calibrated meta-training: the support samples scored alone (no gradient) fit
+    the answer bias (fewshot.fit_answer_bias), the queries' candidates scored alone with it, and
+    the loss is each query's cross-entropy of its gold answer among its calibrated candidates;
+    first order: the bias is held fixed (its dependence on the weights through the support's
+    scores is dropped, as FOMAML drops the inner loop's)."""
+    from ..evaluation.answer import loglik_batch
+    from ..evaluation.fewshot import (
+        FewShotSettings,
+        _question_of,
+        _scored,
+        bias_key,
+        fit_answer_bias,
+    )
+
+    qtype = ep.question_type
+    as_queries = Episode(qtype, ep.classes, [], ep.support, ep.support_candidates,
+                         query_questions=ep.support_questions)  # fmt: skip
+    srows = episode_rows(as_queries, ds, ds, leads)
+    with torch.no_grad():
+        sll = loglik_batch(model, collator, srows, batch_size)
+    bias = fit_answer_bias(_scored(qtype, srows, sll), FewShotSettings.calibrate_l2)
+    rows = episode_rows(dataclasses.replace(ep, support=[], support_questions=[]), ds, ds, leads)
+    ll = row_logliks(model, collator, rows, batch_size)
+    shift = torch.tensor([bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0) for r in rows],
+                         dtype=ll.dtype, device=ll.device)  # fmt: skip
+    scores = ll + shift
+    by: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by.setdefault(r["id"], []).append(i)
+    loss = torch.stack([
+        torch.logsumexp(scores[ix], 0) - scores[ix][[rows[i]["candidate"] for i in ix].index(rows[ix[0]]["gold"])]
+        for ix in by.values()
+    ]).mean()  # fmt: skip
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 def _incontext_step(model, collator, rows: list[dict], params, opt, batch_size: int) -> float:

@@ -307,7 +307,7 @@ def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
 
     for bad, match in [({"algorithm": "reptile"}, "algorithm must be one of"),
                        ({"tune": "all"}, "tune must be one of"),
-                       ({"tune": "fusion+lora"}, "needs algorithm='incontext'")]:  # fmt: skip
+                       ({"tune": "fusion+lora"}, "needs algorithm 'incontext' or 'calibrated'")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):
             MetaSettings(**bad)
     tr, _, train, _ = splits
@@ -368,3 +368,142 @@ def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
     load_fusion(fresh, tmp_path / "fl" / "ecg_projector.safetensors")
     trained = dict(peft.named_parameters())
     assert all(torch.equal(p, trained[n]) for n, p in fresh.named_parameters() if "lora_" in n)
+
+
+def test_answer_bias_by_hand():
+    """The fitted bias maximises the support's mean log-likelihood under softmax(score + bias)
+    minus l2/2 |bias|^2: against a hand solution, and what it does to a biased model's answers."""
+    from scipy.optimize import brentq
+
+    from ecgllm.evaluation.fewshot import fit_answer_bias
+
+    l2 = 0.01
+    # equal scores, 3 "yes" and 2 "no": by symmetry b_yes = -b_no = d/2, and the gradient
+    # 0.6 (1 - p) - 0.4 p - l2 d / 2 = 0 with p = sigmoid(d)
+    b = fit_answer_bias([(["y", "n"], [0.0, 0.0], g) for g in "yyynn"], l2)
+    d = brentq(lambda d: 0.6 - 1 / (1 + np.exp(-d)) - l2 * d / 2, -10, 10)
+    assert b["y"] - b["n"] == pytest.approx(d, abs=1e-5) and b["y"] == pytest.approx(
+        -b["n"], abs=1e-6
+    )
+    # one input for all (a blank ECG), answers even: the bias all but cancels the model's lean
+    # (0.5 - sigmoid(2 + d) = l2 d / 2: the penalty keeps a trace of it)
+    b = fit_answer_bias([(["y", "n"], [-1.0, -3.0], g) for g in "yyynnn"], l2)
+    d = brentq(lambda d: 0.5 - 1 / (1 + np.exp(-2 - d)) - l2 * d / 2, -10, 10)
+    assert b["y"] - b["n"] == pytest.approx(d, abs=1e-5) and abs(2 + d) < 0.05
+    # a model that ranks right but says "no" to everything (yes - no: -1 for "yes" samples, -3
+    # for "no" ones): calibrated, it answers each by its ECG; an answer the support never gives
+    # ("not sure") is pushed down
+    sup = [(["y", "n", "u"], [-2.0, -1.0, -4.0], "y")] * 3 + [
+        (["y", "n", "u"], [-3.0, 0.0, -4.0], "n")
+    ] * 3
+    b = fit_answer_bias(sup, l2)
+    for ks, ll, g in sup:
+        assert ks[int(np.argmax(np.add(ll, [b[k] for k in ks])))] == g
+    assert b["u"] < min(b["y"], b["n"])
+    assert fit_answer_bias([], l2) == {}
+
+
+def test_calibrated_answers(instruct, tiny_dir, tmp_path, capsys):
+    """Calibrated on the support set: each query asked alone (its scores those of zero-shot), the
+    support's scores fitted; with every ECG blank each paired verify question is answered alike
+    (one query "yes", one "no": 0.5 an episode)."""
+    from ecgllm.evaluation import load
+
+    model, proc = load(str(tiny_dir), None, None)
+    s = FewShotSettings(
+        **{**S, "episodes": 2, "calibrate": True, "question_types": ("single-verify",)}
+    )
+    r = run_fewshot(model, proc, instruct, tmp_path / "cal", s, progress=False)
+    assert r["results"]["single-verify"]["episodes"] == 2
+    blank = run_fewshot(model, proc, instruct, tmp_path / "calb", s, blank_ecg=True, progress=False)
+    assert blank["results"]["single-verify"]["per_episode"] == [0.5, 0.5]
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("run_cli", ROOT / "eval" / "run.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    t = cli.main(["--model", str(tiny_dir), "--data", str(instruct), "--out", str(tmp_path / "cli"),
+                  "--fewshot", "2,2", "--fewshot-episodes", "2", "--fewshot-calibrate", "--ablation"])  # fmt: skip
+    assert (
+        t["runs"][0]["settings"]["calibrate"]
+        and "calibrated on the support set" in capsys.readouterr().out
+    )
+    assert [x["run"] for x in t["runs"]] == ["kshot", "zeroshot", "blank"]
+    assert not t["runs"][1]["settings"]["k_shot"] and t["runs"][2]["blank_ecg"]
+    bad = subprocess.run([sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data",
+                          str(instruct), "--out", str(tmp_path / "bad"), "--fewshot", "2,2", "--fewshot-calibrate",
+                          "--fewshot-adapt-steps", "1"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "choose one" in bad.stderr
+
+
+def test_calibrated_meta_training(instruct, tiny_dir, tmp_path, splits):
+    """Calibrated meta-training: each query's candidates scored alone (with gradients, equal to
+    evaluation's scores), shifted by the bias the support set fits, its loss the gold answer's
+    cross-entropy among them (by hand); the fusion module learns, the LLM stays."""
+    import torch
+
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.answer import loglik_batch
+    from ecgllm.evaluation.fewshot import _scored, fit_answer_bias
+    from ecgllm.train.meta import (
+        MetaSettings,
+        _calibrated_step,
+        meta_train,
+        row_logliks,
+        tuned_parameters,
+    )
+
+    tr, _, train, _ = splits
+    model, proc = load(str(tiny_dir), None, None)
+    model.eval()
+    ep = build_episodes(train, train, FewShotSettings(**{**S, "meta_test_share": 0.5}), "single-verify", meta_train=True)[0]  # fmt: skip
+    col = EcgCollator(proc, max_length=1 << 16)
+    import dataclasses
+
+    rows = episode_rows(dataclasses.replace(ep, support=[]), tr, tr, 12)
+    ll = row_logliks(model, col, rows, 4)
+    assert ll.requires_grad and ll.detach().numpy() == pytest.approx(
+        loglik_batch(model, col, rows, 4), abs=1e-4
+    )
+    from ecgllm.evaluation.fewshot import Episode
+
+    srows = episode_rows(
+        Episode("single-verify", ep.classes, [], ep.support, ep.support_candidates), tr, tr, 12
+    )
+    bias = fit_answer_bias(
+        _scored("single-verify", srows, loglik_batch(model, col, srows, 4)), 0.01
+    )
+    want = []
+    for q in ep.queries:
+        mine = [
+            (r, float(v.detach()))
+            for r, v in zip(rows, ll, strict=True)
+            if r["id"].startswith(train[q]["id"] + "@")
+        ]
+        sc = {
+            r["candidate"]: v + bias[f"{r['messages'][0]['content'][-1]['text']}|{r['candidate']}"]
+            for r, v in mine
+        }
+        want.append(np.log(np.exp(list(sc.values())).sum()) - sc[answer_of(train[q])])
+    params = [p for _, p in tuned_parameters(model, "fusion")]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(params, lr=0.0)
+    got = _calibrated_step(model, col, ep, tr, 12, params, opt, 4)
+    assert got == pytest.approx(float(np.mean(want)), abs=1e-4)
+
+    ms = dict(n_way=2, k_shot=2, queries=1, meta_steps=2, outer_lr=1e-2, meta_test_share=0.5,
+              question_types=("single-verify",), algorithm="calibrated")  # fmt: skip
+    model, proc = load(str(tiny_dir), None, None)
+    llm = {n: p.detach().clone() for n, p in model.named_parameters() if "ecg_projector" not in n}
+    fusion = [p.detach().clone() for _, p in tuned_parameters(model, "fusion")]
+    r = meta_train(model, proc, instruct, tmp_path / "c", MetaSettings(**ms), progress=False)
+    assert r["settings"]["algorithm"] == "calibrated" and np.isfinite(r["losses"]).all()
+    assert all(torch.equal(p, llm[n]) for n, p in model.named_parameters() if n in llm)
+    assert any(
+        not torch.equal(a, p)
+        for a, (_, p) in zip(fusion, tuned_parameters(model, "fusion"), strict=True)
+    )
