@@ -326,20 +326,8 @@ def test_in_context_meta_training(instruct, tiny_dir, tmp_path, splits):
     )
     assert len(rows[0]["signal"]) == len(ep.support) + 1  # the support ECGs, then the query's
 
-    ms = dict(n_way=2, k_shot=2, queries=1, meta_steps=3, outer_lr=1e-2, meta_test_share=0.5,
-              question_types=("single-verify",), algorithm="incontext")  # fmt: skip
-    model, proc = load(str(tiny_dir), None, None)
-    llm = {n: p.detach().clone() for n, p in model.named_parameters() if "ecg_projector" not in n}
-    fusion = [p.detach().clone() for _, p in tuned_parameters(model, "fusion")]
-    r = meta_train(model, proc, instruct, tmp_path / "f", MetaSettings(**ms), progress=False)
-    assert r["settings"]["algorithm"] == "incontext" and np.isfinite(r["losses"]).all()
-    assert all(
-        torch.equal(p, llm[n]) for n, p in model.named_parameters() if n in llm
-    )  # LLM frozen
-    assert any(
-        not torch.equal(a, p)
-        for a, (_, p) in zip(fusion, tuned_parameters(model, "fusion"), strict=True)
-    )
+    model, proc, ms = _meta_trains_fusion_only(tiny_dir, instruct, tmp_path / "f", "incontext", 3)
+    fusion = tuned_parameters(model, "fusion")
     with pytest.raises(ValueError, match="needs a model with a LoRA adapter"):
         meta_train(
             model,
@@ -449,9 +437,7 @@ def test_calibrated_meta_training(instruct, tiny_dir, tmp_path, splits):
     from ecgllm.evaluation.answer import loglik_batch
     from ecgllm.evaluation.fewshot import _scored, fit_answer_bias
     from ecgllm.train.meta import (
-        MetaSettings,
         _calibrated_step,
-        meta_train,
         row_logliks,
         tuned_parameters,
     )
@@ -495,15 +481,29 @@ def test_calibrated_meta_training(instruct, tiny_dir, tmp_path, splits):
     got = _calibrated_step(model, col, ep, tr, 12, params, opt, 4)
     assert got == pytest.approx(float(np.mean(want)), abs=1e-4)
 
-    ms = dict(n_way=2, k_shot=2, queries=1, meta_steps=2, outer_lr=1e-2, meta_test_share=0.5,
-              question_types=("single-verify",), algorithm="calibrated")  # fmt: skip
+    _meta_trains_fusion_only(tiny_dir, instruct, tmp_path / "c", "calibrated", 2)
+
+
+def _meta_trains_fusion_only(tiny_dir, instruct, out, algorithm: str, steps: int):
+    """meta_train with `algorithm` on the tiny model (fusion only): finite losses, the LLM as it
+    was, the fusion module changed. Returns the model and its processor."""
+    import torch
+
+    from ecgllm.evaluation import load
+    from ecgllm.train.meta import MetaSettings, meta_train, tuned_parameters
+
+    ms = dict(n_way=2, k_shot=2, queries=1, meta_steps=steps, outer_lr=1e-2, meta_test_share=0.5,
+              question_types=("single-verify",), algorithm=algorithm)  # fmt: skip
     model, proc = load(str(tiny_dir), None, None)
     llm = {n: p.detach().clone() for n, p in model.named_parameters() if "ecg_projector" not in n}
     fusion = [p.detach().clone() for _, p in tuned_parameters(model, "fusion")]
-    r = meta_train(model, proc, instruct, tmp_path / "c", MetaSettings(**ms), progress=False)
-    assert r["settings"]["algorithm"] == "calibrated" and np.isfinite(r["losses"]).all()
-    assert all(torch.equal(p, llm[n]) for n, p in model.named_parameters() if n in llm)
+    r = meta_train(model, proc, instruct, out, MetaSettings(**ms), progress=False)
+    assert r["settings"]["algorithm"] == algorithm and np.isfinite(r["losses"]).all()
+    assert all(
+        torch.equal(p, llm[n]) for n, p in model.named_parameters() if n in llm
+    )  # LLM frozen
     assert any(
         not torch.equal(a, p)
         for a, (_, p) in zip(fusion, tuned_parameters(model, "fusion"), strict=True)
     )
+    return model, proc, ms
