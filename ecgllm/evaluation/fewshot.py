@@ -515,6 +515,24 @@ def _question_of(row: dict) -> str:
     return row["messages"][0]["content"][-1]["text"]
 
 
+def bias_shift(qtype: str, rows: list[dict], bias: Mapping[str, float]) -> list[float]:
+    """Per candidate row (episode_rows), the bias its answer takes (0 for an answer the support
+    set never offered)."""
+    return [bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0) for r in rows]
+
+
+@torch.no_grad()
+def support_bias(model, collator, ep: Episode, train_ds, leads: int, batch_size: int, l2: float) -> dict[str, float]:  # fmt: skip
+    """The answer bias an episode's support set fits (`calibrate`): each support sample asked
+    alone over its candidates (as a query is), its answer known; fit_answer_bias."""
+    from .answer import loglik_batch
+
+    as_queries = Episode(ep.question_type, ep.classes, [], ep.support, ep.support_candidates,
+                         query_questions=ep.support_questions)  # fmt: skip
+    rows = episode_rows(as_queries, train_ds, train_ds, leads)
+    return fit_answer_bias(_scored(ep.question_type, rows, loglik_batch(model, collator, rows, batch_size)), l2)  # fmt: skip
+
+
 def _interval(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return (float("nan"), float("nan"))
@@ -605,16 +623,11 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                     for p, v in zip(params, saved, strict=True):
                         p.copy_(v)
             elif settings.calibrate and ep.support:  # asked alone, scores shifted by a fitted bias
+                bias = support_bias(model, collator, ep, train_ds, settings.leads, batch_size, settings.calibrate_l2)  # fmt: skip
                 shown = dataclasses.replace(ep, support=[], support_questions=[])
                 rows = episode_rows(shown, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
-                as_queries = Episode(qtype, ep.classes, [], ep.support, ep.support_candidates,
-                                     query_questions=ep.support_questions)  # fmt: skip
-                srows = episode_rows(as_queries, train_ds, train_ds, settings.leads)
-                sll = loglik_batch(model, collator, srows, batch_size)
-                bias = fit_answer_bias(_scored(qtype, srows, sll), settings.calibrate_l2)
-                ll = [v + bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0)
-                      for r, v in zip(rows, ll, strict=True)]  # fmt: skip
+                ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, bias), strict=True)]
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)

@@ -83,7 +83,7 @@ class MetaSettings:
     # set (evaluation's `calibrate`), the loss the cross-entropy of its answer among them
     algorithm: str = "fomaml"
     # the weights trained: fusion (the ECG projector; LLM frozen) or fusion+lora (also the
-    # adapter's LoRA weights; incontext only: FOMAML's inner loop adapts the fusion module)
+    # adapter's LoRA weights; not with fomaml, whose inner loop adapts the fusion module)
     tune: str = "fusion"
 
     def __post_init__(self):
@@ -233,26 +233,12 @@ def _calibrated_step(model, collator, ep: Episode, ds, leads: int, params, opt, 
     the loss is each query's cross-entropy of its gold answer among its calibrated candidates;
     first order: the bias is held fixed (its dependence on the weights through the support's
     scores is dropped, as FOMAML drops the inner loop's)."""
-    from ..evaluation.answer import loglik_batch
-    from ..evaluation.fewshot import (
-        FewShotSettings,
-        _question_of,
-        _scored,
-        bias_key,
-        fit_answer_bias,
-    )
+    from ..evaluation.fewshot import bias_shift, support_bias
 
-    qtype = ep.question_type
-    as_queries = Episode(qtype, ep.classes, [], ep.support, ep.support_candidates,
-                         query_questions=ep.support_questions)  # fmt: skip
-    srows = episode_rows(as_queries, ds, ds, leads)
-    with torch.no_grad():
-        sll = loglik_batch(model, collator, srows, batch_size)
-    bias = fit_answer_bias(_scored(qtype, srows, sll), FewShotSettings.calibrate_l2)
+    bias = support_bias(model, collator, ep, ds, leads, batch_size, FewShotSettings.calibrate_l2)
     rows = episode_rows(dataclasses.replace(ep, support=[], support_questions=[]), ds, ds, leads)
     ll = row_logliks(model, collator, rows, batch_size)
-    shift = torch.tensor([bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0) for r in rows],
-                         dtype=ll.dtype, device=ll.device)  # fmt: skip
+    shift = torch.tensor(bias_shift(ep.question_type, rows, bias), dtype=ll.dtype, device=ll.device)
     scores = ll + shift
     by: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
