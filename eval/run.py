@@ -153,7 +153,7 @@ def fewshot_main(a, ap) -> dict:
     how = (f"adapted ({a.fewshot_adapt_steps} steps)" if a.fewshot_adapt_steps
            else "calibrated on the support set" if a.fewshot_calibrate else "in context")  # fmt: skip
     print(f"done: {n}-way {k}-shot {how}, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
-          f"question type -> {Path(a.out) / 'fewshot.json'}")  # fmt: skip
+          f"question type -> {Path(a.out) / 'fewshot.json'} (plot: fewshot.png)")  # fmt: skip
     return r
 
 

@@ -712,4 +712,61 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
     table = "\n".join(lines)
     report = {"runs": rows, "differences": diffs, "table": table}
     write_text(out / "fewshot.json", json.dumps(report, indent=1))
+    fewshot_plot(rows, out / "fewshot.png")
     return report
+
+
+def fewshot_plot(rows: list[dict], path: str | Path) -> Path:
+    """One panel per question type: accuracy of each run (K-shot, zero-shot, blank) per lead
+    subset with its 95% interval over episodes, and the majority level dashed (fewshot_table's
+    runs; written whole, then renamed)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import write_bytes
+
+    types = list(rows[0]["settings"]["question_types"]) if rows else []
+    leads = sorted({r["leads"] for r in rows}, reverse=True)
+    names = list(dict.fromkeys(r["run"] for r in rows))
+    colors = {"kshot": "#4c78a8", "zeroshot": "#9ecae9", "blank": "#bbbbbb"}
+    fig, axes = plt.subplots(
+        1, max(1, len(types)), figsize=(4.2 * max(1, len(types)), 3.4), squeeze=False
+    )
+    w = 0.8 / max(1, len(names))
+    for ax, t in zip(axes[0], types, strict=False):
+        for j, name in enumerate(names):
+            xs, ys, err = [], [], [[], []]
+            for i, ld in enumerate(leads):
+                r = next((r for r in rows if r["leads"] == ld and r["run"] == name), None)
+                v = (r or {}).get("results", {}).get(t, {})
+                if "accuracy" not in v:
+                    continue
+                lo, hi = v["ci95"]
+                xs.append(i + (j - (len(names) - 1) / 2) * w)
+                ys.append(v["accuracy"])
+                err[0].append(v["accuracy"] - lo if np.isfinite(lo) else 0.0)
+                err[1].append(hi - v["accuracy"] if np.isfinite(hi) else 0.0)
+                ax.hlines(
+                    v["majority"], i - 0.4, i + 0.4, colors="#d62728", linestyles="--", lw=0.8
+                )
+            label = {"kshot": "K-shot", "zeroshot": "0-shot", "blank": "K-shot, blank ECG"}.get(
+                name, name
+            )
+            ax.bar(xs, ys, w, yerr=err, capsize=2, color=colors.get(name, "#888"), label=label)
+        ax.set_xticks(range(len(leads)), [f"{ld} lead{'s' if ld > 1 else ''}" for ld in leads])
+        ax.set_ylim(0, 1)
+        ax.set_title(t, fontsize=10)
+        ax.set_ylabel("accuracy")
+    if types:
+        axes[0][0].legend(fontsize=7, loc="lower left")
+        fig.suptitle(
+            f"{rows[0]['n_way']}-way {rows[0]['k_shot']}-shot (dashed: majority level)", fontsize=10
+        )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())

@@ -419,6 +419,7 @@ def test_calibrated_answers(instruct, tiny_dir, tmp_path, capsys):
         and "calibrated on the support set" in capsys.readouterr().out
     )
     assert [x["run"] for x in t["runs"]] == ["kshot", "zeroshot", "blank"]
+    assert (tmp_path / "cli" / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the plot
     assert not t["runs"][1]["settings"]["k_shot"] and t["runs"][2]["blank_ecg"]
     bad = subprocess.run([sys.executable, str(ROOT / "eval/run.py"), "--model", str(tiny_dir), "--data",
                           str(instruct), "--out", str(tmp_path / "bad"), "--fewshot", "2,2", "--fewshot-calibrate",
