@@ -382,6 +382,12 @@ def episode_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
     return rows
 
 
+def alone_rows(ep: Episode, train_ds, test_ds, leads: int) -> list[dict]:
+    """episode_rows of the episode's queries asked alone, without the support set in the prompt
+    (adapted and calibrated answering; zero-shot's rows)."""
+    return episode_rows(dataclasses.replace(ep, support=[], support_questions=[]), train_ds, test_ds, leads)  # fmt: skip
+
+
 def sample_rows(indices: list[int], ds, leads: int, questions: list[str] | None = None) -> list[dict]:  # fmt: skip
     """The samples as training rows (their own question and answer, or `questions`: as a paired
     choose episode asks them), every ECG on the lead subset: the support set that a model adapts
@@ -479,9 +485,9 @@ def fit_answer_bias(scored: list[tuple[list[str], list[float], str]], l2: float 
     one input for every sample (a blank ECG) the fitted biases make each sample's candidates
     score alike where the support gives them alike. (Written here: scikit-learn's logistic
     regression has no per-sample candidate sets with fixed offsets.)"""
-    keys = sorted({k for ks, _, _ in scored for k in ks})
     if not scored:
         return {}
+    keys = sorted({k for ks, _, _ in scored for k in ks})
     at = {k: i for i, k in enumerate(keys)}
     idx = [torch.tensor([at[k] for k in ks]) for ks, _, _ in scored]
     ll = [torch.tensor(v, dtype=torch.float64) for _, v, _ in scored]
@@ -616,16 +622,14 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                 saved = [p.detach().clone() for p in params]
                 adapt(model, collator, sample_rows(ep.support, train_ds, settings.leads, ep.support_questions),
                       params, settings.adapt_steps, settings.adapt_lr, batch_size)  # fmt: skip
-                shown = dataclasses.replace(ep, support=[], support_questions=[])
-                rows = episode_rows(shown, train_ds, test_ds, settings.leads)
+                rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
                 with torch.no_grad():
                     for p, v in zip(params, saved, strict=True):
                         p.copy_(v)
             elif settings.calibrate and ep.support:  # asked alone, scores shifted by a fitted bias
                 bias = support_bias(model, collator, ep, train_ds, settings.leads, batch_size, settings.calibrate_l2)  # fmt: skip
-                shown = dataclasses.replace(ep, support=[], support_questions=[])
-                rows = episode_rows(shown, train_ds, test_ds, settings.leads)
+                rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
                 ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, bias), strict=True)]
             else:

@@ -233,10 +233,10 @@ def _calibrated_step(model, collator, ep: Episode, ds, leads: int, params, opt, 
     the loss is each query's cross-entropy of its gold answer among its calibrated candidates;
     first order: the bias is held fixed (its dependence on the weights through the support's
     scores is dropped, as FOMAML drops the inner loop's)."""
-    from ..evaluation.fewshot import bias_shift, support_bias
+    from ..evaluation.fewshot import alone_rows, bias_shift, support_bias
 
     bias = support_bias(model, collator, ep, ds, leads, batch_size, FewShotSettings.calibrate_l2)
-    rows = episode_rows(dataclasses.replace(ep, support=[], support_questions=[]), ds, ds, leads)
+    rows = alone_rows(ep, ds, ds, leads)
     ll = row_logliks(model, collator, rows, batch_size)
     shift = torch.tensor(bias_shift(ep.question_type, rows, bias), dtype=ll.dtype, device=ll.device)
     scores = ll + shift
