@@ -52,12 +52,15 @@ from ..evaluation.fewshot import (
     Episode,
     FewShotSettings,
     adapt,
+    alone_rows,
     answer_of,
+    bias_shift,
     build_episodes,
     episode_rows,
     fusion_parameters,
     record_statements,
     sample_rows,
+    support_bias,
 )
 
 ALGORITHMS = ("fomaml", "incontext", "calibrated")
@@ -233,8 +236,6 @@ def _calibrated_step(model, collator, ep: Episode, ds, leads: int, params, opt, 
     the loss is each query's cross-entropy of its gold answer among its calibrated candidates;
     first order: the bias is held fixed (its dependence on the weights through the support's
     scores is dropped, as FOMAML drops the inner loop's)."""
-    from ..evaluation.fewshot import alone_rows, bias_shift, support_bias
-
     bias = support_bias(model, collator, ep, ds, leads, batch_size, FewShotSettings.calibrate_l2)
     rows = alone_rows(ep, ds, ds, leads)
     ll = row_logliks(model, collator, rows, batch_size)
