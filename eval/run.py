@@ -23,7 +23,8 @@ K-shot episodes of meta-test classes, support from the training split, queries f
 split): K-shot, zero-shot on the same queries and, with --ablation, K-shot with every ECG blanked,
 for each lead subset of --fewshot-leads; OUT/fewshot.json and a table. --fewshot-adapt-steps S
 adapts the fusion module on the support set instead; --fewshot-calibrate asks each query alone
-and fits a per-answer bias of its scores on the support set.
+and fits a per-answer bias of its scores on the support set; --fewshot-readout also fits, per
+answer, weights over the frozen model's answer state (its last hidden state before the answer).
 
     python eval/run.py --model DIR --data runs/default/instruct --out runs/fewshot --fewshot 5,5 \
         --fewshot-leads 12,1 --fewshot-episodes 20 --ablation
@@ -85,6 +86,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fewshot-calibrate", action="store_true",
                     help="ask each query alone and shift its answers' scores by a per-answer bias fitted on "
                     "the support set, scored the same way (instead of showing it in the prompt)")  # fmt: skip
+    ap.add_argument("--fewshot-readout", action="store_true",
+                    help="calibrate (implies --fewshot-calibrate) with per-answer weights over the model's answer "
+                    "state too, fitted on the support set (FewShotSettings.readout)")  # fmt: skip
+    ap.add_argument(
+        "--fewshot-readout-l2",
+        type=float,
+        default=None,
+        help="the readout weights' L2 penalty (default FewShotSettings.readout_l2)",
+    )
     ap.add_argument("--fewshot-fusion", default=None,
                     help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def fewshot_main(a, ap) -> dict:
-    from ecgllm.evaluation.fewshot import FewShotSettings, fewshot_table
+    from ecgllm.evaluation.fewshot import FewShotSettings, fewshot_table, how_answered
 
     if not a.data:
         ap.exit(2, "error: --fewshot needs --data (a built dataset with ECG-QA samples)\n")
@@ -133,7 +143,9 @@ def fewshot_main(a, ap) -> dict:
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
                                 leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
-                                calibrate=a.fewshot_calibrate,
+                                calibrate=a.fewshot_calibrate or a.fewshot_readout, readout=a.fewshot_readout,
+                                readout_l2=FewShotSettings.readout_l2 if a.fewshot_readout_l2 is None
+                                else a.fewshot_readout_l2,
                                 adapt_lr=FewShotSettings.adapt_lr if a.fewshot_adapt_lr is None
                                 else a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
     except ValueError as e:
@@ -150,8 +162,7 @@ def fewshot_main(a, ap) -> dict:
     except (ValueError, FileNotFoundError, KeyError) as e:
         ap.exit(2, f"error: {e}\n")
     print(r["table"])
-    how = (f"adapted ({a.fewshot_adapt_steps} steps)" if a.fewshot_adapt_steps
-           else "calibrated on the support set" if a.fewshot_calibrate else "in context")  # fmt: skip
+    how = how_answered(r["runs"][0]["settings"])
     print(f"done: {n}-way {k}-shot {how}, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
           f"question type -> {Path(a.out) / 'fewshot.json'} (plot: fewshot.png)")  # fmt: skip
     return r

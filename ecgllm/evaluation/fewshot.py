@@ -47,6 +47,12 @@ Protocol (stated, as the paper's code is not public):
   how the model's scores lean on the episode's classes, a threshold the zero-shot argmax lacks
   (a model whose P(yes) ranks the ECGs right may still say "no" to all); the blank ECG gives
   every sample of a question the same scores, so its calibrated answers stay constant.
+- **Readout** (`readout`, with calibrate): the support set fits, besides the bias, per answer a
+  weight vector over the frozen model's answer state (its last-layer hidden state where it
+  predicts the answer, standardised over the support set; `answer_states`,
+  `fit_answer_readout`): as if the support set adapted the answers' rows of the LM head, which
+  read the same state; the LLM and the fusion module stay frozen. Its L2 penalty was chosen on
+  meta-train episodes. A blank ECG still gives each sample of a question the same state.
 - **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
   ECG of the episode.
 - **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
@@ -100,6 +106,14 @@ class FewShotSettings:
     # the bias's L2 penalty (on the mean log-likelihood of the support's answers): keeps the bias of
     # answers the support never gives ("not sure", "none") and of separable support sets finite
     calibrate_l2: float = 0.01
+    # calibrate with a readout: besides the bias, per answer a weight vector over the frozen model's
+    # answer state (its last hidden state where it predicts the answer: what its LM head reads),
+    # standardised over the support set and fitted with it (fit_answer_readout): the support set
+    # adapts the answers' output rows, the LLM stays frozen
+    readout: bool = False
+    # the weights' L2 penalty: chosen on meta-train episodes (README, session 37), never on the
+    # meta-test ones that evaluation scores
+    readout_l2: float = 1.0
     # verify/choose episodes only when their classes' answers are even (counts within 1): a pool
     # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
     # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
@@ -133,6 +147,10 @@ class FewShotSettings:
             raise ValueError(
                 "calibrate and adapt_steps are two ways to use the support set: choose one"
             )
+        if self.readout and not self.calibrate:
+            raise ValueError("readout is a way to calibrate: it needs calibrate=True")
+        if self.readout_l2 <= 0:
+            raise ValueError(f"readout_l2 must be > 0, not {self.readout_l2}")
         if self.calibrate_l2 <= 0:
             raise ValueError(
                 f"calibrate_l2 must be > 0 (the bias of an unseen answer), not {self.calibrate_l2}"
@@ -483,18 +501,64 @@ def fit_answer_bias(scored: list[tuple[list[str], list[float], str]], l2: float 
     conditional logit with the model's scores as a fixed offset and only intercepts learned.
     `scored`: per support sample, (candidate keys, their log-likelihoods, the gold key). With
     one input for every sample (a blank ECG) the fitted biases make each sample's candidates
-    score alike where the support gives them alike. (Written here: scikit-learn's logistic
-    regression has no per-sample candidate sets with fixed offsets.)"""
+    score alike where the support gives them alike."""
+    return fit_answer_readout(scored, l2).bias
+
+
+@dataclass
+class AnswerReadout:
+    """What the support set fits (`calibrate`): per answer key a bias, and with `readout` a weight
+    vector over the standardised answer state (`answer_states`); `shift` is what a candidate's
+    log-likelihood gains."""
+
+    bias: dict[str, float]
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    mean: np.ndarray | None = None  # the support's states' mean and scale (standardisation)
+    scale: np.ndarray | None = None
+
+    def shift(self, key: str, state: np.ndarray | None = None) -> float:
+        out = self.bias.get(key, 0.0)  # (0 for an answer the support set never offered)
+        if key in self.weights:
+            if state is None:
+                raise ValueError(f"the readout of {key!r} needs the query's answer state")
+            out += float(
+                self.weights[key] @ ((np.asarray(state, np.float64) - self.mean) / self.scale)
+            )
+        return out
+
+
+def fit_answer_readout(scored: list[tuple[list[str], list[float], str]], l2: float = 0.01,
+                       states: list[np.ndarray] | None = None, readout_l2: float = 1.0) -> AnswerReadout:  # fmt: skip
+    """fit_answer_bias, and with `states` (per support sample, the frozen model's answer state:
+    `answer_states`) also a weight vector w per answer key: softmax(score + b + w . z) over each
+    sample's candidates, z the state standardised over the support set, the objective minus
+    l2/2 |b|^2 + readout_l2/2 |w|^2. The bias learns where the model's answer scores lean on the
+    episode's classes, the weights what of the state the LM head's answer rows miss (as if the
+    support set adapted those rows; the LLM stays frozen). Identical states (a blank ECG) give
+    identical shifts. (Written here: scikit-learn's logistic regression has no per-sample
+    candidate sets with fixed offsets.)"""
     if not scored:
-        return {}
+        return AnswerReadout({})
     keys = sorted({k for ks, _, _ in scored for k in ks})
     at = {k: i for i, k in enumerate(keys)}
     idx = [torch.tensor([at[k] for k in ks]) for ks, _, _ in scored]
     ll = [torch.tensor(v, dtype=torch.float64) for _, v, _ in scored]
     gold = [ks.index(g) for ks, _, g in scored]
     b = torch.zeros(len(keys), dtype=torch.float64, requires_grad=True)
+    params, mean, scale = [b], None, None
+    if states is not None:
+        if len(states) != len(scored):
+            raise ValueError(f"{len(states)} answer states for {len(scored)} support samples")
+        x = np.stack([np.asarray(v, np.float64) for v in states])
+        mean = x.mean(0)
+        # the scale's floor (relative to the states' size) keeps float noise between identical
+        # inputs (a blank ECG batched with different padding) from being blown up to a signal
+        scale = x.std(0) + 1e-3 * float(np.abs(x).mean()) + 1e-12
+        z = torch.tensor((x - mean) / scale)
+        w = torch.zeros(len(keys), x.shape[1], dtype=torch.float64, requires_grad=True)
+        params.append(w)
     opt = torch.optim.LBFGS(
-        [b],
+        params,
         lr=1,
         max_iter=500,
         tolerance_grad=1e-10,
@@ -504,27 +568,65 @@ def fit_answer_bias(scored: list[tuple[list[str], list[float], str]], l2: float 
 
     def closure():
         opt.zero_grad()
-        nll = sum(
-            torch.logsumexp(v + b[i], 0) - (v[g] + b[i][g])
-            for i, v, g in zip(idx, ll, gold, strict=True)
-        )
+        nll = 0.0
+        for n, (i, v, g) in enumerate(zip(idx, ll, gold, strict=True)):
+            s = v + b[i] + (w[i] @ z[n] if states is not None else 0.0)
+            nll = nll + torch.logsumexp(s, 0) - s[g]
         loss = nll / len(scored) + l2 / 2 * (b * b).sum()
+        if states is not None:
+            loss = loss + readout_l2 / 2 * (w * w).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
-    return {k: float(v) for k, v in zip(keys, b.detach(), strict=True)}
+    bias = {k: float(v) for k, v in zip(keys, b.detach(), strict=True)}
+    if states is None:
+        return AnswerReadout(bias)
+    weights = {k: v.numpy() for k, v in zip(keys, w.detach(), strict=True)}
+    return AnswerReadout(bias, weights, mean, scale)
 
 
 def _question_of(row: dict) -> str:
     return row["messages"][0]["content"][-1]["text"]
 
 
-def bias_shift(qtype: str, rows: list[dict], bias: Mapping[str, float]) -> list[float]:
-    """Per candidate row (episode_rows), the bias its answer takes (0 for an answer the support
-    set never offered)."""
-    return [bias.get(bias_key(qtype, _question_of(r), r["candidate"]), 0.0) for r in rows]
+def bias_shift(qtype: str, rows: list[dict], bias: Mapping[str, float] | AnswerReadout,
+               states: Mapping[str, np.ndarray] | None = None) -> list[float]:  # fmt: skip
+    """Per candidate row (episode_rows), what its answer gains: the bias its answer takes (0 for
+    an answer the support set never offered), and with a readout its weights over the row's
+    answer state (`states`: per row id, from answer_states)."""
+    if not isinstance(bias, AnswerReadout):
+        bias = AnswerReadout(dict(bias))
+    return [bias.shift(bias_key(qtype, _question_of(r), r["candidate"]),
+                       None if states is None else states[r["id"]]) for r in rows]  # fmt: skip
+
+
+@torch.no_grad()
+def answer_states(model, collator, rows: list[dict], batch_size: int) -> dict[str, np.ndarray]:
+    """Per row id (a sample's candidate rows share it), the model's last-layer hidden state at
+    the position that predicts the answer's first token: what its LM head reads to answer."""
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["id"], r)
+    one = list(first.values())
+    out: dict[str, np.ndarray] = {}
+    for s in range(0, len(one), batch_size):
+        batch = collator.candidate_batch(one[s : s + batch_size], {})
+        labels = batch.pop("labels")
+        # (the last layer only: logits_to_keep=1 keeps the vocabulary projection to one position)
+        hidden = model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        at = (labels != -100).int().argmax(1) - 1  # the token before the answer's first
+        for j, r in enumerate(one[s : s + batch_size]):
+            out[r["id"]] = hidden[j, at[j]].float().cpu().numpy()
+    return out
+
+
+def _support_as_queries(ep: Episode, train_ds, leads: int) -> list[dict]:
+    """The support samples' candidate rows, each asked alone as a query is (calibrate)."""
+    as_queries = Episode(ep.question_type, ep.classes, [], ep.support, ep.support_candidates,
+                         query_questions=ep.support_questions)  # fmt: skip
+    return episode_rows(as_queries, train_ds, train_ds, leads)
 
 
 @torch.no_grad()
@@ -533,10 +635,23 @@ def support_bias(model, collator, ep: Episode, train_ds, leads: int, batch_size:
     alone over its candidates (as a query is), its answer known; fit_answer_bias."""
     from .answer import loglik_batch
 
-    as_queries = Episode(ep.question_type, ep.classes, [], ep.support, ep.support_candidates,
-                         query_questions=ep.support_questions)  # fmt: skip
-    rows = episode_rows(as_queries, train_ds, train_ds, leads)
+    rows = _support_as_queries(ep, train_ds, leads)
     return fit_answer_bias(_scored(ep.question_type, rows, loglik_batch(model, collator, rows, batch_size)), l2)  # fmt: skip
+
+
+@torch.no_grad()
+def support_readout(model, collator, ep: Episode, train_ds, settings: FewShotSettings, batch_size: int) -> AnswerReadout:  # fmt: skip
+    """support_bias with `settings.readout`: the bias and the answer-state weights
+    (fit_answer_readout) an episode's support set fits."""
+    from .answer import loglik_batch
+
+    rows = _support_as_queries(ep, train_ds, settings.leads)
+    scored = _scored(
+        ep.question_type, rows, loglik_batch(model, collator, rows, batch_size), ids=True
+    )
+    states = answer_states(model, collator, rows, batch_size)
+    return fit_answer_readout([t[:3] for t in scored], settings.calibrate_l2,
+                              [states[t[3]] for t in scored], settings.readout_l2)  # fmt: skip
 
 
 def _interval(values: list[float]) -> tuple[float, float]:
@@ -561,8 +676,9 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, Any] | None:
     return {"difference": float(d.mean()), "ci95": [lo, hi], "episodes": len(d)}
 
 
-def _scored(qtype: str, rows: list[dict], ll: list[float]) -> list[tuple[list[str], list[float], str]]:  # fmt: skip
-    """Candidate rows and their scores (consecutive per sample id) as fit_answer_bias's input."""
+def _scored(qtype: str, rows: list[dict], ll: list[float], ids: bool = False) -> list[tuple]:
+    """Candidate rows and their scores (consecutive per sample id) as fit_answer_bias's input:
+    (candidate keys, scores, gold key), and with `ids` the sample's row id after them."""
     by: dict[str, list[tuple[dict, float]]] = defaultdict(list)
     for r, v in zip(rows, ll, strict=True):
         by[r["id"]].append((r, v))
@@ -571,7 +687,7 @@ def _scored(qtype: str, rows: list[dict], ll: list[float]) -> list[tuple[list[st
         q, gold = _question_of(group[0][0]), group[0][0]["gold"]
         keys = [bias_key(qtype, q, r["candidate"]) for r, _ in group]
         if bias_key(qtype, q, gold) in keys:  # (else its answer is not offered: none such is built)
-            out.append((keys, [v for _, v in group], bias_key(qtype, q, gold)))
+            out.append((keys, [v for _, v in group], bias_key(qtype, q, gold), *([group[0][0]["id"]] if ids else [])))  # fmt: skip
     return out
 
 
@@ -628,10 +744,16 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                     for p, v in zip(params, saved, strict=True):
                         p.copy_(v)
             elif settings.calibrate and ep.support:  # asked alone, scores shifted by a fitted bias
-                bias = support_bias(model, collator, ep, train_ds, settings.leads, batch_size, settings.calibrate_l2)  # fmt: skip
                 rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
-                ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, bias), strict=True)]
+                if settings.readout:
+                    fitted = support_readout(model, collator, ep, train_ds, settings, batch_size)
+                    states = answer_states(model, collator, rows, batch_size)
+                    shift = bias_shift(qtype, rows, fitted, states)
+                else:
+                    bias = support_bias(model, collator, ep, train_ds, settings.leads, batch_size, settings.calibrate_l2)  # fmt: skip
+                    shift = bias_shift(qtype, rows, bias)
+                ll = [v + b for v, b in zip(ll, shift, strict=True)]
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
@@ -720,6 +842,15 @@ def fewshot_table(model, processor, data_dir: str | Path, out: str | Path, runs:
     return report
 
 
+def how_answered(settings: Mapping[str, Any]) -> str:
+    """How a run used its support set, in words (FewShotSettings as a dict)."""
+    if settings.get("adapt_steps"):
+        return f"adapted ({settings['adapt_steps']} steps)"
+    if settings.get("readout"):
+        return "calibrated on the support set with an answer-state readout"
+    return "calibrated on the support set" if settings.get("calibrate") else "in context"
+
+
 def fewshot_plot(rows: list[dict], path: str | Path) -> Path:
     """One panel per question type: accuracy of each run (K-shot, zero-shot, blank) per lead
     subset with its 95% interval over episodes, and the majority level dashed (fewshot_table's
@@ -767,9 +898,8 @@ def fewshot_plot(rows: list[dict], path: str | Path) -> Path:
         ax.set_ylabel("accuracy")
     if types:
         axes[0][0].legend(fontsize=7, loc="lower left")
-        fig.suptitle(
-            f"{rows[0]['n_way']}-way {rows[0]['k_shot']}-shot (dashed: majority level)", fontsize=10
-        )
+        fig.suptitle(f"{rows[0]['n_way']}-way {rows[0]['k_shot']}-shot, {how_answered(rows[0]['settings'])} "
+                     "(dashed: majority level)", fontsize=10)  # fmt: skip
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -425,6 +425,84 @@ def test_calibrated_answers(instruct, tiny_dir, tmp_path, capsys):
                           str(instruct), "--out", str(tmp_path / "bad"), "--fewshot", "2,2", "--fewshot-calibrate",
                           "--fewshot-adapt-steps", "1"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "choose one" in bad.stderr
+    # with the answer-state readout: still constant on blank ECGs; readout needs calibrate
+    sr = FewShotSettings(**{**S, "episodes": 2, "calibrate": True, "readout": True,
+                            "question_types": ("single-verify",)})  # fmt: skip
+    assert run_fewshot(model, proc, instruct, tmp_path / "ro", sr, progress=False)["results"]["single-verify"]["episodes"] == 2  # fmt: skip
+    blank = run_fewshot(model, proc, instruct, tmp_path / "rob", sr, blank_ecg=True, progress=False)
+    assert blank["results"]["single-verify"]["per_episode"] == [0.5, 0.5]
+    with pytest.raises(ValueError, match="needs calibrate"):
+        FewShotSettings(readout=True)
+    t = cli.main(["--model", str(tiny_dir), "--data", str(instruct), "--out", str(tmp_path / "clir"),
+                  "--fewshot", "2,2", "--fewshot-episodes", "1", "--fewshot-readout", "--fewshot-readout-l2", "0.5"])  # fmt: skip
+    st = t["runs"][0]["settings"]
+    assert st["calibrate"] and st["readout"] and st["readout_l2"] == 0.5
+    assert "answer-state readout" in capsys.readouterr().out
+
+
+def test_answer_readout_by_hand():
+    """With answer states, the readout is a conditional logit with per-answer weights: on a yes/no
+    support with no model lean it is binary logistic regression, the "yes" - "no" weights and bias
+    those of scikit-learn's fit with the matching penalty; identical states give identical shifts."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ecgllm.evaluation.fewshot import AnswerReadout, bias_shift, fit_answer_readout
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 3)) * [1.0, 5.0, 0.1] + [0.0, 10.0, -2.0]
+    y = np.where(x[:, 0] + 0.2 * x[:, 1] / 5 + rng.normal(scale=0.7, size=24) > 0, "y", "n")
+    lam = 0.1
+    r = fit_answer_readout([(["y", "n"], [0.0, 0.0], g) for g in y], 1e-9, list(x), lam)
+    z = (x - r.mean) / r.scale
+    # by symmetry w_y = -w_n, so the penalty is lam/4 |w_y - w_n|^2 on the mean NLL: sklearn's
+    # C sum(NLL) + |w|^2/2 with an unpenalised intercept matches at C = 2 / (lam n)
+    sk = LogisticRegression(C=2 / (lam * len(y)), tol=1e-10, max_iter=10_000).fit(z, y == "y")
+    assert np.allclose(r.weights["y"] - r.weights["n"], sk.coef_[0], atol=1e-4)
+    assert r.bias["y"] - r.bias["n"] == pytest.approx(sk.intercept_[0], abs=1e-4)
+    for xi in x[:5]:  # the shift of each answer: bias + weights over the standardised state
+        d = r.shift("y", xi) - r.shift("n", xi)
+        assert d == pytest.approx(
+            float(sk.decision_function(((xi - r.mean) / r.scale)[None])[0]), abs=1e-4
+        )
+    # without states it is fit_answer_bias; an answer never offered shifts by 0
+    assert fit_answer_readout([(["y", "n"], [0.0, 0.0], g) for g in "yyn"]).weights == {}
+    assert r.shift("not sure", x[0]) == 0.0
+    with pytest.raises(ValueError, match="answer state"):
+        r.shift("y")
+    # identical states (a blank ECG): every sample shifted alike
+    same = fit_answer_readout([(["y", "n"], [0.0, 0.0], g) for g in "yyn"], 0.01, [x[0]] * 3, lam)
+    rows = [{"id": f"s{i}", "candidate": c, "messages": [{"content": [{"text": "Q?"}]}]}
+            for i in range(3) for c in ("yes", "no")]  # fmt: skip
+    shifts = bias_shift("single-choose", rows, same, {f"s{i}": x[0] for i in range(3)})
+    assert shifts[0::2] == [shifts[0]] * 3 and shifts[1::2] == [shifts[1]] * 3
+    assert bias_shift("single-choose", rows[:2], AnswerReadout({"yes": 1.0})) == [1.0, 0.0]
+
+
+def test_answer_states(tiny_dir, splits):
+    """answer_states: the last hidden state at the position that predicts the answer's first token,
+    the same as the last position of the prompt run alone."""
+    import torch
+
+    from ecgllm.data.collator import EcgCollator
+    from ecgllm.evaluation import load
+    from ecgllm.evaluation.fewshot import Episode, alone_rows, answer_states
+
+    tr, te, train, test = splits
+    model, proc = load(str(tiny_dir), None, None)
+    model.eval()
+    picked = [i for i, t in enumerate(test) if t["question_type"].startswith("single-")][:3]
+    ep = Episode("single-verify", [], [], picked, [sorted(set(test[i]["options"])) for i in picked])
+    rows = alone_rows(ep, tr, te, 12)
+    col = EcgCollator(proc, max_length=1 << 16)
+    got = answer_states(model, col, rows, 2)
+    assert len(picked) == len(got) == 3 and {r["id"] for r in rows} == set(got)
+    r = rows[0]
+    batch = col.candidate_batch([r], {})
+    n = int((batch["labels"][0] != -100).int().argmax()) - 1
+    with torch.no_grad():
+        out = model(**{k: v if k != "input_ids" and k != "attention_mask" else v[:, : n + 1]
+                       for k, v in batch.items() if k != "labels"}, output_hidden_states=True)  # fmt: skip
+    assert np.allclose(got[r["id"]], out.hidden_states[-1][0, -1].float().numpy(), atol=1e-4)
 
 
 def test_calibrated_meta_training(instruct, tiny_dir, tmp_path, splits):
