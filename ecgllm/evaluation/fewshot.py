@@ -633,22 +633,23 @@ def _support_as_queries(ep: Episode, train_ds, leads: int) -> list[dict]:
 def support_bias(model, collator, ep: Episode, train_ds, leads: int, batch_size: int, l2: float) -> dict[str, float]:  # fmt: skip
     """The answer bias an episode's support set fits (`calibrate`): each support sample asked
     alone over its candidates (as a query is), its answer known; fit_answer_bias."""
-    from .answer import loglik_batch
-
-    rows = _support_as_queries(ep, train_ds, leads)
-    return fit_answer_bias(_scored(ep.question_type, rows, loglik_batch(model, collator, rows, batch_size)), l2)  # fmt: skip
+    settings = FewShotSettings(leads=leads, calibrate_l2=l2)
+    return support_readout(model, collator, ep, train_ds, settings, batch_size).bias
 
 
 @torch.no_grad()
 def support_readout(model, collator, ep: Episode, train_ds, settings: FewShotSettings, batch_size: int) -> AnswerReadout:  # fmt: skip
-    """support_bias with `settings.readout`: the bias and the answer-state weights
-    (fit_answer_readout) an episode's support set fits."""
+    """What an episode's support set fits (`calibrate`): each support sample asked alone over its
+    candidates (as a query is), its answer known; the bias, and with `settings.readout` the
+    answer-state weights too (fit_answer_readout)."""
     from .answer import loglik_batch
 
     rows = _support_as_queries(ep, train_ds, settings.leads)
     scored = _scored(
         ep.question_type, rows, loglik_batch(model, collator, rows, batch_size), ids=True
     )
+    if not settings.readout:
+        return fit_answer_readout([t[:3] for t in scored], settings.calibrate_l2)
     states = answer_states(model, collator, rows, batch_size)
     return fit_answer_readout([t[:3] for t in scored], settings.calibrate_l2,
                               [states[t[3]] for t in scored], settings.readout_l2)  # fmt: skip
@@ -744,16 +745,11 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                     for p, v in zip(params, saved, strict=True):
                         p.copy_(v)
             elif settings.calibrate and ep.support:  # asked alone, scores shifted by a fitted bias
+                fitted = support_readout(model, collator, ep, train_ds, settings, batch_size)
                 rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
-                if settings.readout:
-                    fitted = support_readout(model, collator, ep, train_ds, settings, batch_size)
-                    states = answer_states(model, collator, rows, batch_size)
-                    shift = bias_shift(qtype, rows, fitted, states)
-                else:
-                    bias = support_bias(model, collator, ep, train_ds, settings.leads, batch_size, settings.calibrate_l2)  # fmt: skip
-                    shift = bias_shift(qtype, rows, bias)
-                ll = [v + b for v, b in zip(ll, shift, strict=True)]
+                states = answer_states(model, collator, rows, batch_size) if settings.readout else None  # fmt: skip
+                ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, fitted, states), strict=True)]  # fmt: skip
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
