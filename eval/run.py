@@ -24,7 +24,9 @@ split): K-shot, zero-shot on the same queries and, with --ablation, K-shot with 
 for each lead subset of --fewshot-leads; OUT/fewshot.json and a table. --fewshot-adapt-steps S
 adapts the fusion module on the support set instead; --fewshot-calibrate asks each query alone
 and fits a per-answer bias of its scores on the support set; --fewshot-readout also fits, per
-answer, weights over the frozen model's answer state (its last hidden state before the answer).
+answer, weights over the frozen model's answer state (its last hidden state before the answer);
+--fewshot-candidate-readout fits one weight vector over each candidate answer's own state (the
+last layer's mean over its tokens), shared by all candidates.
 
     python eval/run.py --model DIR --data runs/default/instruct --out runs/fewshot --fewshot 5,5 \
         --fewshot-leads 12,1 --fewshot-episodes 20 --ablation
@@ -95,6 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="the readout weights' L2 penalty (default FewShotSettings.readout_l2)",
     )
+    ap.add_argument("--fewshot-candidate-readout", action="store_true",
+                    help="calibrate (implies --fewshot-calibrate) with one weight vector, shared by all candidates, "
+                    "over each candidate answer's own state (FewShotSettings.candidate_readout)")  # fmt: skip
+    ap.add_argument("--fewshot-candidate-l2", type=float, default=None,
+                    help="the candidate readout's L2 penalty (default FewShotSettings.candidate_l2)")  # fmt: skip
     ap.add_argument("--fewshot-fusion", default=None,
                     help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -143,9 +150,12 @@ def fewshot_main(a, ap) -> dict:
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
                                 leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
-                                calibrate=a.fewshot_calibrate or a.fewshot_readout, readout=a.fewshot_readout,
+                                calibrate=a.fewshot_calibrate or a.fewshot_readout or a.fewshot_candidate_readout,
+                                readout=a.fewshot_readout, candidate_readout=a.fewshot_candidate_readout,
                                 readout_l2=FewShotSettings.readout_l2 if a.fewshot_readout_l2 is None
                                 else a.fewshot_readout_l2,
+                                candidate_l2=FewShotSettings.candidate_l2 if a.fewshot_candidate_l2 is None
+                                else a.fewshot_candidate_l2,
                                 adapt_lr=FewShotSettings.adapt_lr if a.fewshot_adapt_lr is None
                                 else a.fewshot_adapt_lr) for ld in leads]  # fmt: skip
     except ValueError as e:

@@ -53,6 +53,13 @@ Protocol (stated, as the paper's code is not public):
   `fit_answer_readout`): as if the support set adapted the answers' rows of the LM head, which
   read the same state; the LLM and the fusion module stay frozen. Its L2 penalty was chosen on
   meta-train episodes. A blank ECG still gives each sample of a question the same state.
+- **Candidate readout** (`candidate_readout`, with calibrate, alone or with the readout): one
+  weight vector, shared by every candidate, over the state of the candidate's own answer (the
+  last layer's mean over the answer's tokens, the question and ECG before it; standardised over
+  the support's candidates; `candidate_states`): a probe of whether an answer is right as the
+  model reads it, which all K*N support samples train whatever their question and answers (the
+  readout's weights are per answer, K samples each). Its L2 penalty was chosen on meta-train
+  episodes. A blank ECG gives each sample of a question the same candidate states.
 - **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
   ECG of the episode.
 - **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
@@ -114,6 +121,14 @@ class FewShotSettings:
     # the weights' L2 penalty: chosen on meta-train episodes (README, session 37), never on the
     # meta-test ones that evaluation scores
     readout_l2: float = 1.0
+    # calibrate with a candidate readout: besides, one weight vector shared by every candidate over
+    # the state of the candidate's own answer (the last layer's mean over its tokens, standardised
+    # over the support's candidates; candidate_states): a probe of "this answer is right" that
+    # every support sample trains whatever its question or answers (the answer-state readout's
+    # weights are per answer, 5 samples each in a 5-way 5-shot choose episode)
+    candidate_readout: bool = False
+    # its L2 penalty: chosen on meta-train episodes (README, session 38)
+    candidate_l2: float = 0.001
     # verify/choose episodes only when their classes' answers are even (counts within 1): a pool
     # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
     # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
@@ -149,8 +164,12 @@ class FewShotSettings:
             )
         if self.readout and not self.calibrate:
             raise ValueError("readout is a way to calibrate: it needs calibrate=True")
-        if self.readout_l2 <= 0:
-            raise ValueError(f"readout_l2 must be > 0, not {self.readout_l2}")
+        if self.candidate_readout and not self.calibrate:
+            raise ValueError("candidate_readout is a way to calibrate: it needs calibrate=True")
+        if self.readout_l2 <= 0 or self.candidate_l2 <= 0:
+            raise ValueError(
+                f"readout_l2 and candidate_l2 must be > 0, not {self.readout_l2}, {self.candidate_l2}"
+            )
         if self.calibrate_l2 <= 0:
             raise ValueError(
                 f"calibrate_l2 must be > 0 (the bias of an unseen answer), not {self.calibrate_l2}"
@@ -507,36 +526,62 @@ def fit_answer_bias(scored: list[tuple[list[str], list[float], str]], l2: float 
 
 @dataclass
 class AnswerReadout:
-    """What the support set fits (`calibrate`): per answer key a bias, and with `readout` a weight
-    vector over the standardised answer state (`answer_states`); `shift` is what a candidate's
-    log-likelihood gains."""
+    """What the support set fits (`calibrate`): per answer key a bias, with `readout` a weight
+    vector per key over the standardised answer state (`answer_states`), with `candidate_readout`
+    one weight vector over the standardised state of the candidate's own answer
+    (`candidate_states`); `shift` is what a candidate's log-likelihood gains."""
 
     bias: dict[str, float]
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     mean: np.ndarray | None = None  # the support's states' mean and scale (standardisation)
     scale: np.ndarray | None = None
+    shared: np.ndarray | None = None  # the candidate readout's weights
+    candidate_mean: np.ndarray | None = None  # the support's candidates' states' mean and scale
+    candidate_scale: np.ndarray | None = None
 
-    def shift(self, key: str, state: np.ndarray | None = None) -> float:
+    def shift(
+        self, key: str, state: np.ndarray | None = None, candidate_state: np.ndarray | None = None
+    ) -> float:
         out = self.bias.get(key, 0.0)  # (0 for an answer the support set never offered)
         if key in self.weights:
             if state is None:
                 raise ValueError(f"the readout of {key!r} needs the query's answer state")
+            out += float(self.weights[key] @ _standard(state, self.mean, self.scale))
+        if self.shared is not None:
+            if candidate_state is None:
+                raise ValueError(f"the candidate readout needs the state of candidate {key!r}")
             out += float(
-                self.weights[key] @ ((np.asarray(state, np.float64) - self.mean) / self.scale)
+                self.shared @ _standard(candidate_state, self.candidate_mean, self.candidate_scale)
             )
         return out
 
 
+def _standard(x, mean, scale) -> np.ndarray:
+    return (np.asarray(x, np.float64) - mean) / scale
+
+
+def _mean_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The support's mean and scale of states (rows of x). The scale's floor (relative to the
+    states' size) keeps float noise between identical inputs (a blank ECG batched with different
+    padding) from being blown up to a signal."""
+    return x.mean(0), x.std(0) + 1e-3 * float(np.abs(x).mean()) + 1e-12
+
+
 def fit_answer_readout(scored: list[tuple[list[str], list[float], str]], l2: float = 0.01,
-                       states: list[np.ndarray] | None = None, readout_l2: float = 1.0) -> AnswerReadout:  # fmt: skip
+                       states: list[np.ndarray] | None = None, readout_l2: float = 1.0,
+                       candidate_states: list[np.ndarray] | None = None,
+                       candidate_l2: float = 0.001) -> AnswerReadout:  # fmt: skip
     """fit_answer_bias, and with `states` (per support sample, the frozen model's answer state:
     `answer_states`) also a weight vector w per answer key: softmax(score + b + w . z) over each
     sample's candidates, z the state standardised over the support set, the objective minus
     l2/2 |b|^2 + readout_l2/2 |w|^2. The bias learns where the model's answer scores lean on the
     episode's classes, the weights what of the state the LM head's answer rows miss (as if the
     support set adapted those rows; the LLM stays frozen). Identical states (a blank ECG) give
-    identical shifts. (Written here: scikit-learn's logistic regression has no per-sample
-    candidate sets with fixed offsets.)"""
+    identical shifts. With `candidate_states` (per support sample, an array of its candidates'
+    states in the order of its keys: `candidate_states`), one more weight vector v shared by all
+    candidates adds v . u to each candidate's score, u its state standardised over the support's
+    candidates, penalised candidate_l2/2 |v|^2. (Written here: scikit-learn's logistic regression
+    has no per-sample candidate sets with fixed offsets.)"""
     if not scored:
         return AnswerReadout({})
     keys = sorted({k for ks, _, _ in scored for k in ks})
@@ -545,18 +590,26 @@ def fit_answer_readout(scored: list[tuple[list[str], list[float], str]], l2: flo
     ll = [torch.tensor(v, dtype=torch.float64) for _, v, _ in scored]
     gold = [ks.index(g) for ks, _, g in scored]
     b = torch.zeros(len(keys), dtype=torch.float64, requires_grad=True)
-    params, mean, scale = [b], None, None
+    params, mean, scale, cmean, cscale = [b], None, None, None, None
+    w = v = None
     if states is not None:
         if len(states) != len(scored):
             raise ValueError(f"{len(states)} answer states for {len(scored)} support samples")
-        x = np.stack([np.asarray(v, np.float64) for v in states])
-        mean = x.mean(0)
-        # the scale's floor (relative to the states' size) keeps float noise between identical
-        # inputs (a blank ECG batched with different padding) from being blown up to a signal
-        scale = x.std(0) + 1e-3 * float(np.abs(x).mean()) + 1e-12
+        x = np.stack([np.asarray(s, np.float64) for s in states])
+        mean, scale = _mean_scale(x)
         z = torch.tensor((x - mean) / scale)
         w = torch.zeros(len(keys), x.shape[1], dtype=torch.float64, requires_grad=True)
         params.append(w)
+    if candidate_states is not None:
+        if len(candidate_states) != len(scored) or any(
+            len(c) != len(ks) for c, (ks, _, _) in zip(candidate_states, scored, strict=False)
+        ):
+            raise ValueError("candidate states: one array per support sample, a row per candidate")
+        cs = [np.asarray(c, np.float64) for c in candidate_states]
+        cmean, cscale = _mean_scale(np.concatenate(cs))
+        u = [torch.tensor((c - cmean) / cscale) for c in cs]
+        v = torch.zeros(len(cmean), dtype=torch.float64, requires_grad=True)
+        params.append(v)
     opt = torch.optim.LBFGS(
         params,
         lr=1,
@@ -569,22 +622,27 @@ def fit_answer_readout(scored: list[tuple[list[str], list[float], str]], l2: flo
     def closure():
         opt.zero_grad()
         nll = 0.0
-        for n, (i, v, g) in enumerate(zip(idx, ll, gold, strict=True)):
-            s = v + b[i] + (w[i] @ z[n] if states is not None else 0.0)
+        for n, (i, lv, g) in enumerate(zip(idx, ll, gold, strict=True)):
+            s = lv + b[i]
+            if w is not None:
+                s = s + w[i] @ z[n]
+            if v is not None:
+                s = s + u[n] @ v
             nll = nll + torch.logsumexp(s, 0) - s[g]
         loss = nll / len(scored) + l2 / 2 * (b * b).sum()
-        if states is not None:
+        if w is not None:
             loss = loss + readout_l2 / 2 * (w * w).sum()
+        if v is not None:
+            loss = loss + candidate_l2 / 2 * (v * v).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
-    bias = {k: float(v) for k, v in zip(keys, b.detach(), strict=True)}
-    if states is None:
-        return AnswerReadout(bias)
-    weights = {k: v.numpy() for k, v in zip(keys, w.detach(), strict=True)}
-    return AnswerReadout(bias, weights, mean, scale)
+    bias = {k: float(c) for k, c in zip(keys, b.detach(), strict=True)}
+    weights = {} if w is None else {k: c.numpy() for k, c in zip(keys, w.detach(), strict=True)}
+    return AnswerReadout(bias, weights, mean, scale, None if v is None else v.detach().numpy(),
+                         cmean, cscale)  # fmt: skip
 
 
 def _question_of(row: dict) -> str:
@@ -592,14 +650,18 @@ def _question_of(row: dict) -> str:
 
 
 def bias_shift(qtype: str, rows: list[dict], bias: Mapping[str, float] | AnswerReadout,
-               states: Mapping[str, np.ndarray] | None = None) -> list[float]:  # fmt: skip
+               states: Mapping[str, np.ndarray] | None = None,
+               candidate_states: list[np.ndarray] | None = None) -> list[float]:  # fmt: skip
     """Per candidate row (episode_rows), what its answer gains: the bias its answer takes (0 for
-    an answer the support set never offered), and with a readout its weights over the row's
-    answer state (`states`: per row id, from answer_states)."""
+    an answer the support set never offered), with a readout its weights over the row's answer
+    state (`states`: per row id, from answer_states), with a candidate readout the shared weights
+    over the row's own candidate state (`candidate_states`: per row, from candidate_states)."""
     if not isinstance(bias, AnswerReadout):
         bias = AnswerReadout(dict(bias))
     return [bias.shift(bias_key(qtype, _question_of(r), r["candidate"]),
-                       None if states is None else states[r["id"]]) for r in rows]  # fmt: skip
+                       None if states is None else states[r["id"]],
+                       None if candidate_states is None else candidate_states[j])
+            for j, r in enumerate(rows)]  # fmt: skip
 
 
 @torch.no_grad()
@@ -622,6 +684,22 @@ def answer_states(model, collator, rows: list[dict], batch_size: int) -> dict[st
     return out
 
 
+@torch.no_grad()
+def candidate_states(model, collator, rows: list[dict], batch_size: int) -> list[np.ndarray]:
+    """Per row (a candidate answer), the model's last-layer hidden state averaged over the
+    answer's own tokens (the span its log-likelihood sums): how the model reads that answer to
+    the question and ECG. Each row is run whole (its prompt too), batch_size rows a pass."""
+    cache: dict[str, dict] = {}
+    out: list[np.ndarray] = []
+    for s in range(0, len(rows), batch_size):
+        batch = collator.candidate_batch(rows[s : s + batch_size], cache)
+        span = (batch.pop("labels") != -100).unsqueeze(-1)
+        hidden = model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        mean = (hidden.float() * span).sum(1) / span.sum(1).clamp(min=1)
+        out.extend(mean.cpu().numpy().astype(np.float64))
+    return out
+
+
 def _support_as_queries(ep: Episode, train_ds, leads: int) -> list[dict]:
     """The support samples' candidate rows, each asked alone as a query is (calibrate)."""
     as_queries = Episode(ep.question_type, ep.classes, [], ep.support, ep.support_candidates,
@@ -640,19 +718,28 @@ def support_bias(model, collator, ep: Episode, train_ds, leads: int, batch_size:
 @torch.no_grad()
 def support_readout(model, collator, ep: Episode, train_ds, settings: FewShotSettings, batch_size: int) -> AnswerReadout:  # fmt: skip
     """What an episode's support set fits (`calibrate`): each support sample asked alone over its
-    candidates (as a query is), its answer known; the bias, and with `settings.readout` the
-    answer-state weights too (fit_answer_readout)."""
+    candidates (as a query is), its answer known; the bias, with `settings.readout` the
+    answer-state weights, with `settings.candidate_readout` the candidate-state weights
+    (fit_answer_readout)."""
     from .answer import loglik_batch
 
     rows = _support_as_queries(ep, train_ds, settings.leads)
     scored = _scored(
         ep.question_type, rows, loglik_batch(model, collator, rows, batch_size), ids=True
     )
-    if not settings.readout:
-        return fit_answer_readout([t[:3] for t in scored], settings.calibrate_l2)
-    states = answer_states(model, collator, rows, batch_size)
-    return fit_answer_readout([t[:3] for t in scored], settings.calibrate_l2,
-                              [states[t[3]] for t in scored], settings.readout_l2)  # fmt: skip
+    states = answer_states(model, collator, rows, batch_size) if settings.readout else None
+    per_id: dict[str, list[np.ndarray]] = defaultdict(list)
+    if settings.candidate_readout:  # (per sample, its candidates' states in its rows' order)
+        for r, c in zip(rows, candidate_states(model, collator, rows, batch_size), strict=True):
+            per_id[r["id"]].append(c)
+    return fit_answer_readout(
+        [t[:3] for t in scored],
+        settings.calibrate_l2,
+        None if states is None else [states[t[3]] for t in scored],
+        settings.readout_l2,
+        [np.stack(per_id[t[3]]) for t in scored] if settings.candidate_readout else None,
+        settings.candidate_l2,
+    )
 
 
 def _interval(values: list[float]) -> tuple[float, float]:
@@ -749,7 +836,9 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                 rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
                 states = answer_states(model, collator, rows, batch_size) if settings.readout else None  # fmt: skip
-                ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, fitted, states), strict=True)]  # fmt: skip
+                cands = (candidate_states(model, collator, rows, batch_size)
+                         if settings.candidate_readout else None)  # fmt: skip
+                ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, fitted, states, cands), strict=True)]  # fmt: skip
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
@@ -842,8 +931,10 @@ def how_answered(settings: Mapping[str, Any]) -> str:
     """How a run used its support set, in words (FewShotSettings as a dict)."""
     if settings.get("adapt_steps"):
         return f"adapted ({settings['adapt_steps']} steps)"
-    if settings.get("readout"):
-        return "calibrated on the support set with an answer-state readout"
+    readouts = [name for key, name in (("readout", "answer-state"), ("candidate_readout", "candidate"))
+                if settings.get(key)]  # fmt: skip
+    if readouts:
+        return f"calibrated on the support set with {' and '.join(readouts)} readout" + "s" * (len(readouts) > 1)  # fmt: skip
     return "calibrated on the support set" if settings.get("calibrate") else "in context"
 
 

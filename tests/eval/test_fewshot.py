@@ -438,6 +438,22 @@ def test_calibrated_answers(instruct, tiny_dir, tmp_path, capsys):
     st = t["runs"][0]["settings"]
     assert st["calibrate"] and st["readout"] and st["readout_l2"] == 0.5
     assert "answer-state readout" in capsys.readouterr().out
+    # the candidate readout (with the answer-state one): a blank ECG gives each question's
+    # candidates the same states in every sample, so its answers stay constant too
+    sc = FewShotSettings(**{**S, "episodes": 2, "calibrate": True, "readout": True,
+                            "candidate_readout": True, "question_types": ("single-verify",)})  # fmt: skip
+    blank = run_fewshot(model, proc, instruct, tmp_path / "crb", sc, blank_ecg=True, progress=False)
+    assert blank["results"]["single-verify"]["per_episode"] == [0.5, 0.5]
+    with pytest.raises(ValueError, match="needs calibrate"):
+        FewShotSettings(candidate_readout=True)
+    with pytest.raises(ValueError, match="candidate_l2 must be > 0"):
+        FewShotSettings(calibrate=True, candidate_readout=True, candidate_l2=0)
+    t = cli.main(["--model", str(tiny_dir), "--data", str(instruct), "--out", str(tmp_path / "clic"),
+                  "--fewshot", "2,2", "--fewshot-episodes", "1", "--fewshot-candidate-readout",
+                  "--fewshot-candidate-l2", "0.5"])  # fmt: skip
+    st = t["runs"][0]["settings"]
+    assert st["calibrate"] and st["candidate_readout"] and not st["readout"]
+    assert st["candidate_l2"] == 0.5 and "with candidate readout" in capsys.readouterr().out
 
 
 def test_answer_readout_by_hand():
@@ -478,6 +494,44 @@ def test_answer_readout_by_hand():
     assert bias_shift("single-choose", rows[:2], AnswerReadout({"yes": 1.0})) == [1.0, 0.0]
 
 
+def test_candidate_readout_by_hand():
+    """The candidate readout is a conditional logit with one weight vector over each candidate's
+    own state: with two candidates and no model lean it is binary logistic regression on the
+    difference of their standardised states, its weights and the bias difference scikit-learn's
+    with the matching penalty; a candidate's shift needs its state."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ecgllm.evaluation.fewshot import bias_shift, fit_answer_readout
+
+    rng = np.random.default_rng(1)
+    n, lam = 30, 0.05
+    c = rng.normal(size=(n, 2, 3)) * [1.0, 4.0, 0.2] + [1.0, -3.0, 0.0]
+    y = np.where(
+        (c[:, 0] - c[:, 1]) @ [1.0, 0.1, 2.0] + rng.normal(scale=0.8, size=n) > 0.3, "A", "B"
+    )
+    scored = [(["A", "B"], [0.0, 0.0], g) for g in y]
+    r = fit_answer_readout(scored, 1e-9, candidate_states=list(c), candidate_l2=lam)
+    assert r.weights == {} and r.shared is not None
+    # one shared vector v: the penalty is lam/2 |v|^2 on the mean NLL, sklearn's C = 1 / (lam n)
+    d = (c[:, 0] - c[:, 1]) / r.candidate_scale
+    sk = LogisticRegression(C=1 / (lam * n), tol=1e-10, max_iter=10_000).fit(d, y == "A")
+    assert np.allclose(r.shared, sk.coef_[0], atol=1e-4)
+    assert r.bias["A"] - r.bias["B"] == pytest.approx(sk.intercept_[0], abs=1e-4)
+    for ci in c[:5]:
+        got = r.shift("A", None, ci[0]) - r.shift("B", None, ci[1])
+        want = float(sk.decision_function(((ci[0] - ci[1]) / r.candidate_scale)[None])[0])
+        assert got == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError, match="state of candidate 'A'"):
+        r.shift("A")
+    with pytest.raises(ValueError, match="a row per candidate"):
+        fit_answer_readout(scored, candidate_states=[ci[:1] for ci in c])
+    # with both readouts, per row: the answer state by id, the candidate state by position
+    both = fit_answer_readout(scored, 0.01, list(c[:, 0]), 1.0, list(c), lam)
+    rows = [{"id": "s0", "candidate": k, "messages": [{"content": [{"text": "Q?"}]}]} for k in "AB"]
+    got = bias_shift("single-choose", rows, both, {"s0": c[0, 0]}, list(c[0]))
+    assert got == pytest.approx([both.shift(k, c[0, 0], c[0, j]) for j, k in enumerate("AB")])
+
+
 def test_answer_states(tiny_dir, splits):
     """answer_states: the last hidden state at the position that predicts the answer's first token,
     the same as the last position of the prompt run alone."""
@@ -485,7 +539,7 @@ def test_answer_states(tiny_dir, splits):
 
     from ecgllm.data.collator import EcgCollator
     from ecgllm.evaluation import load
-    from ecgllm.evaluation.fewshot import Episode, alone_rows, answer_states
+    from ecgllm.evaluation.fewshot import Episode, alone_rows, answer_states, candidate_states
 
     tr, te, train, test = splits
     model, proc = load(str(tiny_dir), None, None)
@@ -503,6 +557,17 @@ def test_answer_states(tiny_dir, splits):
         out = model(**{k: v if k != "input_ids" and k != "attention_mask" else v[:, : n + 1]
                        for k, v in batch.items() if k != "labels"}, output_hidden_states=True)  # fmt: skip
     assert np.allclose(got[r["id"]], out.hidden_states[-1][0, -1].float().numpy(), atol=1e-4)
+    # candidate_states: per row, the last layer's mean over the row's answer tokens, as when the
+    # row is run alone (here batched with the others, padded)
+    cands = candidate_states(model, col, rows, 3)
+    assert len(cands) == len(rows)
+    for j in (0, len(rows) - 1):
+        batch = col.candidate_batch([rows[j]], {})
+        span = batch.pop("labels")[0] != -100
+        with torch.no_grad():
+            h = model(**batch, output_hidden_states=True).hidden_states[-1][0]
+        assert np.allclose(cands[j], h[span].mean(0).float().numpy(), atol=1e-4)
+    assert not np.allclose(cands[0], cands[1])  # a sample's candidates differ
 
 
 def test_calibrated_meta_training(instruct, tiny_dir, tmp_path, splits):
