@@ -26,7 +26,9 @@ adapts the fusion module on the support set instead; --fewshot-calibrate asks ea
 and fits a per-answer bias of its scores on the support set; --fewshot-readout also fits, per
 answer, weights over the frozen model's answer state (its last hidden state before the answer);
 --fewshot-candidate-readout fits one weight vector over each candidate answer's own state (the
-last layer's mean over its tokens), shared by all candidates.
+last layer's mean over its tokens), shared by all candidates. --fewshot-select scores episodes of
+the meta-train classes with queries from the validation split instead: for choosing settings
+(the L2 penalties) without looking at the meta-test classes.
 
     python eval/run.py --model DIR --data runs/default/instruct --out runs/fewshot --fewshot 5,5 \
         --fewshot-leads 12,1 --fewshot-episodes 20 --ablation
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "over each candidate answer's own state (FewShotSettings.candidate_readout)")  # fmt: skip
     ap.add_argument("--fewshot-candidate-l2", type=float, default=None,
                     help="the candidate readout's L2 penalty (default FewShotSettings.candidate_l2)")  # fmt: skip
+    ap.add_argument("--fewshot-select", action="store_true",
+                    help="episodes of the meta-train classes, queries from the validation split: for choosing "
+                    "settings without the meta-test classes (FewShotSettings.selection)")  # fmt: skip
     ap.add_argument("--fewshot-fusion", default=None,
                     help="meta-trained fusion weights (recipes/meta_train.py: ecg_projector.safetensors)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -149,7 +154,7 @@ def fewshot_main(a, ap) -> dict:
         n, k = (int(x) for x in a.fewshot.split(","))
         leads = [int(x) for x in a.fewshot_leads.split(",") if x.strip()]
         runs = [FewShotSettings(n_way=n, k_shot=k, episodes=a.fewshot_episodes, queries=a.fewshot_queries,
-                                leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps,
+                                leads=ld, seed=a.seed, adapt_steps=a.fewshot_adapt_steps, selection=a.fewshot_select,
                                 calibrate=a.fewshot_calibrate or a.fewshot_readout or a.fewshot_candidate_readout,
                                 readout=a.fewshot_readout, candidate_readout=a.fewshot_candidate_readout,
                                 readout_l2=FewShotSettings.readout_l2 if a.fewshot_readout_l2 is None
@@ -173,8 +178,9 @@ def fewshot_main(a, ap) -> dict:
         ap.exit(2, f"error: {e}\n")
     print(r["table"])
     how = how_answered(r["runs"][0]["settings"])
+    which = " (selection: meta-train classes, validation queries)" if a.fewshot_select else ""
     print(f"done: {n}-way {k}-shot {how}, {len(leads)} lead subset(s), {a.fewshot_episodes} episodes per "
-          f"question type -> {Path(a.out) / 'fewshot.json'} (plot: fewshot.png)")  # fmt: skip
+          f"question type{which} -> {Path(a.out) / 'fewshot.json'} (plot: fewshot.png)")  # fmt: skip
     return r
 
 

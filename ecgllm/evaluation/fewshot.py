@@ -144,6 +144,11 @@ class FewShotSettings:
     # away; False: the choose questions as built (their pairs drawn at random over all statements)
     paired_choose: bool = True
     seed: int = 0  # seeds the meta split and the episodes
+    # episodes of the meta-train classes, support from the training split and queries from the
+    # validation split: for choosing settings (readout_l2, candidate_l2, ...) without looking at
+    # the meta-test classes, with queries the SFT model has not trained on, as meta-test's (queries
+    # from the training split favour whatever reads its memorised states: measured, README)
+    selection: bool = False
     question_types: tuple[str, ...] = field(default=QUESTION_TYPES)  # ECG-QA question types scored
 
     def __post_init__(self):
@@ -234,9 +239,9 @@ def build_episodes(
     """`settings.episodes` episodes of question type `qtype` (fewer, possibly none, when too few
     meta-test classes have K training and `queries` test samples, or, with `settings.balanced`,
     when a verify/choose episode's answers cannot be even). `train`/`test`: sequences of sample
-    dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train classes for
-    meta-training, queries and support both from `train` (pass it twice), never the same sample
-    in both. `why`: filled with the reason when episodes are left out (`unbalanced`: how many,
+    dicts (a built dataset's splits). `meta_train=True`: episodes of the meta-train classes: for
+    meta-training, queries and support both from `train` (pass it twice: never the same sample
+    in both), or for choosing settings, queries from the validation split (`selection`). `why`: filled with the reason when episodes are left out (`unbalanced`: how many,
     `answers`: classes per answer in the pool; `paired_choose`: how many lacked samples that can
     be asked over two of their classes). `statements`: record id -> the statement names it has
     (record_statements), which paired choose episodes need."""
@@ -248,7 +253,8 @@ def build_episodes(
         )
     held = not meta_train
     sup, qry = _pools(train, qtype, settings, held), _pools(test, qtype, settings, held)
-    need = max(settings.k_shot, settings.min_support) + (settings.queries if meta_train else 0)
+    one_pool = test is train  # (meta-training: a sample is a query or support, never both)
+    need = max(settings.k_shot, settings.min_support) + (settings.queries if one_pool else 0)
     ok = sorted(k for k in qry if len(sup.get(k, [])) >= need and len(qry[k]) >= settings.queries)
     paired = settings.paired_verify and qtype.endswith("verify")
     groups: dict[str, list[str]] = defaultdict(list)  # query questions: classes sharing a question
@@ -298,7 +304,7 @@ def build_episodes(
             int(i) for k in classes for i in rng.choice(qpool[k], settings.queries, replace=False)
         ]
         rs = np.random.default_rng([settings.seed, t, e, 1])  # the support set: its own stream
-        taken = set(queries) if meta_train else set()
+        taken = set(queries) if one_pool else set()
         support = [
             int(i)
             for k in classes
@@ -792,7 +798,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
 
     train_ds, test_ds = (
         EcgInstructionDataset(data_dir, "train"),
-        EcgInstructionDataset(data_dir, "test"),
+        EcgInstructionDataset(data_dir, "validation" if settings.selection else "test"),
     )
     train, test = train_ds.samples.to_list(), test_ds.samples.to_list()
     statements = record_statements(train_ds)
@@ -802,7 +808,8 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
     results: dict[str, Any] = {}
     for qtype in settings.question_types:
         why: dict = {}
-        eps = build_episodes(train, test, settings, qtype, why=why, statements=statements)
+        eps = build_episodes(train, test, settings, qtype, meta_train=settings.selection, why=why,
+                             statements=statements)  # fmt: skip
         if not eps:
             note = "too few meta-test classes with enough samples"
             if why.get("paired_choose"):

@@ -494,6 +494,49 @@ def test_answer_readout_by_hand():
     assert bias_shift("single-choose", rows[:2], AnswerReadout({"yes": 1.0})) == [1.0, 0.0]
 
 
+def test_selection_episodes(instruct, tiny_dir, tmp_path, splits, capsys):
+    """Selection episodes (for choosing settings): meta-train classes only, support from the
+    training split, queries from the validation split (no patient in both); the command line's
+    --fewshot-select runs them."""
+    from ecgllm.data.dataset import EcgInstructionDataset
+    from ecgllm.evaluation.fewshot import record_statements
+
+    tr, _, train, _ = splits
+    va = EcgInstructionDataset(instruct, "validation")
+    val = va.samples.to_list()
+    s = FewShotSettings(**{**S, "meta_test_share": 0.5, "selection": True})
+    patient = dict(zip(tr.records["record_id"], tr.records["patient_id"], strict=True))
+    for t in ("single-verify", "single-choose", "single-query"):
+        eps = build_episodes(train, val, s, t, meta_train=True, statements=record_statements(tr))
+        assert len(eps) == 3, t
+        for ep in eps:
+            assert not any(is_meta_test(c, 0.5, 0) for c in _question_sides(ep.classes, t))
+            q_cls = {class_key(val[i]) for i in ep.queries}
+            s_cls = {class_key(train[i]) for i in ep.support}
+            assert q_cls <= set(ep.classes) and s_cls <= set(ep.classes)
+            assert not {patient[val[i]["record_ids"][0]] for i in ep.queries} & {
+                patient[train[i]["record_ids"][0]] for i in ep.support
+            }
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("run_cli", ROOT / "eval" / "run.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    t = cli.main(["--model", str(tiny_dir), "--data", str(instruct), "--out", str(tmp_path / "sel"),
+                  "--fewshot", "2,2", "--fewshot-episodes", "2", "--fewshot-readout", "--fewshot-select"])  # fmt: skip
+    assert t["runs"][0]["settings"]["selection"]
+    # (the small build has enough support per class, min_support 5, for query episodes only)
+    assert [r["results"]["single-query"]["episodes"] for r in t["runs"]] == [2, 2]
+    assert "selection: meta-train classes, validation queries" in capsys.readouterr().out
+
+
+def _question_sides(classes: list[str], qtype: str) -> list[str]:
+    """What the meta split hashes per class: the question for paired verify classes."""
+    return [c.rsplit("|", 1)[0] if qtype.endswith("verify") else c for c in classes]
+
+
 def test_candidate_readout_by_hand():
     """The candidate readout is a conditional logit with one weight vector over each candidate's
     own state: with two candidates and no model lean it is binary logistic regression on the
