@@ -51,15 +51,19 @@ Protocol (stated, as the paper's code is not public):
   weight vector over the frozen model's answer state (its last-layer hidden state where it
   predicts the answer, standardised over the support set; `answer_states`,
   `fit_answer_readout`): as if the support set adapted the answers' rows of the LM head, which
-  read the same state; the LLM and the fusion module stay frozen. Its L2 penalty was chosen on
-  meta-train episodes. A blank ECG still gives each sample of a question the same state.
+  read the same state; the LLM and the fusion module stay frozen. A blank ECG still gives each
+  sample of a question the same state.
 - **Candidate readout** (`candidate_readout`, with calibrate, alone or with the readout): one
   weight vector, shared by every candidate, over the state of the candidate's own answer (the
   last layer's mean over the answer's tokens, the question and ECG before it; standardised over
   the support's candidates; `candidate_states`): a probe of whether an answer is right as the
   model reads it, which all K*N support samples train whatever their question and answers (the
-  readout's weights are per answer, K samples each). Its L2 penalty was chosen on meta-train
-  episodes. A blank ECG gives each sample of a question the same candidate states.
+  readout's weights are per answer, K samples each). A blank ECG gives each sample of a
+  question the same candidate states.
+- **Selection** (`selection`): settings such as the L2 penalties are chosen on episodes of the
+  meta-train classes whose queries come from the validation split, never on meta-test episodes;
+  not with queries from the training split, whose ECGs the SFT model trained on (their states
+  are memorised: selected so, the penalties favoured what later scored worse on meta-test).
 - **Lead subsets**: `leads` 12, 6, 3 or 1 (ecgllm.signal.perturb.LEAD_SUBSETS) applied to every
   ECG of the episode.
 - **Score**: accuracy per question type, its mean over episodes with a 95% interval from the
@@ -118,8 +122,8 @@ class FewShotSettings:
     # standardised over the support set and fitted with it (fit_answer_readout): the support set
     # adapts the answers' output rows, the LLM stays frozen
     readout: bool = False
-    # the weights' L2 penalty: chosen on meta-train episodes (README, session 37), never on the
-    # meta-test ones that evaluation scores
+    # the weights' L2 penalty: chosen on meta-train episodes, never on the meta-test ones that
+    # evaluation scores (README, sessions 37 and 38: with validation queries, `selection`, too)
     readout_l2: float = 1.0
     # calibrate with a candidate readout: besides, one weight vector shared by every candidate over
     # the state of the candidate's own answer (the last layer's mean over its tokens, standardised
@@ -127,8 +131,9 @@ class FewShotSettings:
     # every support sample trains whatever its question or answers (the answer-state readout's
     # weights are per answer, 5 samples each in a 5-way 5-shot choose episode)
     candidate_readout: bool = False
-    # its L2 penalty: chosen on meta-train episodes (README, session 38)
-    candidate_l2: float = 0.001
+    # its L2 penalty: with the answer-state readout, 0.1 was the best on both backbones' selection
+    # episodes (README, session 38); alone, 0.01 - 0.001 was
+    candidate_l2: float = 0.1
     # verify/choose episodes only when their classes' answers are even (counts within 1): a pool
     # with one "yes" class and four "no" ones gives no 5-way verify episode (reported with the
     # pool's answer counts) instead of episodes a constant "no" scores 0.80 on
@@ -576,7 +581,7 @@ def _mean_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fit_answer_readout(scored: list[tuple[list[str], list[float], str]], l2: float = 0.01,
                        states: list[np.ndarray] | None = None, readout_l2: float = 1.0,
                        candidate_states: list[np.ndarray] | None = None,
-                       candidate_l2: float = 0.001) -> AnswerReadout:  # fmt: skip
+                       candidate_l2: float = 0.1) -> AnswerReadout:  # fmt: skip
     """fit_answer_bias, and with `states` (per support sample, the frozen model's answer state:
     `answer_states`) also a weight vector w per answer key: softmax(score + b + w . z) over each
     sample's candidates, z the state standardised over the support set, the objective minus
