@@ -711,6 +711,13 @@ def candidate_states(model, collator, rows: list[dict], batch_size: int) -> list
     return out
 
 
+def readout_states(model, collator, rows: list[dict], settings: FewShotSettings, batch_size: int):
+    """What the settings' readouts read of candidate rows: (answer states per row id or None,
+    candidate states per row or None)."""
+    return (answer_states(model, collator, rows, batch_size) if settings.readout else None,
+            candidate_states(model, collator, rows, batch_size) if settings.candidate_readout else None)  # fmt: skip
+
+
 def _support_as_queries(ep: Episode, train_ds, leads: int) -> list[dict]:
     """The support samples' candidate rows, each asked alone as a query is (calibrate)."""
     as_queries = Episode(ep.question_type, ep.classes, [], ep.support, ep.support_candidates,
@@ -738,11 +745,10 @@ def support_readout(model, collator, ep: Episode, train_ds, settings: FewShotSet
     scored = _scored(
         ep.question_type, rows, loglik_batch(model, collator, rows, batch_size), ids=True
     )
-    states = answer_states(model, collator, rows, batch_size) if settings.readout else None
+    states, cands = readout_states(model, collator, rows, settings, batch_size)
     per_id: dict[str, list[np.ndarray]] = defaultdict(list)
-    if settings.candidate_readout:  # (per sample, its candidates' states in its rows' order)
-        for r, c in zip(rows, candidate_states(model, collator, rows, batch_size), strict=True):
-            per_id[r["id"]].append(c)
+    for r, c in zip(rows, cands or [], strict=False):  # per sample, its candidates' in row order
+        per_id[r["id"]].append(c)
     return fit_answer_readout(
         [t[:3] for t in scored],
         settings.calibrate_l2,
@@ -816,7 +822,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
         eps = build_episodes(train, test, settings, qtype, meta_train=settings.selection, why=why,
                              statements=statements)  # fmt: skip
         if not eps:
-            note = "too few meta-test classes with enough samples"
+            note = f"too few {'meta-train' if settings.selection else 'meta-test'} classes with enough samples"
             if why.get("paired_choose"):
                 note = (f"{why['paired_choose']} {settings.n_way}-way choose episode(s) drawn lacked samples whose "
                         f"record has one class and lacks another of the episode (paired_choose): a bigger build "
@@ -847,9 +853,7 @@ def run_fewshot(model, processor, data_dir: str | Path, out: str | Path, setting
                 fitted = support_readout(model, collator, ep, train_ds, settings, batch_size)
                 rows = alone_rows(ep, train_ds, test_ds, settings.leads)
                 ll = loglik_batch(model, collator, rows, batch_size)
-                states = answer_states(model, collator, rows, batch_size) if settings.readout else None  # fmt: skip
-                cands = (candidate_states(model, collator, rows, batch_size)
-                         if settings.candidate_readout else None)  # fmt: skip
+                states, cands = readout_states(model, collator, rows, settings, batch_size)
                 ll = [v + b for v, b in zip(ll, bias_shift(qtype, rows, fitted, states, cands), strict=True)]  # fmt: skip
             else:
                 rows = episode_rows(ep, train_ds, test_ds, settings.leads)
