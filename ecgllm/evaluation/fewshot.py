@@ -747,14 +747,15 @@ def support_readout(model, collator, ep: Episode, train_ds, settings: FewShotSet
     )
     states, cands = readout_states(model, collator, rows, settings, batch_size)
     per_id: dict[str, list[np.ndarray]] = defaultdict(list)
-    for r, c in zip(rows, cands or [], strict=False):  # per sample, its candidates' in row order
-        per_id[r["id"]].append(c)
+    if cands is not None:  # per sample, its candidates' states in its rows' order
+        for r, c in zip(rows, cands, strict=True):
+            per_id[r["id"]].append(c)
     return fit_answer_readout(
         [t[:3] for t in scored],
         settings.calibrate_l2,
         None if states is None else [states[t[3]] for t in scored],
         settings.readout_l2,
-        [np.stack(per_id[t[3]]) for t in scored] if settings.candidate_readout else None,
+        None if cands is None else [np.stack(per_id[t[3]]) for t in scored],
         settings.candidate_l2,
     )
 
